@@ -1,0 +1,289 @@
+"""The ``newsletter`` command line: the edge where settings are built and errors shown."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy import func, select
+
+from newsletter import __version__
+from newsletter.errors import NewsletterError
+from newsletter.models import Subscriber
+from newsletter.service import Service
+from newsletter.settings import Settings, load_settings
+from newsletter.sources import Problem
+from newsletter.subscribers import build_input, import_csv, split_list, upsert_subscriber
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class State:
+    """Per-invocation state: the settings are built lazily, once."""
+
+    def __init__(self, config: Path | None) -> None:
+        self.config = config
+        self._settings: Settings | None = None
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config)
+        return self._settings
+
+    def service(self, *, check_schema: bool = True) -> Service:
+        return Service.open(self.settings(), check_schema=check_schema)
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+def edition_option(func: F) -> F:
+    return click.option(
+        "--edition",
+        "edition",
+        type=click.DateTime(formats=["%Y-%m-%d"]),
+        default=None,
+        help="Edition date, YYYY-MM-DD (default: today, UTC).",
+    )(func)
+
+
+def _edition(value: datetime | None) -> date:
+    return value.date() if value else today_utc()
+
+
+def report_problems(problems: Sequence[Problem], *, limit: int = 50) -> None:
+    for problem in problems[:limit]:
+        click.echo(f"skipped {problem}", err=True)
+    if len(problems) > limit:
+        click.echo(f"... and {len(problems) - limit} more skipped", err=True)
+
+
+@click.group()
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A TOML file of settings (also NEWSLETTER_CONFIG).",
+)
+@click.version_option(__version__, prog_name="newsletter")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None) -> None:
+    """Personalised research-paper newsletter: ingest, plan, render and send."""
+    ctx.obj = State(config)
+
+
+@cli.group()
+def db() -> None:
+    """Create and migrate the database schema."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@pass_state
+def db_upgrade(state: State, revision: str) -> None:
+    """Migrate the database up to REVISION (default: the newest)."""
+    from newsletter.migrations import current_revision, upgrade
+
+    service = state.service(check_schema=False)
+    try:
+        upgrade(service.engine, revision)
+        service.sync_topics()
+        click.echo(f"database at revision {current_revision(service.engine)}")
+    finally:
+        service.close()
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@pass_state
+def db_downgrade(state: State, revision: str) -> None:
+    """Migrate the database down to REVISION ('base' removes every table)."""
+    from newsletter.migrations import current_revision, downgrade
+
+    service = state.service(check_schema=False)
+    try:
+        downgrade(service.engine, revision)
+        click.echo(f"database at revision {current_revision(service.engine) or 'base'}")
+    finally:
+        service.close()
+
+
+@db.command("current")
+@pass_state
+def db_current(state: State) -> None:
+    """Print the database's schema revision and the newest one."""
+    from newsletter.migrations import current_revision, head_revision
+
+    service = state.service(check_schema=False)
+    try:
+        click.echo(f"current: {current_revision(service.engine) or 'none'}")
+        click.echo(f"newest:  {head_revision()}")
+    finally:
+        service.close()
+
+
+@cli.command()
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@pass_state
+def ingest(state: State, files: tuple[Path, ...]) -> None:
+    """Ingest papers from JSON Lines FILES (arXiv daily listing format, .gz allowed)."""
+    service = state.service()
+    try:
+        for path in files:
+            summary = service.ingest(path, today=today_utc())
+            report_problems(summary.problems)
+            click.echo(f"{path}: {summary}")
+    finally:
+        service.close()
+
+
+@cli.group()
+def subscribers() -> None:
+    """Add, import and list subscribers."""
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--topic", "topics", multiple=True, help="A topic id from the catalogue (repeat).")
+@click.option("--keywords", default="", help='Free keywords, ";"-separated: "a; b".')
+@click.option("--name", default="", help="The subscriber's name.")
+@click.option("--timezone", default="UTC", show_default=True, help="IANA timezone name.")
+@click.option(
+    "--frequency", type=click.Choice(["daily", "weekly"]), default="daily", show_default=True
+)
+@pass_state
+def subscribers_add(
+    state: State,
+    email: str,
+    topics: tuple[str, ...],
+    keywords: str,
+    name: str,
+    timezone: str,
+    frequency: str,
+) -> None:
+    """Add (or update) an active subscriber."""
+    service = state.service()
+    try:
+        service.sync_topics()
+        data = build_input(
+            service.catalogue,
+            email=email,
+            name=name,
+            topics=topics,
+            keywords=split_list(keywords),
+            timezone=timezone,
+            frequency=frequency,
+        )
+        with service.sessions.begin() as session:
+            outcome = upsert_subscriber(session, data)
+        click.echo(f"{data.email}: {outcome}")
+    finally:
+        service.close()
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_state
+def subscribers_import(state: State, file: Path) -> None:
+    """Import subscribers from a CSV with a header row (email, name, topics, keywords, ...)."""
+    service = state.service()
+    try:
+        service.sync_topics()
+        with service.sessions.begin() as session:
+            summary = import_csv(session, file, service.catalogue)
+        report_problems(summary.problems)
+        click.echo(f"{file}: {summary}")
+    finally:
+        service.close()
+
+
+@subscribers.command("list")
+@pass_state
+def subscribers_list(state: State) -> None:
+    """List subscribers with their status and interests."""
+    service = state.service()
+    try:
+        with service.sessions() as session:
+            rows = session.scalars(select(Subscriber).order_by(Subscriber.email)).all()
+            for s in rows:
+                interests = "; ".join(i.topic_id or f'"{i.keywords}"' for i in s.interests)
+                click.echo(f"{s.email}\t{s.status.value}\t{s.frequency.value}\t{interests}")
+            total = session.scalar(select(func.count(Subscriber.id)))
+        click.echo(f"{total} subscribers", err=True)
+    finally:
+        service.close()
+
+
+@cli.command()
+@pass_state
+def topics(state: State) -> None:
+    """List the topic catalogue."""
+    from newsletter.catalogue import load_catalogue
+
+    for topic in load_catalogue(state.settings().topics_file).values():
+        click.echo(f"{topic.id}\t{topic.name}")
+
+
+@cli.command()
+@edition_option
+@pass_state
+def plan(state: State, edition: datetime | None) -> None:
+    """Rank new papers for every subscriber and write the edition's deliveries."""
+    service = state.service()
+    try:
+        summary = service.plan(_edition(edition))
+        click.echo(str(summary))
+    finally:
+        service.close()
+
+
+@cli.command()
+@edition_option
+@pass_state
+def send(state: State, edition: datetime | None) -> None:
+    """Send the edition's pending deliveries over SMTP."""
+    service = state.service()
+    try:
+        summary = service.send(_edition(edition))
+        for recipient, reply in summary.failures[:50]:
+            click.echo(f"failed {recipient}: {reply}", err=True)
+        click.echo(str(summary))
+        if summary.failed:
+            sys.exit(3)
+    finally:
+        service.close()
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-data"),
+    show_default=True,
+    help="Where the demo database, Maildir and preview go.",
+)
+def demo(directory: Path) -> None:
+    """Run a whole edition end to end: SQLite, real arXiv papers, a local SMTP Maildir."""
+    from newsletter.demo import run_demo
+
+    run_demo(directory, echo=click.echo)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: domain errors become one readable line and exit status 1."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="newsletter")
+    except NewsletterError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)

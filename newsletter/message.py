@@ -1,0 +1,58 @@
+"""MIME assembly of one issue: multipart/alternative (text, then HTML) and its headers.
+
+Every header value is collapsed to one line before it is set, so no subscriber or
+paper data can add a header or a MIME part; the ``email`` package then encodes
+non-ASCII (RFC 2047) and folds long lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+
+from newsletter.render import RenderedIssue
+
+
+def one_line(value: str) -> str:
+    """Collapse every kind of line break and whitespace run into single spaces."""
+    return " ".join(value.split())
+
+
+def message_id_for(*, delivery_id: int, edition: date, sender_address: str) -> str:
+    """A Message-ID derived from the delivery, so a resend is recognisable as the same issue."""
+    domain = sender_address.rpartition("@")[2] or "localhost"
+    return f"<issue-{edition:%Y%m%d}-{delivery_id}@{domain}>"
+
+
+@dataclass(frozen=True)
+class MessageHeaders:
+    sender: str  # 'Name <address>'
+    to_address: str
+    to_name: str
+    message_id: str
+    list_id: str
+    list_name: str
+    unsubscribe_url: str
+    date: datetime
+
+
+def build_message(rendered: RenderedIssue, headers: MessageHeaders) -> bytes:
+    """The message as bytes ready for SMTP (CRLF line ends)."""
+    message = EmailMessage(policy=policy.SMTP)
+    sender_name, sender_address = parseaddr(headers.sender)
+    message["From"] = Address(one_line(sender_name), addr_spec=sender_address)
+    message["To"] = Address(one_line(headers.to_name), addr_spec=headers.to_address)
+    message["Subject"] = one_line(rendered.subject)
+    message["Date"] = format_datetime(headers.date)
+    message["Message-ID"] = headers.message_id
+    message["List-Id"] = f"{one_line(headers.list_name)} <{headers.list_id}>"
+    # RFC 8058 one-click unsubscribe: an HTTPS URL that takes a POST.
+    message["List-Unsubscribe"] = f"<{headers.unsubscribe_url}>"
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.set_content(rendered.text, subtype="plain", charset="utf-8")
+    message.add_alternative(rendered.html, subtype="html", charset="utf-8")
+    return message.as_bytes()

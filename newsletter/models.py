@@ -1,0 +1,283 @@
+"""The data model (see ARCHITECTURE.md). Alembic migrations are made from it.
+
+Every timestamp is stored as UTC and read back timezone-aware, on SQLite too.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Dialect,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names so migrations can drop and alter them on both databases.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Now, as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always returned timezone-aware."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Stored as short strings (no native PostgreSQL enum) so adding a state later
+    # is a plain migration on both databases.
+    return Enum(
+        cls,
+        native_enum=False,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+class Frequency(enum.StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+class EditionStatus(enum.StrEnum):
+    PLANNED = "planned"
+    SENDING = "sending"
+    SENT = "sent"
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    SENT = "sent"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[SubscriberStatus] = mapped_column(
+        _enum(SubscriberStatus), default=SubscriberStatus.PENDING, index=True
+    )
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    send_hour: Mapped[int] = mapped_column(SmallInteger, default=7)
+    frequency: Mapped[Frequency] = mapped_column(_enum(Frequency), default=Frequency.DAILY)
+    max_papers: Mapped[int | None] = mapped_column(SmallInteger)
+    # Bumped to revoke every signed link issued before (tokens carry it).
+    token_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[datetime | None]
+
+    interests: Mapped[list[Interest]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan", order_by="Interest.id"
+    )
+
+    __table_args__ = (
+        CheckConstraint("send_hour >= 0 AND send_hour <= 23", name="send_hour_range"),
+        CheckConstraint("max_papers IS NULL OR max_papers >= 1", name="max_papers_positive"),
+    )
+
+
+class Topic(Base):
+    __tablename__ = "topics"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the arXiv code, e.g. cs.CL
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)  # the interest text of the topic
+
+
+class Interest(Base):
+    """One thing a subscriber wants: a catalogue topic, or free keywords."""
+
+    __tablename__ = "interests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    topic_id: Mapped[str | None] = mapped_column(
+        ForeignKey("topics.id", ondelete="CASCADE"), index=True
+    )
+    keywords: Mapped[str | None] = mapped_column(String(500))
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="interests")
+    topic: Mapped[Topic | None] = relationship()
+
+    __table_args__ = (
+        CheckConstraint("(topic_id IS NULL) <> (keywords IS NULL)", name="topic_xor_keywords"),
+    )
+
+
+class Paper(Base):
+    __tablename__ = "papers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), unique=True)  # arXiv id, no version
+    version: Mapped[int | None] = mapped_column(SmallInteger)
+    title: Mapped[str] = mapped_column(Text)
+    abstract: Mapped[str] = mapped_column(Text, default="")
+    authors: Mapped[list[str]] = mapped_column(JSON, default=list)
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # ACM / MSC classification codes that arrive mixed into arXiv's categories.
+    class_codes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    url: Mapped[str] = mapped_column(String(500))
+    pdf_url: Mapped[str | None] = mapped_column(String(500))
+    comment: Mapped[str | None] = mapped_column(Text)
+    # First listing date: what "new" means for an edition. A re-listing keeps it.
+    listed_on: Mapped[date] = mapped_column(Date, index=True)
+    # Listing date of the record whose content we hold (decides "newest wins").
+    content_listed_on: Mapped[date] = mapped_column(Date)
+    first_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Feedback(Base):
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
+    value: Mapped[int] = mapped_column(SmallInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "paper_id"),
+        CheckConstraint("value IN (-1, 1)", name="value_sign"),
+    )
+
+
+class Edition(Base):
+    __tablename__ = "editions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    date: Mapped[date] = mapped_column(Date, unique=True)
+    status: Mapped[EditionStatus] = mapped_column(
+        _enum(EditionStatus), default=EditionStatus.PLANNED
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Delivery(Base):
+    """One subscriber's issue of one edition: the outbox row the senders work through."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus), default=DeliveryStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None]
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    last_smtp_code: Mapped[int | None] = mapped_column(SmallInteger)
+    last_smtp_reply: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+    edition: Mapped[Edition] = relationship()
+    subscriber: Mapped[Subscriber] = relationship()
+    items: Mapped[list[DeliveryItem]] = relationship(
+        back_populates="delivery", cascade="all, delete-orphan", order_by="DeliveryItem.rank"
+    )
+
+    __table_args__ = (
+        UniqueConstraint("edition_id", "subscriber_id"),
+        Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+
+class DeliveryItem(Base):
+    """A paper picked for a delivery, with its rank, score and why it was picked.
+
+    Rows rather than a JSON list so that "never send a paper twice" is an
+    indexed anti-join, not a scan of every past issue.
+    """
+
+    __tablename__ = "delivery_items"
+
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), primary_key=True
+    )
+    rank: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
+    score: Mapped[float] = mapped_column(Float)
+    terms: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    delivery: Mapped[Delivery] = relationship(back_populates="items")
+    paper: Mapped[Paper] = relationship()
+
+
+class Suppression(Base):
+    """An address that must never be mailed again (hard bounce, complaint, operator)."""
+
+    __tablename__ = "suppressions"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

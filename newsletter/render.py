@@ -1,0 +1,131 @@
+"""Render issues from templates: MJML compiled once, then Jinja per subscriber.
+
+Each MJML template is compiled to HTML once per template version (keyed by file
+modification time) and the HTML, which still holds its Jinja placeholders, becomes
+an autoescaping Jinja template. Rendering is pure: plain data in, strings out.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from mjml import mjml2html
+
+from newsletter.errors import TemplateError
+from newsletter.resources import resource_path
+
+
+@dataclass(frozen=True)
+class PaperView:
+    title: str
+    url: str
+    authors: str
+    categories: str
+    abstract: str
+    terms: str
+    score: float
+
+
+@dataclass(frozen=True)
+class IssueView:
+    email: str
+    list_name: str
+    edition_label: str
+    heading: str
+    interests_line: str
+    preheader: str
+    papers: tuple[PaperView, ...]
+    manage_url: str
+    unsubscribe_url: str
+    view_url: str
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    subject: str
+    html: str
+    text: str
+
+
+def shorten_authors(authors: list[str], *, keep: int = 3) -> str:
+    """'A, B, C et al.' beyond ``keep`` names; all of them otherwise."""
+    if len(authors) <= keep:
+        return ", ".join(authors)
+    return ", ".join(authors[:keep]) + " et al."
+
+
+def trim_text(text: str, *, limit: int = 420) -> str:
+    """Cut at a word boundary before ``limit`` characters, marking the cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(",;:.")
+    return cut + " …"
+
+
+class Renderer:
+    """Loads, compiles and caches the email templates of one templates directory."""
+
+    def __init__(self, templates_dir: Path | None = None) -> None:
+        self._dir = templates_dir or resource_path("templates") / "email"
+        self._html_env = jinja2.Environment(
+            autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=False
+        )
+        self._text_env = jinja2.Environment(
+            autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+        )
+        self._cache: dict[tuple[str, float], jinja2.Template] = {}
+        self._lock = threading.Lock()
+
+    def _path(self, name: str) -> Path:
+        path = self._dir / name
+        if not path.is_file():
+            raise TemplateError(f"template {path} does not exist")
+        return path
+
+    def _compile(self, name: str, *, mjml: bool) -> jinja2.Template:
+        path = self._path(name)
+        key = (name, path.stat().st_mtime)
+        template = self._cache.get(key)
+        if template is not None:
+            return template
+        with self._lock:
+            source = path.read_text(encoding="utf-8")
+            try:
+                if mjml:
+                    source = mjml2html(source)
+                env = self._html_env if mjml else self._text_env
+                template = env.from_string(source)
+            except ValueError as exc:  # mjml-python reports parse errors as ValueError
+                raise TemplateError(f"template {path} does not compile: {exc}") from None
+            except jinja2.TemplateSyntaxError as exc:
+                raise TemplateError(
+                    f"template {path} does not compile: {exc.message} (line {exc.lineno})"
+                ) from None
+            self._cache[key] = template
+            return template
+
+    def check(self, base: str = "issue") -> None:
+        """Compile every part of a message template now (fail before sending anything)."""
+        self._compile(f"{base}.mjml", mjml=True)
+        self._compile(f"{base}.txt", mjml=False)
+        self._compile(f"{base}.subject.txt", mjml=False)
+
+    def _fill(self, template: jinja2.Template, name: str, context: dict[str, Any]) -> str:
+        try:
+            return template.render(context)
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"template {self._dir / name} failed to render: {exc}") from None
+
+    def render_issue(self, view: IssueView) -> RenderedIssue:
+        """Subject, HTML and text of one subscriber's issue."""
+        context = asdict(view)
+        subject_name = "issue.subject.txt"
+        subject = self._fill(self._compile(subject_name, mjml=False), subject_name, context)
+        context["subject"] = " ".join(subject.split())
+        html = self._fill(self._compile("issue.mjml", mjml=True), "issue.mjml", context)
+        text = self._fill(self._compile("issue.txt", mjml=False), "issue.txt", context)
+        return RenderedIssue(subject=context["subject"], html=html, text=text)

@@ -1,0 +1,73 @@
+"""The service's long-lived parts, built once at the edge from one ``Settings``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from newsletter.catalogue import CatalogueTopic, load_catalogue, sync_topics
+from newsletter.db import SessionFactory, make_engine, make_session_factory
+from newsletter.delivery import SendSummary, send_edition
+from newsletter.editions import PlanOptions, PlanSummary, plan_edition
+from newsletter.ingest import IngestSummary, ingest_file
+from newsletter.migrations import require_current
+from newsletter.render import Renderer
+from newsletter.settings import Settings
+
+
+@dataclass
+class Service:
+    """Settings, database and catalogue, with the operations the CLI and demo share."""
+
+    settings: Settings
+    engine: Engine
+    sessions: SessionFactory
+    renderer: Renderer = field(default_factory=Renderer)
+    _catalogue: dict[str, CatalogueTopic] | None = None
+
+    @classmethod
+    def open(cls, settings: Settings, *, check_schema: bool = True) -> Service:
+        """Connect (and, unless told not to, insist on a migrated schema)."""
+        engine = make_engine(settings.database_url)
+        if check_schema:
+            try:
+                require_current(engine)
+            except BaseException:
+                engine.dispose()
+                raise
+        return cls(settings=settings, engine=engine, sessions=make_session_factory(engine))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def catalogue(self) -> dict[str, CatalogueTopic]:
+        if self._catalogue is None:
+            self._catalogue = load_catalogue(self.settings.topics_file)
+        return self._catalogue
+
+    def sync_topics(self) -> None:
+        """Mirror the catalogue into the database (interests refer to topic rows)."""
+        with self.sessions.begin() as session:
+            sync_topics(session, self.catalogue)
+
+    def ingest(self, path: Path, *, today: date) -> IngestSummary:
+        """Ingest one file in one transaction."""
+        with self.sessions.begin() as session:
+            return ingest_file(session, path, today=today)
+
+    def plan(self, day: date) -> PlanSummary:
+        options = PlanOptions(
+            max_papers=self.settings.max_papers,
+            min_score=self.settings.min_score,
+            corpus_limit=self.settings.corpus_limit,
+        )
+        self.sync_topics()
+        with self.sessions.begin() as session:
+            return plan_edition(session, day, options=options)
+
+    def send(self, day: date) -> SendSummary:
+        return send_edition(self.sessions, day, settings=self.settings, renderer=self.renderer)

@@ -1,0 +1,200 @@
+"""One validated ``Settings`` object, built once at the edge and passed in.
+
+Sources, lowest priority first: the shipped ``config/newsletter.toml`` (documented
+defaults), an optional user TOML (``--config PATH`` or ``NEWSLETTER_CONFIG``),
+then ``NEWSLETTER_*`` environment variables. The environment variable names are a
+contract other tools rely on; see config/newsletter.toml for every setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from contextvars import ContextVar
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from newsletter.errors import ConfigError
+from newsletter.resources import resource_path
+
+ENV_PREFIX = "NEWSLETTER_"
+CONFIG_ENV = "NEWSLETTER_CONFIG"
+DEMO_SECRET = "demo-only-secret-never-use-in-production"  # noqa: S105 - refused outside demo
+_PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "please-change", DEMO_SECRET}
+_MIN_SECRET_LENGTH = 32
+
+# The TOML files of the settings being built; a ContextVar rather than a class
+# attribute so that building settings never leaks state between callers.
+_toml_files: ContextVar[tuple[Path, ...]] = ContextVar("_toml_files", default=())
+
+
+class Settings(BaseSettings):
+    """Every setting of the service, validated."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    database_url: str = "sqlite:///newsletter.db"
+
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    smtp_connections: int = Field(default=4, ge=1, le=64)
+
+    sender: str = Field(
+        default="Paper Newsletter <newsletter@example.org>",
+        validation_alias=AliasChoices("NEWSLETTER_FROM", "from_address"),
+    )
+    public_url: str = "http://localhost:8000"
+    secret_key: SecretStr = SecretStr("")
+    list_id: str = ""
+
+    topics_file: Path | None = None
+    max_papers: int = Field(default=10, ge=1, le=100)
+    min_score: float = Field(default=0.02, ge=0.0, lt=1.0)
+    corpus_limit: int = Field(default=50_000, ge=10)
+    send_batch_size: int = Field(default=200, ge=1, le=10_000)
+    lease_seconds: int = Field(default=600, ge=10)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("must be a SQLAlchemy URL such as sqlite:///newsletter.db")
+        scheme = value.split("://", 1)[0]
+        if scheme == "postgresql" or scheme == "postgres":
+            # psycopg 3 is the driver we ship; the bare scheme would pick psycopg2.
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+            raise ValueError("only sqlite:// and postgresql:// URLs are supported")
+        return value
+
+    @field_validator("sender")
+    @classmethod
+    def _check_sender(cls, value: str) -> str:
+        _, address = parseaddr(value)
+        if not address:
+            raise ValueError("must be an address, optionally with a name: 'Name <a@b.org>'")
+        try:
+            validate_email(address, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise ValueError(f"{address!r} is not a valid address: {exc}") from exc
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL such as https://papers.example.org")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or fragment")
+        return value.rstrip("/")
+
+    @property
+    def sender_address(self) -> str:
+        """The bare address of ``sender`` (the SMTP envelope sender)."""
+        return parseaddr(self.sender)[1]
+
+    @property
+    def effective_list_id(self) -> str:
+        """``list_id`` or one derived from the public URL's host (RFC 2919)."""
+        if self.list_id:
+            return self.list_id
+        host = urlsplit(self.public_url).hostname or "localhost"
+        return f"papers.{host}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Priority: explicit overrides, then environment, then the TOML files."""
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=list(_toml_files.get()))
+        return (init_settings, env_settings, toml)
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    field = str(loc[0]) if loc else "?"
+    if field in {"sender", "from_address", "NEWSLETTER_FROM"}:
+        return "from_address (NEWSLETTER_FROM)"
+    field = field.removeprefix(ENV_PREFIX.lower()).removeprefix(ENV_PREFIX)
+    return f"{field} ({ENV_PREFIX}{field.upper()})"
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Turn pydantic's report into lines that name each offending setting."""
+    lines = []
+    for error in exc.errors():
+        name = _setting_name(tuple(error["loc"]))
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting (check the spelling against config/newsletter.toml)"
+        lines.append(f"invalid setting {name}: {message}")
+    return "\n".join(lines)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    allow_placeholder_secret: bool = False,
+) -> Settings:
+    """Build and validate the settings; raise ``ConfigError`` naming the bad setting."""
+    files = [resource_path("config") / "newsletter.toml"]
+    user_file = config_file or (
+        Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None
+    )
+    if user_file is not None:
+        if not user_file.is_file():
+            raise ConfigError(f"config file {user_file} does not exist")
+        files.append(user_file)
+    token = _toml_files.set(tuple(files))
+    try:
+        settings = Settings(**dict(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+    except ValueError as exc:  # a TOML syntax error surfaces as a ValueError subclass
+        raise ConfigError(f"cannot read the configuration: {exc}") from None
+    finally:
+        _toml_files.reset(token)
+    if not allow_placeholder_secret:
+        check_secret(settings)
+    return settings
+
+
+def check_secret(settings: Settings) -> None:
+    """Refuse an unset, placeholder or short secret key (it signs every link in every issue)."""
+    secret = settings.secret_key.get_secret_value()
+    if secret in _PLACEHOLDER_SECRETS:
+        raise ConfigError(
+            "invalid setting secret_key (NEWSLETTER_SECRET_KEY): not set or a placeholder; "
+            'generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+        )
+    if len(secret) < _MIN_SECRET_LENGTH:
+        raise ConfigError(
+            f"invalid setting secret_key (NEWSLETTER_SECRET_KEY): must be at least "
+            f"{_MIN_SECRET_LENGTH} characters"
+        )

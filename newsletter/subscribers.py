@@ -1,0 +1,207 @@
+"""Add and import subscribers: validated, normalised, idempotent."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from newsletter.catalogue import CatalogueTopic, resolve_topic
+from newsletter.errors import InvalidAddress, NewsletterError
+from newsletter.models import Frequency, Interest, Subscriber, SubscriberStatus, Suppression, utcnow
+from newsletter.sources import Problem, normalise_space
+
+CSV_COLUMNS = ("email", "name", "topics", "keywords", "timezone", "frequency")
+Outcome = Literal["created", "updated", "unchanged"]
+
+
+class InvalidSubscriber(NewsletterError):
+    """A subscriber's data is invalid; the message says which field and why."""
+
+
+def normalise_email(raw: str) -> str:
+    """Validate the syntax of an address and return its canonical, lower-case form."""
+    candidate = raw.strip()
+    try:
+        result = validate_email(candidate, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidAddress(f"invalid address {candidate!r}: {exc}") from None
+    # Treated case-insensitively in practice; one canonical form keeps it unique.
+    return result.normalized.lower()
+
+
+def split_list(raw: str | None) -> tuple[str, ...]:
+    """Split a ``;``-separated field, dropping blanks and repeats, keeping order."""
+    if not raw:
+        return ()
+    items = (normalise_space(part) for part in raw.split(";"))
+    return tuple(dict.fromkeys(item for item in items if item))
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidSubscriber(
+            f"unknown timezone {name!r} (use an IANA name such as Europe/Berlin)"
+        ) from None
+    return name
+
+
+def check_frequency(raw: str) -> Frequency:
+    try:
+        return Frequency(raw.strip().lower())
+    except ValueError:
+        raise InvalidSubscriber(f"frequency must be 'daily' or 'weekly', not {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class SubscriberInput:
+    email: str
+    name: str = ""
+    topics: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    timezone: str = "UTC"
+    frequency: Frequency = Frequency.DAILY
+
+
+def build_input(
+    catalogue: dict[str, CatalogueTopic],
+    *,
+    email: str,
+    name: str = "",
+    topics: Sequence[str] = (),
+    keywords: Sequence[str] = (),
+    timezone: str = "UTC",
+    frequency: str = "daily",
+) -> SubscriberInput:
+    """Validate raw fields into a ``SubscriberInput`` (raises a ``NewsletterError``)."""
+    resolved = tuple(dict.fromkeys(resolve_topic(catalogue, t).id for t in topics))
+    kept_keywords = tuple(dict.fromkeys(k for k in (normalise_space(k) for k in keywords) if k))
+    if not resolved and not kept_keywords:
+        raise InvalidSubscriber("give at least one topic or keyword")
+    too_long = [k for k in kept_keywords if len(k) > 200]
+    if too_long:
+        raise InvalidSubscriber(f"keyword too long (max 200 characters): {too_long[0][:40]!r}...")
+    return SubscriberInput(
+        email=normalise_email(email),
+        name=normalise_space(name)[:200],
+        topics=resolved,
+        keywords=kept_keywords,
+        timezone=check_timezone(timezone.strip() or "UTC"),
+        frequency=check_frequency(frequency or "daily"),
+    )
+
+
+def _interest_key(interest: Interest) -> tuple[str, str, float]:
+    if interest.topic_id is not None:
+        return ("topic", interest.topic_id, interest.weight)
+    return ("keywords", interest.keywords or "", interest.weight)
+
+
+def upsert_subscriber(session: Session, data: SubscriberInput) -> Outcome:
+    """Create the subscriber (active: an operator vouches for consent) or update their choices.
+
+    An existing subscriber's status is never changed here: an import must not
+    re-subscribe someone who unsubscribed or bounced.
+    """
+    if session.get(Suppression, data.email) is not None:
+        raise InvalidSubscriber(f"{data.email} is on the suppression list")
+    subscriber = session.scalars(
+        select(Subscriber)
+        .where(Subscriber.email == data.email)
+        .options(selectinload(Subscriber.interests))
+    ).one_or_none()
+    wanted = [Interest(topic_id=t, weight=1.0) for t in data.topics] + [
+        Interest(keywords=k, weight=1.0) for k in data.keywords
+    ]
+    if subscriber is None:
+        session.add(
+            Subscriber(
+                email=data.email,
+                name=data.name,
+                status=SubscriberStatus.ACTIVE,
+                timezone=data.timezone,
+                frequency=data.frequency,
+                confirmed_at=utcnow(),
+                interests=wanted,
+            )
+        )
+        session.flush()
+        return "created"
+    changed = False
+    for attribute in ("name", "timezone", "frequency"):
+        if getattr(subscriber, attribute) != getattr(data, attribute):
+            setattr(subscriber, attribute, getattr(data, attribute))
+            changed = True
+    if sorted(map(_interest_key, subscriber.interests)) != sorted(map(_interest_key, wanted)):
+        subscriber.interests = wanted
+        changed = True
+    session.flush()
+    return "updated" if changed else "unchanged"
+
+
+@dataclass
+class ImportSummary:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{len(self.problems)} skipped"
+        )
+
+
+def import_csv(session: Session, path: Path, catalogue: dict[str, CatalogueTopic]) -> ImportSummary:
+    """Import a CSV with a header row; bad rows are reported by line and skipped.
+
+    Each row runs in a savepoint, so a row that fails half-way leaves nothing behind.
+    """
+    summary = ImportSummary()
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = [h.strip().lower() for h in (reader.fieldnames or [])]
+            if "email" not in header:
+                raise InvalidSubscriber(f"{path}: the header row must have an 'email' column")
+            unknown = [h for h in header if h not in CSV_COLUMNS]
+            if unknown:
+                summary.problems.append(
+                    Problem(f"{path}:1", f"ignored unknown columns: {', '.join(unknown)}")
+                )
+            reader.fieldnames = header
+            seen: set[str] = set()
+            for row in reader:
+                location = f"{path}:{reader.line_num}"
+                try:
+                    data = build_input(
+                        catalogue,
+                        email=row.get("email") or "",
+                        name=row.get("name") or "",
+                        topics=split_list(row.get("topics")),
+                        keywords=split_list(row.get("keywords")),
+                        timezone=row.get("timezone") or "UTC",
+                        frequency=row.get("frequency") or "daily",
+                    )
+                    if data.email in seen:
+                        raise InvalidSubscriber(f"{data.email} appears twice in this file")
+                    seen.add(data.email)
+                    with session.begin_nested():
+                        outcome = upsert_subscriber(session, data)
+                except NewsletterError as exc:
+                    summary.problems.append(Problem(location, str(exc)))
+                    continue
+                setattr(summary, outcome, getattr(summary, outcome) + 1)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InvalidSubscriber(f"cannot read {path}: {exc}") from None
+    return summary

@@ -1,0 +1,82 @@
+"""Signed, scoped tokens for the links in every issue (no passwords anywhere).
+
+A token carries the subscriber id and their ``token_version`` (bump it to revoke
+every older link) and is signed with a salt per purpose, so a token made for one
+purpose is worthless for another. Unsubscribe and manage links do not expire (a
+reader may unsubscribe from a year-old issue); confirmation links do.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import timedelta
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from newsletter.errors import NewsletterError
+
+
+class Purpose(enum.StrEnum):
+    CONFIRM = "confirm"
+    MANAGE = "manage"
+    UNSUBSCRIBE = "unsubscribe"
+    FEEDBACK = "feedback"
+    VIEW = "view"
+
+
+MAX_AGE: dict[Purpose, timedelta | None] = {
+    Purpose.CONFIRM: timedelta(days=7),
+    Purpose.MANAGE: None,
+    Purpose.UNSUBSCRIBE: None,
+    Purpose.FEEDBACK: timedelta(days=180),
+    Purpose.VIEW: None,
+}
+
+
+class InvalidToken(NewsletterError):
+    """A token is tampered with, expired, or made for another purpose."""
+
+
+@dataclass(frozen=True)
+class TokenData:
+    subscriber_id: int
+    version: int
+    subject: int | None = None  # a delivery id (view, feedback), when the purpose needs one
+
+
+class Tokens:
+    """Makes and reads tokens with one secret key."""
+
+    def __init__(self, secret_key: str) -> None:
+        self._secret = secret_key
+
+    def _serializer(self, purpose: Purpose) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(self._secret, salt=f"newsletter.{purpose.value}")
+
+    def make(self, purpose: Purpose, data: TokenData) -> str:
+        """A URL-safe signed token for ``purpose``."""
+        payload = [data.subscriber_id, data.version]
+        if data.subject is not None:
+            payload.append(data.subject)
+        token = self._serializer(purpose).dumps(payload)
+        return token if isinstance(token, str) else token.decode()
+
+    def read(self, purpose: Purpose, token: str) -> TokenData:
+        """Verify and decode; raise ``InvalidToken`` with a reason safe to show."""
+        max_age = MAX_AGE[purpose]
+        try:
+            payload = self._serializer(purpose).loads(
+                token, max_age=int(max_age.total_seconds()) if max_age else None
+            )
+        except SignatureExpired:
+            raise InvalidToken("this link has expired") from None
+        except BadSignature:
+            raise InvalidToken("this link is not valid") from None
+        if (
+            not isinstance(payload, list)
+            or len(payload) not in (2, 3)
+            or not all(isinstance(v, int) for v in payload)
+        ):
+            raise InvalidToken("this link is not valid")
+        return TokenData(payload[0], payload[1], payload[2] if len(payload) == 3 else None)
