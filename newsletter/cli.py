@@ -202,6 +202,8 @@ def subscribers_import(state: State, file: Path) -> None:
         with service.sessions.begin() as session:
             summary = import_csv(session, file, service.catalogue)
         report_problems(summary.problems)
+        if summary.ignored_columns:
+            click.echo(f"ignored columns: {', '.join(summary.ignored_columns)}", err=True)
         click.echo(f"{file}: {summary}")
     finally:
         service.close()

@@ -28,7 +28,7 @@ from newsletter.models import (
     Suppression,
     Topic,
 )
-from recommender import Document, build_profiles, explain, fit_model, rank
+from recommender import Document, build_profiles, explain, fit_transform, rank
 
 WINDOW_DAYS = {Frequency.DAILY: 1, Frequency.WEEKLY: 7}
 # Deliveries in these states hold papers that are (or will be) in someone's inbox.
@@ -134,15 +134,18 @@ def plan_edition(session: Session, day: date, *, options: PlanOptions) -> PlanSu
         summary.nothing_new = len(subscribers)
         return summary
 
-    corpus = list(
-        session.scalars(
-            select(Paper)
-            .order_by(Paper.listed_on.desc(), Paper.id.desc())
-            .limit(options.corpus_limit)
-        )
-    )
-    model = fit_model([Document(p.title, p.abstract) for p in corpus])
-    paper_vectors = model.transform_documents([Document(p.title, p.abstract) for p in papers])
+    # The model is fitted on the candidates plus the newest older papers (never on
+    # papers listed after the edition, so replanning a past edition gives the same
+    # result); the candidates are the first rows of the fitted corpus.
+    older = session.scalars(
+        select(Paper)
+        .where(Paper.listed_on < earliest)
+        .order_by(Paper.listed_on.desc(), Paper.id.desc())
+        .limit(max(options.corpus_limit - len(papers), 0))
+    ).all()
+    corpus = [Document(p.title, p.abstract) for p in [*papers, *older]]
+    model, corpus_vectors = fit_transform(corpus)
+    paper_vectors = corpus_vectors[: len(papers)]
 
     topics = {t.id: t for t in session.scalars(select(Topic))}
     text_index: dict[str, int] = {}

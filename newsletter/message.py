@@ -50,9 +50,25 @@ def build_message(rendered: RenderedIssue, headers: MessageHeaders) -> bytes:
     message["Date"] = format_datetime(headers.date)
     message["Message-ID"] = headers.message_id
     message["List-Id"] = f"{one_line(headers.list_name)} <{headers.list_id}>"
-    # RFC 8058 one-click unsubscribe: an HTTPS URL that takes a POST.
-    message["List-Unsubscribe"] = f"<{headers.unsubscribe_url}>"
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(rendered.text, subtype="plain", charset="utf-8")
     message.add_alternative(rendered.html, subtype="html", charset="utf-8")
-    return message.as_bytes()
+    # RFC 8058 one-click unsubscribe. The URL is one long unbreakable token, which the
+    # email package would wrongly turn into RFC 2047 encoded words when folding, so
+    # these two headers are written as raw bytes ahead of the generated ones.
+    url = _header_url(headers.unsubscribe_url)
+    raw = (
+        f"List-Unsubscribe: <{url}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+    ).encode("ascii")
+    return raw + message.as_bytes()
+
+
+_MAX_HEADER_LINE = 998 - len("List-Unsubscribe: <>")
+
+
+def _header_url(url: str) -> str:
+    """Check that a URL can stand unencoded on one header line."""
+    if not url.isascii() or any(c.isspace() or ord(c) < 32 for c in url):
+        raise ValueError(f"URL not safe in a header: {url!r}")
+    if len(url) > _MAX_HEADER_LINE:
+        raise ValueError(f"URL too long for a header line ({len(url)} characters)")
+    return url

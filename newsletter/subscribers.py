@@ -154,6 +154,7 @@ class ImportSummary:
     updated: int = 0
     unchanged: int = 0
     problems: list[Problem] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (
@@ -174,11 +175,7 @@ def import_csv(session: Session, path: Path, catalogue: dict[str, CatalogueTopic
             header = [h.strip().lower() for h in (reader.fieldnames or [])]
             if "email" not in header:
                 raise InvalidSubscriber(f"{path}: the header row must have an 'email' column")
-            unknown = [h for h in header if h not in CSV_COLUMNS]
-            if unknown:
-                summary.problems.append(
-                    Problem(f"{path}:1", f"ignored unknown columns: {', '.join(unknown)}")
-                )
+            summary.ignored_columns = [h for h in header if h not in CSV_COLUMNS]
             reader.fieldnames = header
             seen: set[str] = set()
             for row in reader:

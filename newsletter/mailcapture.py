@@ -1,0 +1,331 @@
+"""Local SMTP servers that capture mail instead of delivering it.
+
+``MaildirServer`` backs the demo: every message lands in a Maildir that any mail
+client (or ``mailbox.Maildir``) can read.  ``FaultyServer`` backs the tests of the
+delivery code: it keeps messages in memory and can be told to reject recipients,
+reject DATA or drop the connection, so failure handling is tested against a real
+SMTP conversation instead of mocks.
+
+Both run an aiosmtpd ``Controller`` in a background thread, bound to 127.0.0.1 on a
+port the kernel picks, and are context managers that stop the thread on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+import os
+import ssl
+import threading
+import weakref
+from collections.abc import Collection, Mapping
+from types import TracebackType
+from typing import Any, Literal, NamedTuple, Self
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+
+__all__ = ["CapturedMessage", "FaultyServer", "MaildirServer"]
+
+ServerTls = Literal["none", "starttls", "tls"]
+
+_HOST = "127.0.0.1"
+# Generous: the controller thread has to start an event loop and answer a probe.
+_READY_TIMEOUT = 10.0
+_AUTH_REQUIRED = "530 5.7.0 Authentication required"
+
+
+class CapturedMessage(NamedTuple):
+    """One message accepted by a ``FaultyServer``: envelope plus raw DATA bytes."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+
+class _FreePortController(Controller):
+    """A ``Controller`` on a kernel-chosen port that hangs up on clients when stopped."""
+
+    def __init__(self, handler: object, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._protocols: weakref.WeakSet[SMTPServer] = weakref.WeakSet()
+
+    def factory(self) -> SMTPServer:
+        protocol = super().factory()  # type: ignore[no-untyped-call]
+        self._protocols.add(protocol)
+        return protocol  # type: ignore[no-any-return]
+
+    def _trigger_server(self) -> None:
+        # Binding port 0 avoids the race of probing for a free port and binding it
+        # later; the probe connection in the base class needs the real port.
+        if isinstance(self.server, asyncio.Server):
+            self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()  # type: ignore[no-untyped-call]
+
+    def stop(self, no_assert: bool = False) -> None:
+        # The base class only cancels tasks, which leaves the sockets of clients
+        # still connected to be garbage-collected unclosed (a ResourceWarning).
+        if self.loop.is_running():
+            hangup = asyncio.run_coroutine_threadsafe(self._abort_connections(), self.loop)
+            hangup.result(timeout=_READY_TIMEOUT)
+        super().stop(no_assert)
+
+    async def _abort_connections(self) -> None:
+        for protocol in list(self._protocols):
+            if isinstance(protocol.transport, asyncio.Transport):
+                protocol.transport.abort()
+        # abort() closes the socket in a callback; give the loop a turn to run it.
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+
+class _BaseServer:
+    """Lifecycle shared by the capture servers: start on enter, stop on exit."""
+
+    def __init__(
+        self,
+        *,
+        tls: ServerTls = "none",
+        ssl_context: ssl.SSLContext | None = None,
+        credentials: Mapping[str, str] | None = None,
+    ) -> None:
+        if tls != "none" and ssl_context is None:
+            raise ValueError(f"tls={tls!r} needs a server ssl_context")
+        self._tls: ServerTls = tls
+        self._ssl_context = ssl_context
+        self._credentials = dict(credentials) if credentials is not None else None
+        self._controller: _FreePortController | None = None
+        self._lock = threading.Lock()
+        self._received = 0
+        self.host = _HOST
+        self.port = 0
+
+    @property
+    def received(self) -> int:
+        """Number of messages accepted so far (read from any thread)."""
+        with self._lock:
+            return self._received
+
+    def start(self) -> None:
+        """Start the server thread; ``host`` and ``port`` are valid afterwards."""
+        if self._controller is not None:
+            raise RuntimeError("server already running")
+        smtp_kwargs: dict[str, Any] = {}
+        if self._tls == "starttls":
+            smtp_kwargs.update(tls_context=self._ssl_context, require_starttls=True)
+        if self._credentials is not None:
+            # Without TLS, AUTH is only offered when auth_require_tls is off;
+            # handle_MAIL enforces the login instead of auth_required, which
+            # would make aiosmtpd warn about plaintext AUTH.
+            smtp_kwargs.update(authenticator=self._authenticate, auth_require_tls=False)
+        controller = _FreePortController(
+            self,
+            hostname=_HOST,
+            port=0,
+            ready_timeout=_READY_TIMEOUT,
+            ssl_context=self._ssl_context if self._tls == "tls" else None,
+            server_hostname="localhost",
+            **smtp_kwargs,
+        )
+        try:
+            controller.start()
+        except BaseException:
+            controller.stop(no_assert=True)
+            if not controller.loop.is_closed():
+                controller.loop.close()
+            raise
+        self._controller = controller
+        self.port = controller.port
+
+    def stop(self) -> None:
+        """Stop the server thread and close the listening socket."""
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            controller.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _authenticate(
+        self,
+        _server: SMTPServer,
+        _session: Session,
+        _envelope: Envelope,
+        _mechanism: str,
+        auth_data: object,
+    ) -> AuthResult:
+        """Accept a login whose user name and password match ``credentials``."""
+        if self._credentials is None or not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        user = auth_data.login.decode("utf-8", errors="replace")
+        password = auth_data.password.decode("utf-8", errors="replace")
+        return AuthResult(success=self._credentials.get(user) == password, handled=False)
+
+    async def handle_MAIL(
+        self,
+        _server: SMTPServer,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        """Accept the sender unless a login is required and missing."""
+        if self._login_missing(session):
+            return _AUTH_REQUIRED
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    def _login_missing(self, session: Session) -> bool:
+        return self._credentials is not None and not session.authenticated
+
+
+class MaildirServer(_BaseServer):
+    """SMTP server on 127.0.0.1 that files every message into a Maildir."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        tls: ServerTls = "none",
+        ssl_context: ssl.SSLContext | None = None,
+        credentials: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(tls=tls, ssl_context=ssl_context, credentials=credentials)
+        self.path = os.fspath(path)
+        self._maildir = mailbox.Maildir(self.path, create=True)
+
+    async def handle_DATA(self, _server: SMTPServer, _session: Session, envelope: Envelope) -> str:
+        """Store the message with its envelope as headers, so the demo can show who got what."""
+        content = envelope.original_content or b""
+        envelope_headers = (
+            f"Return-Path: <{envelope.mail_from or ''}>\r\n"
+            f"X-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
+        ).encode()
+        # Maildir files conventionally use bare LF line endings.
+        stored = (envelope_headers + content).replace(b"\r\n", b"\n")
+        with self._lock:
+            self._maildir.add(stored)
+            self._received += 1
+        return "250 OK"
+
+
+class FaultyServer(_BaseServer):
+    """In-memory SMTP server that injects configured faults, for delivery tests.
+
+    ``mail_replies`` / ``rcpt_replies`` map a sender / recipient address to the full
+    reply line sent instead of accepting it (``"550 5.1.1 no such user"``).
+    ``data_replies`` maps a recipient to the reply given at the end of DATA when
+    the message is addressed to it; the message is then not stored.
+    ``drop_on_data`` holds 1-based counts of DATA commands (over the whole server
+    lifetime) at which the connection is closed without any reply.
+    Accepted messages are in ``messages``; ``sessions`` counts the distinct client
+    connections that issued MAIL.
+    """
+
+    def __init__(
+        self,
+        *,
+        mail_replies: Mapping[str, str] | None = None,
+        rcpt_replies: Mapping[str, str] | None = None,
+        data_replies: Mapping[str, str] | None = None,
+        drop_on_data: Collection[int] = (),
+        tls: ServerTls = "none",
+        ssl_context: ssl.SSLContext | None = None,
+        credentials: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(tls=tls, ssl_context=ssl_context, credentials=credentials)
+        self.mail_replies = dict(mail_replies or {})
+        self.rcpt_replies = dict(rcpt_replies or {})
+        self.data_replies = dict(data_replies or {})
+        self.drop_on_data = frozenset(drop_on_data)
+        self._messages: list[CapturedMessage] = []
+        self._data_commands = 0
+        self._peers: set[object] = set()
+
+    @property
+    def messages(self) -> list[CapturedMessage]:
+        """Copy of the messages accepted so far, in arrival order."""
+        with self._lock:
+            return list(self._messages)
+
+    @property
+    def data_commands(self) -> int:
+        """Number of DATA transfers completed by clients, including rejected ones."""
+        with self._lock:
+            return self._data_commands
+
+    @property
+    def sessions(self) -> int:
+        """Number of distinct client connections that started a transaction."""
+        with self._lock:
+            return len(self._peers)
+
+    async def handle_MAIL(
+        self,
+        server: SMTPServer,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        """Record the connection, then accept or reject the sender."""
+        with self._lock:
+            self._peers.add(session.peer)
+        if self._login_missing(session):
+            return _AUTH_REQUIRED
+        reply = self.mail_replies.get(address)
+        if reply is not None:
+            return reply
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+    async def handle_RCPT(
+        self,
+        _server: SMTPServer,
+        _session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        """Reject the recipient if it has a configured reply, else accept it."""
+        reply = self.rcpt_replies.get(address)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTPServer, _session: Session, envelope: Envelope) -> str:
+        """Drop the connection, reject, or store the message, as configured."""
+        with self._lock:
+            self._data_commands += 1
+            drop = self._data_commands in self.drop_on_data
+        if drop:
+            # Closing the transport makes the reply below go nowhere: the client
+            # sees the connection vanish after sending the message body.
+            if server.transport is not None:
+                server.transport.close()
+            return "451 4.3.0 connection dropped"
+        for rcpt in envelope.rcpt_tos:
+            reply = self.data_replies.get(rcpt)
+            if reply is not None:
+                return reply
+        captured = CapturedMessage(
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=list(envelope.rcpt_tos),
+            data=envelope.original_content or b"",
+        )
+        with self._lock:
+            self._messages.append(captured)
+            self._received += 1
+        return "250 OK"

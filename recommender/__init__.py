@@ -1,0 +1,23 @@
+"""Pure ranking library: TF-IDF embeddings, subscriber profiles, top-k picks, explanations.
+
+No I/O and no dependency on the ``newsletter`` package: callers pass texts and
+index arrays in and get sparse matrices and arrays back.
+"""
+
+from __future__ import annotations
+
+from recommender.explanations import explain
+from recommender.model import Document, TfidfModel, fit_model, fit_transform
+from recommender.profiles import build_profiles
+from recommender.ranking import RankResult, rank
+
+__all__ = [
+    "Document",
+    "RankResult",
+    "TfidfModel",
+    "build_profiles",
+    "explain",
+    "fit_model",
+    "fit_transform",
+    "rank",
+]

@@ -1,0 +1,80 @@
+"""Subscriber interest profiles: weighted sums of interest-text vectors.
+
+All profiles are built at once as one sparse product, W @ T, where T embeds
+each distinct interest text once and W says which subscriber holds which
+interest with what weight. A topic description shared by thousands of
+subscribers is therefore vectorised once, and there is no Python loop over
+subscribers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse
+
+from recommender.model import TfidfModel
+
+
+def build_profiles(
+    model: TfidfModel,
+    *,
+    texts: Sequence[str],
+    rows: npt.ArrayLike,
+    cols: npt.ArrayLike,
+    weights: npt.ArrayLike,
+    n_profiles: int,
+) -> scipy.sparse.csr_matrix:
+    """Build every subscriber's L2-normalised interest vector, so ranking is one cosine product."""
+    if isinstance(texts, str):
+        raise ValueError("texts must be a sequence of strings, not a single string")
+    if n_profiles < 0:
+        raise ValueError(f"n_profiles must be non-negative, got {n_profiles}")
+    row_index = _index_array(rows, name="rows", bound=n_profiles, bound_name="n_profiles")
+    col_index = _index_array(cols, name="cols", bound=len(texts), bound_name="len(texts)")
+    weight_values = np.asarray(weights, dtype=np.float64)
+    if weight_values.ndim != 1:
+        raise ValueError(f"weights must be one-dimensional, got shape {weight_values.shape}")
+    if not len(row_index) == len(col_index) == len(weight_values):
+        raise ValueError(
+            "rows, cols and weights must have the same length, got "
+            f"{len(row_index)}, {len(col_index)} and {len(weight_values)}"
+        )
+    if not np.isfinite(weight_values).all():
+        raise ValueError("weights must be finite numbers")
+
+    # Repeated (row, col) pairs add up, as the sum over interests says.
+    interest_weights = scipy.sparse.csr_matrix(
+        (weight_values, (row_index, col_index)), shape=(n_profiles, len(texts))
+    )
+    text_vectors = model.transform_texts(texts)
+    summed = scipy.sparse.csr_matrix(interest_weights @ text_vectors)
+    # Opposite weights can cancel a term exactly; drop the stored zeros so a
+    # profile's nonzero entries are the terms it really has.
+    summed.eliminate_zeros()
+    # Normalised by hand: sklearn's normalize rejects a matrix with no rows.
+    # All-zero rows (no interests) keep a zero scale and so rank nothing.
+    norms = np.sqrt(np.asarray(summed.multiply(summed).sum(axis=1), dtype=np.float64).ravel())
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    summed.data *= np.repeat(scale, np.diff(summed.indptr))
+    return scipy.sparse.csr_matrix(summed, dtype=np.float32)
+
+
+def _index_array(
+    values: npt.ArrayLike, *, name: str, bound: int, bound_name: str
+) -> npt.NDArray[np.int64]:
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+    # np.asarray([]) is float64; an empty list is still a valid (empty) index.
+    if array.size and (array.dtype.kind not in "iu"):
+        raise ValueError(f"{name} must hold integers, got dtype {array.dtype}")
+    index = array.astype(np.int64)
+    if index.size and (index.min() < 0 or index.max() >= bound):
+        raise ValueError(
+            f"{name} must lie in [0, {bound_name}) = [0, {bound}), "
+            f"got values from {index.min()} to {index.max()}"
+        )
+    return index

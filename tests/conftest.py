@@ -1,0 +1,115 @@
+"""Shared fixtures: real databases (SQLite file and PostgreSQL), settings, data paths.
+
+Every database test runs on both backends. Each backend is migrated once per
+test session (through Alembic, as in production); PostgreSQL gets a schema of its
+own per run so parallel runs and leftovers never collide; every test starts from
+empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from newsletter.catalogue import load_catalogue, sync_topics
+from newsletter.db import SessionFactory, make_engine, make_session_factory
+from newsletter.migrations import upgrade
+from newsletter.models import Base
+from newsletter.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+DAILY = SHARED_DATA / "arxiv-daily"
+TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+POSTGRES_URL = os.environ.get(
+    "NEWSLETTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ambient NEWSLETTER_* variables must not change what a test sees."""
+    for key in list(os.environ):
+        if key.startswith("NEWSLETTER_") and key != "NEWSLETTER_TEST_POSTGRES_URL":
+            monkeypatch.delenv(key)
+
+
+def make_settings(database_url: str = "sqlite://", **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"database_url": database_url, "secret_key": TEST_SECRET}
+    values.update(overrides)
+    return load_settings(overrides=values)
+
+
+def _postgres_schema_url(schema: str) -> str:
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="session")
+def postgres_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema for this test run, dropped at the end."""
+    schema = f"nl_test_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield _postgres_schema_url(schema)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated database of each kind, shared by the session's tests."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"
+    else:
+        url = request.getfixturevalue("postgres_schema")
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    return url
+
+
+def _empty_tables(engine: Engine) -> None:
+    with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    _empty_tables(engine)
+    with make_session_factory(engine).begin() as session:
+        sync_topics(session, load_catalogue())
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> SessionFactory:
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+def daily_file() -> Path:
+    """One real arXiv listing day (a Wednesday, 411 records)."""
+    return DAILY / "2026-05-27.jsonl"

@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from newsletter.catalogue import load_catalogue
+from newsletter.db import SessionFactory
+from newsletter.editions import PlanOptions, plan_edition, window
+from newsletter.ingest import ingest_file
+from newsletter.models import (
+    Delivery,
+    DeliveryItem,
+    DeliveryStatus,
+    Frequency,
+    Paper,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+)
+from newsletter.subscribers import build_input, upsert_subscriber
+from tests.conftest import DAILY
+
+WED = date(2026, 5, 27)
+THU = date(2026, 5, 28)
+CATALOGUE = load_catalogue()
+PEOPLE = {
+    "vision@example.org": ("cs.CV", "daily"),
+    "nlp@example.org": ("cs.CL", "daily"),
+    "robots@example.org": ("cs.RO", "weekly"),
+    "security@example.org": ("cs.CR", "daily"),
+}
+
+
+@pytest.fixture
+def world(sessions: SessionFactory) -> SessionFactory:
+    with sessions.begin() as session:
+        for day in ("2026-05-25", "2026-05-27", "2026-05-28"):
+            ingest_file(session, DAILY / f"{day}.jsonl", today=WED)
+        for email, (topic, frequency) in PEOPLE.items():
+            upsert_subscriber(
+                session,
+                build_input(CATALOGUE, email=email, topics=[topic], frequency=frequency),
+            )
+    return sessions
+
+
+def _deliveries(
+    sessions: SessionFactory, day: date
+) -> dict[str, list[tuple[str, float, list[str]]]]:
+    with sessions() as session:
+        rows = session.scalars(
+            select(Delivery)
+            .join(Delivery.edition)
+            .where(Delivery.edition.has(date=day))
+            .options(
+                selectinload(Delivery.items).selectinload(DeliveryItem.paper),
+                selectinload(Delivery.subscriber),
+            )
+        ).all()
+        return {
+            d.subscriber.email: [
+                (i.paper.external_id, i.score, i.paper.categories) for i in d.items
+            ]
+            for d in rows
+        }
+
+
+def test_window() -> None:
+    assert window(WED, Frequency.DAILY) == (WED, WED)
+    assert window(WED, Frequency.WEEKLY) == (date(2026, 5, 21), WED)
+
+
+def test_plan_ranks_each_subscribers_own_topic(world: SessionFactory) -> None:
+    with world.begin() as session:
+        summary = plan_edition(session, WED, options=PlanOptions(max_papers=10))
+    assert summary.planned == 4
+    issues = _deliveries(world, WED)
+    assert set(issues) == set(PEOPLE)
+    for email, (topic, _) in PEOPLE.items():
+        picks = issues[email]
+        assert len(picks) == 10
+        scores = [score for _, score, _ in picks]
+        assert scores == sorted(scores, reverse=True)
+        # The listings are mostly cs.AI/CV/CL/LG; robotics and security papers are rare
+        # there (4 and 3 that day), so only the big topics can show a clear majority.
+        if topic in {"cs.CV", "cs.CL"}:
+            on_topic = sum(topic in categories for _, _, categories in picks)
+            assert on_topic >= 7, (email, picks)
+    assert len({p for picks in issues.values() for p, _, _ in picks}) >= 35
+
+
+def test_top_paper_is_closer_than_a_random_paper(world: SessionFactory) -> None:
+    with world.begin() as session:
+        plan_edition(session, WED, options=PlanOptions())
+    issues = _deliveries(world, WED)
+    with world() as session:
+        wed_papers = session.scalars(select(Paper).where(Paper.listed_on == WED)).all()
+    for email, (topic, _) in PEOPLE.items():
+        if topic not in {"cs.CV", "cs.CL"}:
+            continue
+        share = sum(topic in p.categories for p in wed_papers) / len(wed_papers)
+        top = issues[email][0]
+        assert topic in top[2]
+        assert share < 0.5  # a random paper is more likely off-topic than on it
+
+
+def test_daily_gets_the_day_weekly_gets_the_week(world: SessionFactory) -> None:
+    with world.begin() as session:
+        plan_edition(session, WED, options=PlanOptions(max_papers=50))
+    issues = _deliveries(world, WED)
+    with world() as session:
+        listed = dict(session.execute(select(Paper.external_id, Paper.listed_on)).all())
+    assert {listed[p] for p, _, _ in issues["vision@example.org"]} == {WED}
+    assert len({listed[p] for p, _, _ in issues["robots@example.org"]}) > 1
+    assert max(listed[p] for p, _, _ in issues["robots@example.org"]) <= WED
+
+
+def test_planning_twice_changes_nothing(world: SessionFactory) -> None:
+    with world.begin() as session:
+        plan_edition(session, WED, options=PlanOptions())
+    before = _deliveries(world, WED)
+    with world.begin() as session:
+        again = plan_edition(session, WED, options=PlanOptions())
+    assert again.planned == 0
+    assert again.already_planned == 4
+    assert _deliveries(world, WED) == before
+    with world() as session:
+        assert session.scalar(select(func.count(Delivery.id))) == 4
+
+
+def test_only_active_unsuppressed_subscribers(world: SessionFactory) -> None:
+    with world.begin() as session:
+        people = {s.email: s for s in session.scalars(select(Subscriber))}
+        people["nlp@example.org"].status = SubscriberStatus.UNSUBSCRIBED
+        people["robots@example.org"].status = SubscriberStatus.PENDING
+        session.add(Suppression(email="security@example.org", reason="hard bounce"))
+    with world.begin() as session:
+        summary = plan_edition(session, WED, options=PlanOptions())
+    assert summary.planned == 1
+    assert set(_deliveries(world, WED)) == {"vision@example.org"}
+
+
+def test_a_paper_is_never_sent_twice_to_the_same_subscriber(world: SessionFactory) -> None:
+    with world.begin() as session:
+        plan_edition(session, WED, options=PlanOptions(max_papers=20))
+        for delivery in session.scalars(select(Delivery)):
+            delivery.status = DeliveryStatus.SENT
+    with world.begin() as session:
+        plan_edition(session, THU, options=PlanOptions(max_papers=20))
+    first, second = _deliveries(world, WED), _deliveries(world, THU)
+    weekly = "robots@example.org"
+    assert first[weekly] and second[weekly]
+    assert not {p for p, _, _ in first[weekly]} & {p for p, _, _ in second[weekly]}
+
+
+def test_failed_delivery_frees_its_papers(world: SessionFactory) -> None:
+    with world.begin() as session:
+        plan_edition(session, WED, options=PlanOptions(max_papers=5))
+        for delivery in session.scalars(select(Delivery)):
+            delivery.status = DeliveryStatus.FAILED
+    with world.begin() as session:
+        plan_edition(session, THU, options=PlanOptions(max_papers=5))
+    first, second = _deliveries(world, WED), _deliveries(world, THU)
+    weekly = "robots@example.org"
+    assert {p for p, _, _ in first[weekly]} & {p for p, _, _ in second[weekly]}
+
+
+def test_no_new_papers_means_no_delivery(world: SessionFactory) -> None:
+    saturday = date(2026, 5, 30)
+    with world.begin() as session:
+        summary = plan_edition(session, saturday, options=PlanOptions())
+    daily = [e for e, (_, f) in PEOPLE.items() if f == "daily"]
+    assert summary.nothing_new == len(daily)
+    assert set(_deliveries(world, saturday)) == {"robots@example.org"}
+
+
+def test_min_score_and_explanations(world: SessionFactory) -> None:
+    with world.begin() as session:
+        plan_edition(session, WED, options=PlanOptions(max_papers=100, min_score=0.08))
+    with world() as session:
+        items = session.scalars(select(DeliveryItem)).all()
+    assert items
+    assert all(item.score > 0.08 for item in items)
+    assert all(1 <= len(item.terms) <= 3 for item in items)
+    assert len({len(v) for v in _deliveries(world, WED).values()}) > 1
