@@ -107,30 +107,33 @@ def find_edition(session: Session, day: date) -> Edition:
 def claim_batch(
     session: Session, *, edition_id: int, owner: str, now: datetime, lease: timedelta, limit: int
 ) -> list[int]:
-    """Claim up to ``limit`` due deliveries (pending, or claimed with an expired lease)."""
-    due = (
-        select(Delivery.id)
-        .where(
-            Delivery.edition_id == edition_id,
-            or_(
-                (Delivery.status == DeliveryStatus.PENDING)
-                & or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-                (Delivery.status == DeliveryStatus.CLAIMED) & (Delivery.lease_until < now),
-            ),
-        )
-        .order_by(Delivery.id)
-        .limit(limit)
+    """Claim up to ``limit`` due deliveries (pending, or claimed with an expired lease).
+
+    PostgreSQL locks the rows it picks and skips rows other workers hold (``FOR UPDATE
+    SKIP LOCKED``), then marks them. SQLite has one writer: a single ``UPDATE ... WHERE
+    id IN (due rows) AND still due RETURNING id`` runs whole under its write lock (a
+    separate SELECT would let two workers read the same rows before either writes).
+    """
+    is_due = (Delivery.edition_id == edition_id) & or_(
+        (Delivery.status == DeliveryStatus.PENDING)
+        & or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+        (Delivery.status == DeliveryStatus.CLAIMED) & (Delivery.lease_until < now),
+    )
+    candidates = select(Delivery.id).where(is_due).order_by(Delivery.id).limit(limit)
+    claim = update(Delivery).values(
+        status=DeliveryStatus.CLAIMED, lease_owner=owner, lease_until=now + lease
     )
     if session.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    ids = list(session.scalars(due))
-    if ids:
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(ids))
-            .values(status=DeliveryStatus.CLAIMED, lease_owner=owner, lease_until=now + lease)
-        )
-    return ids
+        # Two statements on purpose: PostgreSQL may re-run a LIMIT ... FOR UPDATE
+        # subquery inside an UPDATE and so claim more rows than asked for.
+        ids = list(session.scalars(candidates.with_for_update(skip_locked=True)))
+        if ids:
+            session.execute(claim.where(Delivery.id.in_(ids)))
+        return ids
+    claimed = session.scalars(
+        claim.where(Delivery.id.in_(candidates.scalar_subquery()), is_due).returning(Delivery.id)
+    )
+    return sorted(claimed)
 
 
 def prepare(
@@ -236,8 +239,12 @@ def release(session: Session, ids: Sequence[int]) -> None:
 
 async def _send_batch(
     pool: SmtpPool, sender: str, batch: Sequence[Outgoing]
-) -> tuple[list[tuple[Outgoing, SendResult]], SmtpUnavailable | None]:
-    """Send a batch; return the outcomes that are known, and the outage that stopped the rest."""
+) -> tuple[list[tuple[Outgoing, SendResult]], BaseException | None]:
+    """Send a batch; return the outcomes that are known, and the error that stopped the rest.
+
+    The error is raised only after the known outcomes are recorded: a message the
+    server accepted must be marked sent even if its neighbour hit a bug.
+    """
 
     async def one(outgoing: Outgoing) -> SendResult:
         return await pool.send(
@@ -246,15 +253,13 @@ async def _send_batch(
 
     results = await asyncio.gather(*(one(o) for o in batch), return_exceptions=True)
     done: list[tuple[Outgoing, SendResult]] = []
-    outage: SmtpUnavailable | None = None
+    error: BaseException | None = None
     for outgoing, result in zip(batch, results, strict=True):
         if isinstance(result, SendResult):
             done.append((outgoing, result))
-        elif isinstance(result, SmtpUnavailable):
-            outage = result
-        else:
-            raise result
-    return done, outage
+        elif error is None or isinstance(error, SmtpUnavailable):
+            error = result  # a bug outranks an outage: it must not be hidden
+    return done, error
 
 
 async def _run(
@@ -291,13 +296,13 @@ async def _run(
                 with session_factory.begin() as session:
                     release(session, ids)
                 raise
-            done, outage = await _send_batch(pool, settings.sender_address, outgoing)
+            done, error = await _send_batch(pool, settings.sender_address, outgoing)
             with session_factory.begin() as session:
                 record(session, done, blocked=blocked, now=clock(), summary=summary)
                 # Whatever was neither sent nor refused goes back to the queue untouched.
                 release(session, ids)
-            if outage is not None:
-                raise outage
+            if error is not None:
+                raise error
 
 
 def send_edition(

@@ -7,6 +7,8 @@ non-ASCII (RFC 2047) and folds long lines.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
 from email import policy
@@ -17,15 +19,19 @@ from email.utils import format_datetime, parseaddr
 from newsletter.render import RenderedIssue
 
 
-def one_line(value: str) -> str:
-    """Collapse every kind of line break and whitespace run into single spaces."""
-    return " ".join(value.split())
+def one_line(value: str, *, limit: int = 500) -> str:
+    """One printable line: whitespace runs (line breaks too) become single spaces,
+    control characters (NUL, ESC, DEL ...) go, and the result is cut at ``limit``
+    characters so that no header line can outgrow RFC 5322's 998 bytes."""
+    text = " ".join(value.split())
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cc")
+    return text[:limit].rstrip()
 
 
 def message_id_for(*, delivery_id: int, edition: date, sender_address: str) -> str:
     """A Message-ID derived from the delivery, so a resend is recognisable as the same issue."""
-    domain = sender_address.rpartition("@")[2] or "localhost"
-    return f"<issue-{edition:%Y%m%d}-{delivery_id}@{domain}>"
+    domain = sender_address.rpartition("@")[2] if "@" in sender_address else ""
+    return f"<issue-{edition:%Y%m%d}-{delivery_id}@{domain or 'localhost'}>"
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ def build_message(rendered: RenderedIssue, headers: MessageHeaders) -> bytes:
     message = EmailMessage(policy=policy.SMTP)
     sender_name, sender_address = parseaddr(headers.sender)
     message["From"] = Address(one_line(sender_name), addr_spec=sender_address)
-    message["To"] = Address(one_line(headers.to_name), addr_spec=headers.to_address)
+    message["To"] = Address(one_line(headers.to_name, limit=200), addr_spec=headers.to_address)
     message["Subject"] = one_line(rendered.subject)
     message["Date"] = format_datetime(headers.date)
     message["Message-ID"] = headers.message_id
@@ -65,9 +71,13 @@ def build_message(rendered: RenderedIssue, headers: MessageHeaders) -> bytes:
 _MAX_HEADER_LINE = 998 - len("List-Unsubscribe: <>")
 
 
+# RFC 3986 characters, less the angle brackets that delimit the URL in the header.
+_URL_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+
+
 def _header_url(url: str) -> str:
     """Check that a URL can stand unencoded on one header line."""
-    if not url.isascii() or any(c.isspace() or ord(c) < 32 for c in url):
+    if not _URL_CHARACTERS.fullmatch(url):
         raise ValueError(f"URL not safe in a header: {url!r}")
     if len(url) > _MAX_HEADER_LINE:
         raise ValueError(f"URL too long for a header line ({len(url)} characters)")

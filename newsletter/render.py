@@ -93,12 +93,14 @@ class Renderer:
         if template is not None:
             return template
         with self._lock:
-            source = path.read_text(encoding="utf-8")
             try:
+                source = path.read_text(encoding="utf-8")
                 if mjml:
                     source = mjml2html(source)
                 env = self._html_env if mjml else self._text_env
                 template = env.from_string(source)
+            except (OSError, UnicodeDecodeError) as exc:
+                raise TemplateError(f"template {path} cannot be read: {exc}") from None
             except ValueError as exc:  # mjml-python reports parse errors as ValueError
                 raise TemplateError(f"template {path} does not compile: {exc}") from None
             except jinja2.TemplateSyntaxError as exc:

@@ -5,17 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from newsletter.catalogue import CatalogueTopic, load_catalogue, sync_topics
 from newsletter.db import SessionFactory, make_engine, make_session_factory
-from newsletter.delivery import SendSummary, send_edition
-from newsletter.editions import PlanOptions, PlanSummary, plan_edition
 from newsletter.ingest import IngestSummary, ingest_file
 from newsletter.migrations import require_current
 from newsletter.render import Renderer
 from newsletter.settings import Settings
+
+if TYPE_CHECKING:
+    from newsletter.delivery import SendSummary
+    from newsletter.editions import PlanSummary
 
 
 @dataclass
@@ -38,7 +41,12 @@ class Service:
             except BaseException:
                 engine.dispose()
                 raise
-        return cls(settings=settings, engine=engine, sessions=make_session_factory(engine))
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_session_factory(engine),
+            renderer=Renderer(settings.templates_dir),
+        )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -60,6 +68,11 @@ class Service:
             return ingest_file(session, path, today=today)
 
     def plan(self, day: date) -> PlanSummary:
+        """Plan the edition of ``day`` (one transaction)."""
+        # Imported here, as in send(): scikit-learn and the SMTP stack take about a
+        # second to import, which every other command would pay at start-up.
+        from newsletter.editions import PlanOptions, plan_edition
+
         options = PlanOptions(
             max_papers=self.settings.max_papers,
             min_score=self.settings.min_score,
@@ -70,4 +83,7 @@ class Service:
             return plan_edition(session, day, options=options)
 
     def send(self, day: date) -> SendSummary:
+        """Send the due deliveries of the edition of ``day``."""
+        from newsletter.delivery import send_edition
+
         return send_edition(self.sessions, day, settings=self.settings, renderer=self.renderer)

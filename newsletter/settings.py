@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     list_id: str = ""
 
     topics_file: Path | None = None
+    templates_dir: Path | None = None
     max_papers: int = Field(default=10, ge=1, le=100)
     min_score: float = Field(default=0.02, ge=0.0, lt=1.0)
     corpus_limit: int = Field(default=50_000, ge=10)

@@ -81,18 +81,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     return url
 
 
-def _empty_tables(engine: Engine) -> None:
+def reset_database(engine: Engine) -> None:
+    """Empty every table and load the topic catalogue: the state a test starts from."""
     with engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(table.delete())
+    with make_session_factory(engine).begin() as session:
+        sync_topics(session, load_catalogue())
 
 
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)
-    _empty_tables(engine)
-    with make_session_factory(engine).begin() as session:
-        sync_topics(session, load_catalogue())
+    reset_database(engine)
     try:
         yield engine
     finally:

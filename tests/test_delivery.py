@@ -382,23 +382,10 @@ def test_rerun_sends_nothing_more(planned: Planned) -> None:
 # --------------------------------------------------------------------------- 3, 4: rejections
 
 
-@pytest.mark.parametrize(
-    ("faults", "code", "reply"),
-    [
-        ({"rcpt_replies": {"bob@example.org": "550 5.1.1 no such user"}}, 550, "no such user"),
-        (
-            {"data_replies": {"bob@example.org": "554 5.6.0 content rejected"}},
-            554,
-            "content rejected",
-        ),
-    ],
-    ids=["550-at-rcpt", "554-at-data"],
-)
-def test_permanent_rejection_fails_one_delivery_and_sends_the_rest(
-    planned: Planned, faults: dict[str, dict[str, str]], code: int, reply: str
-) -> None:
+def test_permanent_rejection_fails_one_delivery_and_sends_the_rest(planned: Planned) -> None:
     sessions = planned.sessions
-    with FaultyServer(**faults) as server:  # type: ignore[arg-type]
+    code, reply = 550, "no such user"
+    with FaultyServer(rcpt_replies={"bob@example.org": "550 5.1.1 no such user"}) as server:
         summary = send(sessions, planned.database_url, server)
         received = by_recipient(server)
 
@@ -429,10 +416,21 @@ def test_permanent_rejection_fails_one_delivery_and_sends_the_rest(
 def test_temporary_rejection_is_retried_after_its_backoff(planned: Planned) -> None:
     sessions = planned.sessions
     url = planned.database_url
-    with FaultyServer(rcpt_replies={"carol@example.org": "451 4.7.1 try again later"}) as server:
+    # Dave's delivery has already been deferred seven times: the eighth failure is final.
+    set_delivery(sessions, "dave@example.org", attempts=7)
+    faults = {
+        "carol@example.org": "451 4.7.1 try again later",
+        "dave@example.org": "451 4.7.1 still greylisted",
+    }
+    with FaultyServer(rcpt_replies=faults) as server:
         started = utcnow()
         first = send(sessions, url, server)
-        assert (first.sent, first.failed, first.deferred) == (4, 0, 1)
+        assert (first.sent, first.failed, first.deferred) == (3, 1, 1)
+        assert first.failures == [("dave@example.org", "451 4.7.1 still greylisted")]
+        dave = deliveries(sessions)["dave@example.org"]
+        assert dave.status == DeliveryStatus.FAILED
+        assert dave.attempts == 8
+        assert dave.last_smtp_code == 451
         carol = deliveries(sessions)["carol@example.org"]
         assert carol.status == DeliveryStatus.PENDING
         assert carol.attempts == 1
@@ -451,7 +449,7 @@ def test_temporary_rejection_is_retried_after_its_backoff(planned: Planned) -> N
         # A second run right away leaves the deferred delivery alone.
         second = send(sessions, url, server)
         assert (second.sent, second.failed, second.deferred) == (0, 0, 0)
-        assert server.data_commands == 4
+        assert server.data_commands == 3
         assert "carol@example.org" not in by_recipient(server)
         assert deliveries(sessions)["carol@example.org"].attempts == 1
 
@@ -465,6 +463,7 @@ def test_temporary_rejection_is_retried_after_its_backoff(planned: Planned) -> N
     assert carol.status == DeliveryStatus.SENT
     assert carol.attempts == 2
     assert carol.last_smtp_code == 250
+    assert deliveries(sessions)["dave@example.org"].status == DeliveryStatus.FAILED
     assert edition_status(sessions) == EditionStatus.SENT
 
 
@@ -584,12 +583,14 @@ def test_template_that_does_not_compile_stops_before_anything_is_claimed(
     assert_nothing_claimed(rows)
     assert {r.status for r in rows.values()} == {DeliveryStatus.PENDING}
     assert {r.attempts for r in rows.values()} == {0}
+    assert edition_status(sessions) == EditionStatus.PLANNED
 
 
-@pytest.mark.parametrize("name", ["issue.mjml", "issue.subject.txt"])
 def test_template_with_an_undefined_variable_leaves_nothing_claimed_or_sent(
-    planned: Planned, tmp_path: Path, name: str
+    planned: Planned, tmp_path: Path
 ) -> None:
+    # issue.txt is rendered last: the subject and HTML of the first issue already worked.
+    name = "issue.txt"
     directory = broken_templates(
         tmp_path,
         name,
@@ -731,18 +732,16 @@ def test_concurrent_claims_never_hand_out_the_same_delivery(planned: Planned) ->
 
 
 def test_non_ascii_names_and_header_injection_in_paper_titles_are_harmless(
-    populated: SessionFactory, database_url: str, tmp_path: Path
+    sessions: SessionFactory, database_url: str, tmp_path: Path
 ) -> None:
-    sessions = populated
     feed = tmp_path / "2026-05-27-extra.jsonl"
-    record = {
+    evil = {
         "id": "2605.99901v1",
         "title": "Evil\r\nBcc: victim@example.org",
         "summary": "Zebrafish quasar telemetry. " * 5,
         "authors": ["Mallory Injector"],
         "categories": ["cs.CV"],
     }
-    # The model drops words found in one paper only: a second paper shares the keywords.
     decoy = {
         "id": "2605.99902v1",
         "title": "Notes on aquaria",
@@ -751,52 +750,77 @@ def test_non_ascii_names_and_header_injection_in_paper_titles_are_harmless(
         "authors": ["Dee Coy"],
         "categories": ["cs.CV"],
     }
-    feed.write_text(json.dumps(record) + "\n" + json.dumps(decoy) + "\n", encoding="utf-8")
+    feed.write_text(json.dumps(evil) + "\n" + json.dumps(decoy) + "\n", encoding="utf-8")
     with sessions.begin() as session:
         assert ingest_file(session, feed, today=EDITION).new == 2
-        add_subscriber(session, "zoe@example.org", "Zoë Ñandú", [], ["zebrafish quasar"])
         paper = session.scalars(select(Paper).where(Paper.external_id == "2605.99901")).one()
         assert paper.title == "Evil Bcc: victim@example.org"  # ingest keeps one line
+        add_subscriber(session, "zoe@example.org", "Zoë Ñandú", [], ["zebrafish quasar"])
+        add_subscriber(session, "juergen@example.org", "Jürgen Müller", [], ["quasar telemetry"])
     plan(sessions)
-    with sessions.begin() as session:
-        # Another source could store raw line breaks: the message layer must cope too.
-        session.execute(
-            update(Paper)
-            .where(Paper.external_id == "2605.99901")
-            .values(title="Evil\r\nBcc: victim@example.org\r\n\r\nbody")
-        )
-        # A name with line breaks (written past the validation of build_input).
-        session.execute(
-            update(Subscriber)
-            .where(Subscriber.email == "juergen@example.org")
-            .values(name="Jürgen\r\nBcc: victim@example.org Müller")
-        )
+    with sessions() as session:
+        tops = session.execute(
+            select(Subscriber.email, Paper.external_id)
+            .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+            .join(DeliveryItem, DeliveryItem.delivery_id == Delivery.id)
+            .join(Paper, Paper.id == DeliveryItem.paper_id)
+            .where(DeliveryItem.rank == 0)
+        ).all()
+    assert sorted(tops) == [
+        ("juergen@example.org", "2605.99901"),
+        ("zoe@example.org", "2605.99901"),
+    ]
 
     with FaultyServer() as server:
-        summary = send_edition(sessions, EDITION, settings=settings_for(database_url, server))
-        received = by_recipient(server)
-    assert summary.sent == 6
-    assert all(m.rcpt_tos != ["victim@example.org"] for m in server.messages)
-    assert "victim@example.org" not in received
+        first = send_edition(sessions, EDITION, settings=settings_for(database_url, server))
+        assert first.sent == 2
+        (juergen,) = by_recipient(server)["juergen@example.org"]
+        (zoe,) = by_recipient(server)["zoe@example.org"]
 
-    (zoe,) = received["zoe@example.org"]
-    (juergen,) = received["juergen@example.org"]
-    for captured in (zoe, juergen):
+        message = parse(juergen.data)
+        (to,) = message["To"].addresses
+        assert to.display_name == "Jürgen Müller"
+        assert to.addr_spec == "juergen@example.org"
+        assert message["Subject"].startswith(
+            "Paper Newsletter · Wednesday 27 May 2026: Evil Bcc: victim@example.org"
+        )
+        assert zoe.rcpt_tos == ["zoe@example.org"]
+        assert parse(zoe.data)["To"].addresses[0].display_name == "Zoë Ñandú"
+
+        # Another source could store raw line breaks, and a name could be written past
+        # the validation of build_input: the message layer must cope on its own.
+        with sessions.begin() as session:
+            session.execute(
+                update(Paper)
+                .where(Paper.external_id == "2605.99901")
+                .values(title="Evil\r\nBcc: victim@example.org\r\n\r\nbody")
+            )
+            session.execute(
+                update(Subscriber)
+                .where(Subscriber.email == "zoe@example.org")
+                .values(name="Zoë\r\nBcc: victim@example.org Ñandú")
+            )
+            session.execute(update(Delivery).values(status=DeliveryStatus.PENDING))
+        second = send_edition(sessions, EDITION, settings=settings_for(database_url, server))
+        assert second.sent == 2
+        messages = server.messages
+
+    assert len(messages) == 4
+    assert [m.rcpt_tos for m in messages if "victim@example.org" in m.rcpt_tos] == []
+    for captured in messages:
         assert captured.data.split(b"\r\n\r\n", 1)[0].isascii()
         message = parse(captured.data)
         assert sorted(message.keys()) == sorted(EXPECTED_HEADERS)
         assert "Bcc" not in message
         assert message.defects == []
+        assert "\n" not in message["Subject"]
+        assert "\n" not in str(message["To"])
 
-    zoe_message = parse(zoe.data)
-    assert zoe_message["To"].addresses[0].display_name == "Zoë Ñandú"
-    assert "Evil Bcc: victim@example.org body" in zoe_message["Subject"]
-    assert "\n" not in zoe_message["Subject"]
-
-    juergen_message = parse(juergen.data)
-    (to,) = juergen_message["To"].addresses
-    assert to.display_name == "Jürgen Bcc: victim@example.org Müller"
-    assert to.addr_spec == "juergen@example.org"
+    last = {m.rcpt_tos[0]: parse(m.data) for m in messages[2:]}
+    assert "Evil Bcc: victim@example.org body" in last["zoe@example.org"]["Subject"]
+    (to,) = last["zoe@example.org"]["To"].addresses
+    assert to.display_name == "Zoë Bcc: victim@example.org Ñandú"
+    assert to.addr_spec == "zoe@example.org"
 
 
 def _headers(**changes: str) -> MessageHeaders:

@@ -1,0 +1,186 @@
+"""The real console script, run as a user runs it: messages, exit codes, state left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from newsletter.db import make_engine, make_session_factory
+from newsletter.mailcapture import MaildirServer
+from newsletter.models import Delivery, DeliveryStatus
+from newsletter.resources import resource_path
+from tests.conftest import DAILY, TEST_SECRET, reset_database
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Run:
+    """Run ``newsletter ARGS`` in a subprocess with a clean NEWSLETTER_* environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    base["NEWSLETTER_SECRET_KEY"] = TEST_SECRET
+    base["NEWSLETTER_DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
+
+    def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "newsletter", *args],
+            capture_output=True,
+            text=True,
+            env={**base, **(env or {})},
+            cwd=tmp_path,
+            timeout=120,
+        )
+
+    return _run
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_help_lists_the_commands(run: Run) -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("db", "ingest", "subscribers", "plan", "send", "demo", "topics"):
+        assert command in result.stdout
+
+
+def test_missing_secret_is_refused_with_the_setting_named(run: Run) -> None:
+    result = run("db", "current", env={"NEWSLETTER_SECRET_KEY": ""})
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: invalid setting secret_key (NEWSLETTER_SECRET_KEY)")
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_setting_is_named(run: Run) -> None:
+    result = run("db", "current", env={"NEWSLETTER_SMTP_TLS": "maybe"})
+    assert result.returncode == 1
+    assert "NEWSLETTER_SMTP_TLS" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_database_that_does_not_connect(run: Run) -> None:
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/none"
+    result = run("db", "upgrade", env={"NEWSLETTER_DATABASE_URL": url})
+    assert result.returncode == 1
+    assert "error: cannot connect to database" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_commands_refuse_an_unmigrated_database(run: Run) -> None:
+    result = run("ingest", str(DAILY / "2026-05-27.jsonl"))
+    assert result.returncode == 1
+    assert "run: newsletter db upgrade" in result.stderr
+
+
+def test_bad_input_is_reported_and_nothing_is_lost(run: Run, tmp_path: Path) -> None:
+    assert run("db", "upgrade").returncode == 0
+    feed = tmp_path / "2026-05-04.jsonl"
+    feed.write_text(
+        json.dumps({"id": "2605.00001", "title": "A paper about robots", "summary": "Robots."})
+        + "\nnot json\n"
+        + json.dumps({"id": "2605.00002"})
+        + "\n"
+    )
+    result = run("ingest", str(feed))
+    assert result.returncode == 0
+    assert f"{feed}:2: not JSON" in result.stderr
+    assert f"{feed}:3: missing 'title'" in result.stderr
+    assert "1 new, 0 updated, 0 unchanged, 2 skipped" in result.stdout
+    bad = run("subscribers", "add", "not-an-address", "--topic", "cs.RO")
+    assert bad.returncode == 1
+    assert "error: invalid address 'not-an-address'" in bad.stderr
+    unknown = run("subscribers", "add", "ada@example.org", "--topic", "cs.NOPE")
+    assert unknown.returncode == 1
+    assert "unknown topic 'cs.NOPE'; known topics: " in unknown.stderr
+    nothing = run("send", "--edition", "2026-05-04")
+    assert nothing.returncode == 1
+    assert "edition 2026-05-04 has not been planned" in nothing.stderr
+
+
+def test_whole_flow_with_unreachable_then_reachable_smtp(
+    run: Run, tmp_path: Path, database_url: str
+) -> None:
+    engine = make_engine(database_url)
+    reset_database(engine)
+    env = {"NEWSLETTER_DATABASE_URL": database_url}
+    assert run("db", "upgrade", env=env).returncode == 0
+    ingest = run("ingest", str(DAILY / "2026-05-27.jsonl"), env=env)
+    assert ingest.returncode == 0, ingest.stderr
+    assert "319 new" in ingest.stdout
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(
+        "email,name,topics,keywords\n"
+        "ada@example.org,Ada,cs.CL,reasoning\n"
+        "grace@example.org,Grace,cs.CV,\n"
+        "broken,Nobody,cs.CV,\n"
+    )
+    imported = run("subscribers", "import", str(csv_file), env=env)
+    assert imported.returncode == 0
+    assert "2 created" in imported.stdout
+    assert f"{csv_file}:4: invalid address" in imported.stderr
+    added = run("subscribers", "add", "alan@example.org", "--topic", "cs.AI", env=env)
+    assert "alan@example.org: created" in added.stdout
+    plan = run("plan", "--edition", "2026-05-27", env=env)
+    assert plan.returncode == 0, plan.stderr
+    assert "3 deliveries planned" in plan.stdout
+    assert "0 deliveries planned, 3 already planned" in run(
+        "plan", "--edition", "2026-05-27", env=env
+    ).stdout
+
+    port = free_port()
+    down = run(
+        "send",
+        "--edition",
+        "2026-05-27",
+        env={**env, "NEWSLETTER_SMTP_HOST": "127.0.0.1", "NEWSLETTER_SMTP_PORT": str(port)},
+    )
+    assert down.returncode == 1
+    assert f"127.0.0.1:{port}" in down.stderr
+    assert "Traceback" not in down.stderr
+    sessions = make_session_factory(engine)
+    with sessions() as session:
+        statuses = [d.status for d in session.scalars(select(Delivery))]
+    assert statuses == [DeliveryStatus.PENDING] * 3
+
+    with MaildirServer(tmp_path / "maildir") as server:
+        smtp = {"NEWSLETTER_SMTP_HOST": server.host, "NEWSLETTER_SMTP_PORT": str(server.port)}
+        sent = run("send", "--edition", "2026-05-27", env={**env, **smtp})
+        assert sent.returncode == 0, sent.stderr
+        assert "3 sent, 0 failed" in sent.stdout
+        again = run("send", "--edition", "2026-05-27", env={**env, **smtp})
+        assert "0 sent" in again.stdout
+        assert server.received == 3
+    engine.dispose()
+
+
+def test_broken_template_names_the_file_and_sends_nothing(run: Run, tmp_path: Path) -> None:
+    templates = tmp_path / "email"
+    shutil.copytree(resource_path("templates") / "email", templates)
+    (templates / "issue.mjml").write_text("<mjml><mj-body><mj-section>")
+    env = {"NEWSLETTER_TEMPLATES_DIR": str(templates)}
+    assert run("db", "upgrade").returncode == 0
+    assert run("ingest", str(DAILY / "2026-05-27.jsonl")).returncode == 0
+    assert run("subscribers", "add", "ada@example.org", "--topic", "cs.CL").returncode == 0
+    assert run("plan", "--edition", "2026-05-27").returncode == 0
+    with MaildirServer(tmp_path / "maildir") as server:
+        smtp = {"NEWSLETTER_SMTP_HOST": server.host, "NEWSLETTER_SMTP_PORT": str(server.port)}
+        result = run("send", "--edition", "2026-05-27", env={**env, **smtp})
+        assert result.returncode == 1
+        assert f"template {templates / 'issue.mjml'} does not compile" in result.stderr
+        assert server.received == 0
+    engine = make_engine(f"sqlite:///{tmp_path / 'cli.db'}")
+    with make_session_factory(engine)() as session:
+        assert [d.status for d in session.scalars(select(Delivery))] == [DeliveryStatus.PENDING]
+    engine.dispose()
