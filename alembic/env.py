@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from alembic import context
 from sqlalchemy import Connection
 
+from alembic import context
 from newsletter.db import make_engine
 from newsletter.models import Base, UTCDateTime
 from newsletter.settings import load_settings

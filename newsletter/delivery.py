@@ -87,8 +87,9 @@ def smtp_config(settings: Settings) -> SmtpConfig:
 
 def backoff(attempts: int) -> timedelta:
     """Exponential backoff with jitter: about 5, 10, 20 ... minutes, capped at a day."""
-    base = min(_BACKOFF_BASE * (2 ** max(attempts - 1, 0)), timedelta(days=1))
-    return base * random.uniform(0.8, 1.2)
+    base: timedelta = min(_BACKOFF_BASE * (2 ** max(attempts - 1, 0)), timedelta(days=1))
+    jitter = random.uniform(0.8, 1.2)
+    return base * jitter
 
 
 def worker_name() -> str:

@@ -17,7 +17,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import NotRequired, TypedDict, cast
+from typing import NotRequired, TypedDict
 
 from sqlalchemy import func, select
 
@@ -28,6 +28,7 @@ from newsletter.resources import demo_feed_dir
 from newsletter.service import Service
 from newsletter.settings import DEMO_SECRET, load_settings
 from newsletter.subscribers import build_input, upsert_subscriber
+
 
 class DemoSubscriber(TypedDict):
     email: str
@@ -147,9 +148,7 @@ def run_demo(directory: Path, *, echo: Callable[[str], None] = print) -> DemoRes
         received = server.received
     box = mailbox.Maildir(maildir, create=False)
     parser = BytesParser(policy=policy.default)
-    messages = [
-        cast(EmailMessage, parser.parsebytes(box.get_bytes(key))) for key in sorted(box.keys())
-    ]
+    messages = [parser.parsebytes(box.get_bytes(key)) for key in sorted(box.keys())]
     preview = directory / "preview.html"
     if messages:
         first = min(messages, key=lambda m: str(m["To"]))

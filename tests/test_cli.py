@@ -135,9 +135,10 @@ def test_whole_flow_with_unreachable_then_reachable_smtp(
     plan = run("plan", "--edition", "2026-05-27", env=env)
     assert plan.returncode == 0, plan.stderr
     assert "3 deliveries planned" in plan.stdout
-    assert "0 deliveries planned, 3 already planned" in run(
-        "plan", "--edition", "2026-05-27", env=env
-    ).stdout
+    assert (
+        "0 deliveries planned, 3 already planned"
+        in run("plan", "--edition", "2026-05-27", env=env).stdout
+    )
 
     port = free_port()
     down = run(

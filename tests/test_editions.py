@@ -152,7 +152,8 @@ def test_a_paper_is_never_sent_twice_to_the_same_subscriber(world: SessionFactor
         plan_edition(session, THU, options=PlanOptions(max_papers=20))
     first, second = _deliveries(world, WED), _deliveries(world, THU)
     weekly = "robots@example.org"
-    assert first[weekly] and second[weekly]
+    assert first[weekly]
+    assert second[weekly]
     assert not {p for p, _, _ in first[weekly]} & {p for p, _, _ in second[weekly]}
 
 

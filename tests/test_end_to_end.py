@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import mailbox
+from collections.abc import Iterator
 from datetime import date
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
@@ -56,7 +56,7 @@ def delivered(
         assert server.received == len(DEMO_SUBSCRIBERS)
     box = mailbox.Maildir(maildir, create=False)
     parser = BytesParser(policy=policy.default)
-    messages = [cast(EmailMessage, parser.parsebytes(box.get_bytes(k))) for k in box.keys()]
+    messages = [cast(EmailMessage, parser.parsebytes(box.get_bytes(k))) for k in box]
     yield service, messages
     service.close()
 
@@ -103,10 +103,7 @@ def test_top_paper_is_closer_to_the_subscriber_than_a_random_paper(
     service, _ = delivered
     with service.sessions() as session:
         papers = session.scalars(select(Paper).order_by(Paper.id)).all()
-        top = {
-            d.subscriber.email: d.items[0].paper_id
-            for d in session.scalars(select(Delivery))
-        }
+        top = {d.subscriber.email: d.items[0].paper_id for d in session.scalars(select(Delivery))}
     # An independent check of the ranking: embed every subscriber's interests and
     # every paper, then compare the chosen top paper with the whole pool.
     model = fit_model([Document(p.title, p.abstract) for p in papers])

@@ -52,7 +52,7 @@ def test_build_input_validates_everything() -> None:
         CATALOGUE, email="X@Example.org", topics=["cs.cl", "cs.CL"], timezone="Europe/Berlin"
     )
     assert data.topics == ("cs.CL",)
-    with pytest.raises(UnknownTopic, match="cs.XX"):
+    with pytest.raises(UnknownTopic, match=r"cs\.XX"):
         build_input(CATALOGUE, email="x@example.org", topics=["cs.XX"])
     with pytest.raises(InvalidSubscriber, match="timezone"):
         build_input(CATALOGUE, email="x@example.org", topics=["cs.CL"], timezone="Mars/Olympus")
