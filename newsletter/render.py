@@ -96,7 +96,9 @@ class Renderer:
             try:
                 source = path.read_text(encoding="utf-8")
                 if mjml:
-                    source = mjml2html(source)
+                    # fonts={}: MJML would otherwise link Google Fonts for any font it
+                    # knows in a font stack; an issue loads nothing remote by default.
+                    source = mjml2html(source, fonts={})
                 env = self._html_env if mjml else self._text_env
                 template = env.from_string(source)
             except (OSError, UnicodeDecodeError) as exc:

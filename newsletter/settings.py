@@ -121,7 +121,7 @@ class Settings(BaseSettings):
         if self.list_id:
             return self.list_id
         host = urlsplit(self.public_url).hostname or "localhost"
-        return f"papers.{host}"
+        return f"newsletter.{host}"
 
     @classmethod
     def settings_customise_sources(

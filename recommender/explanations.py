@@ -59,13 +59,36 @@ def explain(
     # so the output does not depend on storage order.
     order = np.lexsort((term, -value, pick))
     pick, term = pick[order], term[order]
+    # Keep a few spare candidates per pick: overlapping n-grams are dropped below.
     group_start = np.searchsorted(pick, pick, side="left")
-    keep = np.arange(len(pick)) - group_start < n_terms
+    keep = np.arange(len(pick)) - group_start < n_terms * _SPARE
     pick, term = pick[keep], term[keep]
 
     names: list[str] = feature_names[term].tolist()
     bounds = np.searchsorted(pick, np.arange(len(pick_rows) + 1), side="left").tolist()
     out: list[list[tuple[str, ...]]] = [[] for _ in range(n_profiles)]
     for i, row in enumerate(pick_rows.tolist()):
-        out[row].append(tuple(names[bounds[i] : bounds[i + 1]]))
+        out[row].append(_distinct(names[bounds[i] : bounds[i + 1]], n_terms))
     return out
+
+
+_SPARE = 3
+
+
+def _distinct(candidates: list[str], n_terms: int) -> tuple[str, ...]:
+    """The best terms that share no word with a better one.
+
+    Unigrams and bigrams of one phrase all score ("language models", "large language",
+    "language"); naming one of them says as much as naming all three.
+    """
+    chosen: list[str] = []
+    words: set[str] = set()
+    for name in candidates:
+        parts = set(name.split())
+        if parts & words:
+            continue
+        chosen.append(name)
+        words |= parts
+        if len(chosen) == n_terms:
+            break
+    return tuple(chosen)

@@ -328,7 +328,7 @@ def test_every_delivery_is_sent_once_with_a_well_formed_message(planned: Planned
         assert items[email][0] in message["Subject"]
         assert message["Date"].datetime is not None
         assert before - timedelta(seconds=1) <= message["Date"].datetime <= after
-        assert message["List-Id"] == "Paper Newsletter <papers.localhost>"
+        assert message["List-Id"] == "Paper Newsletter <newsletter.localhost>"
 
         unsubscribe = message["List-Unsubscribe"]
         assert "=?" not in unsubscribe

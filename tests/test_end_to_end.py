@@ -45,20 +45,26 @@ def delivered(
             public_url="https://papers.example.org",
         )
         service = Service.open(settings)
-        for path in sorted(demo_feed_dir().glob("*.jsonl.gz")):
-            service.ingest(path, today=EDITION)
-        with service.sessions.begin() as session:
-            for raw in DEMO_SUBSCRIBERS:
-                upsert_subscriber(session, build_input(service.catalogue, **raw))
-        assert service.plan(EDITION).planned == len(DEMO_SUBSCRIBERS)
-        summary = service.send(EDITION)
-        assert summary.sent == len(DEMO_SUBSCRIBERS)
-        assert server.received == len(DEMO_SUBSCRIBERS)
+        try:
+            for path in sorted(demo_feed_dir().glob("*.jsonl.gz")):
+                service.ingest(path, today=EDITION)
+            with service.sessions.begin() as session:
+                for raw in DEMO_SUBSCRIBERS:
+                    upsert_subscriber(session, build_input(service.catalogue, **raw))
+            assert service.plan(EDITION).planned == len(DEMO_SUBSCRIBERS)
+            summary = service.send(EDITION)
+            assert summary.sent == len(DEMO_SUBSCRIBERS)
+            assert server.received == len(DEMO_SUBSCRIBERS)
+        except BaseException:
+            service.close()
+            raise
     box = mailbox.Maildir(maildir, create=False)
     parser = BytesParser(policy=policy.default)
-    messages = [cast(EmailMessage, parser.parsebytes(box.get_bytes(k))) for k in box]
-    yield service, messages
-    service.close()
+    messages = [cast(EmailMessage, parser.parsebytes(box.get_bytes(k))) for k in box.iterkeys()]
+    try:
+        yield service, messages
+    finally:
+        service.close()
 
 
 def test_one_valid_message_per_subscriber(delivered: tuple[Service, list[EmailMessage]]) -> None:

@@ -8,6 +8,7 @@ import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from markupsafe import escape
@@ -200,9 +201,9 @@ def test_compiled_template_is_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     real = render_module.mjml2html
 
-    def counting(source: str) -> str:
+    def counting(source: str, **options: Any) -> str:
         calls.append(source)
-        return real(source)
+        return real(source, **options)
 
     monkeypatch.setattr(render_module, "mjml2html", counting)
     renderer = Renderer()
@@ -440,3 +441,10 @@ def test_trim_text_default_limit() -> None:
     assert len(result) <= 422
     assert result.endswith(" …")
     assert len(result) > 400
+
+
+def test_issue_loads_nothing_remote(rendered: RenderedIssue) -> None:
+    html = rendered.html
+    assert "fonts.googleapis" not in html
+    assert "<link" not in html
+    assert "@import" not in html

@@ -16,7 +16,7 @@ def test_defaults_come_from_the_shipped_toml(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.database_url == "sqlite:///newsletter.db"
     assert settings.smtp_tls == "none"
     assert settings.sender_address == "newsletter@example.org"
-    assert settings.effective_list_id == "papers.localhost"
+    assert settings.effective_list_id == "newsletter.localhost"
 
 
 def test_environment_overrides_user_toml_overrides_defaults(

@@ -152,3 +152,19 @@ def test_invalid_input_is_rejected(arguments: dict[str, Any], message: str) -> N
     } | arguments
     with pytest.raises(ValueError, match=message):
         explain(**call)
+
+
+def test_overlapping_ngrams_are_named_once() -> None:
+    docs = [
+        Document("Large language models reason", "large language models reason step by step"),
+        Document("Video diffusion", "video diffusion generation of frames"),
+        Document("Robot grasping", "robot arms grasp objects"),
+    ]
+    model = fit_model(docs, min_df=1, max_df=1.0)
+    papers = model.transform_documents(docs)
+    profiles = model.transform_texts(["large language models and reasoning"])
+    result = rank(profiles, papers, k=1)
+    (terms,) = explain(profiles, papers, result, feature_names=model.feature_names)[0]
+    assert terms
+    words = [word for term in terms for word in term.split()]
+    assert len(words) == len(set(words)), terms
