@@ -12,13 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from newsletter.db import make_engine, make_session_factory
 from newsletter.mailcapture import MaildirServer
 from newsletter.models import Delivery, DeliveryStatus
 from newsletter.resources import resource_path
-from tests.conftest import DAILY, TEST_SECRET, reset_database
+from tests.conftest import DAILY, TEST_SECRET
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -110,10 +110,8 @@ def test_bad_input_is_reported_and_nothing_is_lost(run: Run, tmp_path: Path) -> 
 
 
 def test_whole_flow_with_unreachable_then_reachable_smtp(
-    run: Run, tmp_path: Path, database_url: str
+    run: Run, tmp_path: Path, database_url: str, engine: Engine
 ) -> None:
-    engine = make_engine(database_url)
-    reset_database(engine)
     env = {"NEWSLETTER_DATABASE_URL": database_url}
     assert run("db", "upgrade", env=env).returncode == 0
     ingest = run("ingest", str(DAILY / "2026-05-27.jsonl"), env=env)
@@ -163,7 +161,6 @@ def test_whole_flow_with_unreachable_then_reachable_smtp(
         again = run("send", "--edition", "2026-05-27", env={**env, **smtp})
         assert "0 sent" in again.stdout
         assert server.received == 3
-    engine.dispose()
 
 
 def test_broken_template_names_the_file_and_sends_nothing(run: Run, tmp_path: Path) -> None:
@@ -182,6 +179,9 @@ def test_broken_template_names_the_file_and_sends_nothing(run: Run, tmp_path: Pa
         assert f"template {templates / 'issue.mjml'} does not compile" in result.stderr
         assert server.received == 0
     engine = make_engine(f"sqlite:///{tmp_path / 'cli.db'}")
-    with make_session_factory(engine)() as session:
-        assert [d.status for d in session.scalars(select(Delivery))] == [DeliveryStatus.PENDING]
-    engine.dispose()
+    try:
+        with make_session_factory(engine)() as session:
+            statuses = [d.status for d in session.scalars(select(Delivery))]
+    finally:
+        engine.dispose()
+    assert statuses == [DeliveryStatus.PENDING]
