@@ -27,12 +27,12 @@ import numpy as np
 from mjml import mjml2html
 
 from newsletter.catalogue import load_catalogue
-from newsletter.delivery import send_edition
+from newsletter.delivery import select_renderable, send_edition
 from newsletter.issue import issue_view
 from newsletter.mailcapture import FaultyServer
 from newsletter.message import MessageHeaders, build_message
 from newsletter.migrations import upgrade
-from newsletter.models import Delivery, DeliveryItem, Interest, Subscriber, SubscriberStatus
+from newsletter.models import Interest, Subscriber, SubscriberStatus
 from newsletter.render import Renderer
 from newsletter.resources import demo_feed_dir, resource_path
 from newsletter.service import Service
@@ -87,23 +87,10 @@ def bench_rank(n_subscribers: int) -> dict[str, float]:
 
 
 def bench_render_and_mime(service: Service) -> dict[str, float]:
-    from sqlalchemy import select
-    from sqlalchemy.orm import selectinload
-
     renderer = Renderer()
     tokens = Tokens(SECRET)
     with service.sessions() as session:
-        delivery = session.scalars(
-            select(Delivery)
-            .options(
-                selectinload(Delivery.items).selectinload(DeliveryItem.paper),
-                selectinload(Delivery.subscriber)
-                .selectinload(Subscriber.interests)
-                .selectinload(Interest.topic),
-                selectinload(Delivery.edition),
-            )
-            .limit(1)
-        ).one()
+        delivery = session.scalars(select_renderable().limit(1)).one()
         view = issue_view(delivery, settings=service.settings, tokens=tokens)
     renderer.render_issue(view)
     n = 300

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.db import SessionFactory
@@ -137,21 +137,23 @@ def claim_batch(
     return sorted(claimed)
 
 
+def select_renderable() -> Select[Delivery]:
+    """Deliveries with everything their issue shows loaded up front (no lazy loads)."""
+    return select(Delivery).options(
+        selectinload(Delivery.items).selectinload(DeliveryItem.paper),
+        selectinload(Delivery.subscriber)
+        .selectinload(Subscriber.interests)
+        .selectinload(Interest.topic),
+        selectinload(Delivery.edition),
+    )
+
+
 def prepare(
     session: Session, ids: Sequence[int], *, settings: Settings, renderer: Renderer, tokens: Tokens
 ) -> tuple[list[Outgoing], list[int]]:
     """Render and assemble the claimed deliveries; also return those that must not be sent."""
     deliveries = session.scalars(
-        select(Delivery)
-        .where(Delivery.id.in_(ids))
-        .options(
-            selectinload(Delivery.items).selectinload(DeliveryItem.paper),
-            selectinload(Delivery.subscriber)
-            .selectinload(Subscriber.interests)
-            .selectinload(Interest.topic),
-            selectinload(Delivery.edition),
-        )
-        .order_by(Delivery.id)
+        select_renderable().where(Delivery.id.in_(ids)).order_by(Delivery.id)
     ).all()
     emails = [d.subscriber.email for d in deliveries]
     suppressed = set(
