@@ -76,19 +76,19 @@ _SPARE = 3
 
 
 def _distinct(candidates: list[str], n_terms: int) -> tuple[str, ...]:
-    """The best terms that share no word with a better one.
+    """The best terms that share no word with a better-scoring candidate.
 
     Unigrams and bigrams of one phrase all score ("language models", "large language",
-    "language"); naming one of them says as much as naming all three.
+    "large"); naming the best of them says as much as naming all three, and a word is
+    covered once any better candidate used it, even one that was itself left out.
     """
     chosen: list[str] = []
-    words: set[str] = set()
+    covered: set[str] = set()
     for name in candidates:
         parts = set(name.split())
-        if parts & words:
-            continue
-        chosen.append(name)
-        words |= parts
-        if len(chosen) == n_terms:
-            break
+        if not parts & covered:
+            chosen.append(name)
+            if len(chosen) == n_terms:
+                break
+        covered |= parts
     return tuple(chosen)
