@@ -7,15 +7,19 @@ index arrays in and get sparse matrices and arrays back.
 from __future__ import annotations
 
 from recommender.explanations import explain
+from recommender.feedback import FeedbackWeights, apply_feedback, decay
 from recommender.model import Document, TfidfModel, fit_model, fit_transform
 from recommender.profiles import build_profiles
 from recommender.ranking import RankResult, rank
 
 __all__ = [
     "Document",
+    "FeedbackWeights",
     "RankResult",
     "TfidfModel",
+    "apply_feedback",
     "build_profiles",
+    "decay",
     "explain",
     "fit_model",
     "fit_transform",

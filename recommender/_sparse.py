@@ -17,3 +17,13 @@ def as_csr(matrix: scipy.sparse.spmatrix, *, name: str) -> scipy.sparse.csr_matr
     if csr.dtype.kind == "f" and not np.isfinite(csr.data).all():
         raise ValueError(f"{name} must hold finite values only")
     return csr
+
+
+def normalise_rows(matrix: scipy.sparse.csr_matrix) -> scipy.sparse.csr_matrix:
+    """L2-normalise every row; all-zero rows stay zero (sklearn's normalize rejects 0 rows)."""
+    result = scipy.sparse.csr_matrix(matrix, dtype=np.float32, copy=True)
+    result.eliminate_zeros()
+    norms = np.sqrt(np.asarray(result.multiply(result).sum(axis=1), dtype=np.float64).ravel())
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    result.data *= np.repeat(scale, np.diff(result.indptr)).astype(np.float32)
+    return result

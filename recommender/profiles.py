@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse
 
+from recommender._sparse import normalise_rows
 from recommender.model import TfidfModel
 
 
@@ -50,16 +51,9 @@ def build_profiles(
         (weight_values, (row_index, col_index)), shape=(n_profiles, len(texts))
     )
     text_vectors = model.transform_texts(texts)
-    summed = scipy.sparse.csr_matrix(interest_weights @ text_vectors)
-    # Opposite weights can cancel a term exactly; drop the stored zeros so a
-    # profile's nonzero entries are the terms it really has.
-    summed.eliminate_zeros()
-    # Normalised by hand: sklearn's normalize rejects a matrix with no rows.
-    # All-zero rows (no interests) keep a zero scale and so rank nothing.
-    norms = np.sqrt(np.asarray(summed.multiply(summed).sum(axis=1), dtype=np.float64).ravel())
-    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    summed.data *= np.repeat(scale, np.diff(summed.indptr))
-    return scipy.sparse.csr_matrix(summed, dtype=np.float32)
+    # Opposite weights can cancel a term exactly; normalise_rows drops the stored
+    # zeros, and all-zero rows (no interests) stay zero and so rank nothing.
+    return normalise_rows(scipy.sparse.csr_matrix(interest_weights @ text_vectors))
 
 
 def _index_array(
