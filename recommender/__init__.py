@@ -6,6 +6,7 @@ index arrays in and get sparse matrices and arrays back.
 
 from __future__ import annotations
 
+from recommender.diversity import diversify
 from recommender.explanations import explain
 from recommender.feedback import FeedbackWeights, apply_feedback, decay
 from recommender.model import Document, TfidfModel, fit_model, fit_transform
@@ -20,6 +21,7 @@ __all__ = [
     "apply_feedback",
     "build_profiles",
     "decay",
+    "diversify",
     "explain",
     "fit_model",
     "fit_transform",
