@@ -21,18 +21,29 @@ from newsletter.models import (
     DeliveryStatus,
     Edition,
     Frequency,
-    Interest,
     Paper,
     Subscriber,
     SubscriberStatus,
     Suppression,
-    Topic,
 )
-from recommender import Document, build_profiles, explain, fit_transform, rank
+from newsletter.profiles import build_subscriber_profiles, load_ratings
+from recommender import (
+    Document,
+    FeedbackWeights,
+    RankResult,
+    diversify,
+    explain,
+    fit_transform,
+    rank,
+)
 
 WINDOW_DAYS = {Frequency.DAILY: 1, Frequency.WEEKLY: 7}
 # Deliveries in these states hold papers that are (or will be) in someone's inbox.
 _HOLDING = (DeliveryStatus.PENDING, DeliveryStatus.CLAIMED, DeliveryStatus.SENT)
+
+
+# MMR chooses among this many times k candidates per subscriber.
+_MMR_POOL = 3
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,9 @@ class PlanOptions:
     max_papers: int = 10
     min_score: float = 0.02
     corpus_limit: int = 50_000
+    # MMR trade-off between relevance and novelty; 1.0 ranks by relevance alone.
+    diversity: float = 0.8
+    feedback: FeedbackWeights = field(default_factory=FeedbackWeights)
 
 
 @dataclass
@@ -71,12 +85,6 @@ def _get_or_create_edition(session: Session, day: date) -> Edition:
         session.add(edition)
         session.flush()
     return edition
-
-
-def _interest_text(interest: Interest, topics: dict[str, Topic]) -> str:
-    if interest.topic_id is not None:
-        return topics[interest.topic_id].description
-    return interest.keywords or ""
 
 
 def _already_sent(
@@ -147,27 +155,14 @@ def plan_edition(session: Session, day: date, *, options: PlanOptions) -> PlanSu
     model, corpus_vectors = fit_transform(corpus)
     paper_vectors = corpus_vectors[: len(papers)]
 
-    topics = {t.id: t for t in session.scalars(select(Topic))}
-    text_index: dict[str, int] = {}
-    rows: list[int] = []
-    cols: list[int] = []
-    weights: list[float] = []
-    for row, subscriber in enumerate(subscribers):
-        for interest in subscriber.interests:
-            text = _interest_text(interest, topics)
-            rows.append(row)
-            cols.append(text_index.setdefault(text, len(text_index)))
-            weights.append(interest.weight)
-    profiles = build_profiles(
-        model,
-        texts=list(text_index),
-        rows=rows,
-        cols=cols,
-        weights=weights,
-        n_profiles=len(subscribers),
+    ratings = load_ratings(session, subscribers)
+    profiles = build_subscriber_profiles(
+        session, model, subscribers, ratings=ratings, today=day, weights=options.feedback
     )
-
-    sent = _already_sent(session, [s.id for s in subscribers], [p.id for p in papers], edition.id)
+    subscriber_ids = [s.id for s in subscribers]
+    # Papers already in an issue of theirs, or already rated, are never offered again.
+    excluded = _already_sent(session, subscriber_ids, [p.id for p in papers], edition.id)
+    excluded |= ratings.rated_pairs(subscriber_ids)
     groups: dict[Frequency, list[int]] = defaultdict(list)
     for row, subscriber in enumerate(subscribers):
         groups[subscriber.frequency].append(row)
@@ -180,26 +175,22 @@ def plan_edition(session: Session, day: date, *, options: PlanOptions) -> PlanSu
             continue
         group_profiles = profiles[group_rows]
         group_papers = paper_vectors[paper_cols]
-        col_of = {papers[c].id: j for j, c in enumerate(paper_cols)}
-        row_of = {subscribers[r].id: i for i, r in enumerate(group_rows)}
-        excluded = [(row_of[s], col_of[p]) for s, p in sent if s in row_of and p in col_of]
-        exclude = sparse.csr_matrix(
-            (
-                np.ones(len(excluded), dtype=np.int8),
-                ([e[0] for e in excluded], [e[1] for e in excluded]),
+        picks = _pick(
+            group_profiles,
+            group_papers,
+            subscribers=[subscribers[r] for r in group_rows],
+            exclude=_exclusion_matrix(
+                excluded,
+                [subscriber_ids[r] for r in group_rows],
+                [papers[c].id for c in paper_cols],
             ),
-            shape=(len(group_rows), len(paper_cols)),
+            options=options,
         )
-        k = max((subscribers[r].max_papers or options.max_papers) for r in group_rows)
-        result = rank(
-            group_profiles, group_papers, k=k, exclude=exclude, min_score=options.min_score
-        )
-        reasons = explain(group_profiles, group_papers, result, feature_names=model.feature_names)
+        reasons = explain(group_profiles, group_papers, picks, feature_names=model.feature_names)
         for i, row in enumerate(group_rows):
             subscriber = subscribers[row]
-            limit = subscriber.max_papers or options.max_papers
-            picks = result.picks(i)[:limit]
-            if not picks:
+            chosen = picks.picks(i)
+            if not chosen:
                 summary.nothing_new += 1
                 continue
             delivery = Delivery(edition_id=edition.id, subscriber_id=subscriber.id)
@@ -210,13 +201,63 @@ def plan_edition(session: Session, day: date, *, options: PlanOptions) -> PlanSu
                     score=round(float(score), 6),
                     terms=list(reasons[i][position]),
                 )
-                for position, (column, score) in enumerate(picks)
+                for position, (column, score) in enumerate(chosen)
             ]
             session.add(delivery)
             summary.planned += 1
-            top_column, top_score = picks[0]
+            top_column, top_score = chosen[0]
             summary.top_picks.append(
                 (subscriber.email, papers[paper_cols[top_column]].title, float(top_score))
             )
     session.flush()
     return summary
+
+
+def _exclusion_matrix(
+    pairs: set[tuple[int, int]], subscriber_ids: list[int], paper_ids: list[int]
+) -> sparse.csr_matrix:
+    row_of = {s: i for i, s in enumerate(subscriber_ids)}
+    col_of = {p: j for j, p in enumerate(paper_ids)}
+    hits = [(row_of[s], col_of[p]) for s, p in pairs if s in row_of and p in col_of]
+    return sparse.csr_matrix(
+        (np.ones(len(hits), dtype=np.int8), ([h[0] for h in hits], [h[1] for h in hits])),
+        shape=(len(subscriber_ids), len(paper_ids)),
+    )
+
+
+def _pick(
+    profiles: sparse.csr_matrix,
+    papers: sparse.csr_matrix,
+    *,
+    subscribers: list[Subscriber],
+    exclude: sparse.csr_matrix,
+    options: PlanOptions,
+) -> RankResult:
+    """Each subscriber's picks: top-k above the minimum score, diversified by MMR.
+
+    A subscriber who chose "always send" gets the best papers there are even when
+    none reaches the minimum score; everyone else then gets nothing.
+    """
+    limits = np.array([s.max_papers or options.max_papers for s in subscribers])
+    k = int(limits.max())
+    always = np.array([s.always_send for s in subscribers])
+    width = k * _MMR_POOL if options.diversity < 1.0 else k
+    result = rank(profiles, papers, k=width, exclude=exclude, min_score=0.0)
+    # Below the minimum score a pick is dropped, unless the row would be left
+    # empty and its subscriber asked to always get an issue.
+    weak = (result.scores <= options.min_score) & (result.indices >= 0)
+    keep_weak = always & ~((result.scores > options.min_score) & (result.indices >= 0)).any(axis=1)
+    drop = weak & ~keep_weak[:, None]
+    indices = np.where(drop, -1, result.indices)
+    scores = np.where(drop, np.float32(0.0), result.scores)
+    # Dropped picks are always the tail of a row (scores are sorted), so rows stay packed.
+    result = RankResult(indices=indices, scores=scores)
+    if options.diversity < 1.0:
+        result = diversify(result, papers, k=k, trade_off=options.diversity)
+    # Each subscriber's own limit, at most k.
+    positions = np.arange(result.indices.shape[1])
+    over = positions[None, :] >= limits[:, None]
+    return RankResult(
+        indices=np.where(over, -1, result.indices),
+        scores=np.where(over, np.float32(0.0), result.scores),
+    )

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -122,6 +123,9 @@ class Subscriber(Base):
     send_hour: Mapped[int] = mapped_column(SmallInteger, default=7)
     frequency: Mapped[Frequency] = mapped_column(_enum(Frequency), default=Frequency.DAILY)
     max_papers: Mapped[int | None] = mapped_column(SmallInteger)
+    # Send an issue even when nothing new scores above the minimum (then the best
+    # of what there is); otherwise a day without a match sends nothing.
+    always_send: Mapped[bool] = mapped_column(default=False, server_default=false())
     # Bumped to revoke every signed link issued before (tokens carry it).
     token_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -72,11 +72,18 @@ class Service:
         # Imported here, as in send(): scikit-learn and the SMTP stack take about a
         # second to import, which every other command would pay at start-up.
         from newsletter.editions import PlanOptions, plan_edition
+        from recommender import FeedbackWeights
 
         options = PlanOptions(
             max_papers=self.settings.max_papers,
             min_score=self.settings.min_score,
             corpus_limit=self.settings.corpus_limit,
+            diversity=self.settings.diversity,
+            feedback=FeedbackWeights(
+                liked=self.settings.feedback_liked,
+                disliked=self.settings.feedback_disliked,
+                half_life_days=self.settings.feedback_half_life_days,
+            ),
         )
         self.sync_topics()
         with self.sessions.begin() as session:

@@ -70,6 +70,7 @@ class SubscriberInput:
     keywords: tuple[str, ...] = ()
     timezone: str = "UTC"
     frequency: Frequency = Frequency.DAILY
+    always_send: bool = False
 
 
 def build_input(
@@ -81,6 +82,7 @@ def build_input(
     keywords: Sequence[str] = (),
     timezone: str = "UTC",
     frequency: str = "daily",
+    always_send: bool = False,
 ) -> SubscriberInput:
     """Validate raw fields into a ``SubscriberInput`` (raises a ``NewsletterError``)."""
     resolved = tuple(dict.fromkeys(resolve_topic(catalogue, t).id for t in topics))
@@ -97,6 +99,7 @@ def build_input(
         keywords=kept_keywords,
         timezone=check_timezone(timezone.strip() or "UTC"),
         frequency=check_frequency(frequency or "daily"),
+        always_send=always_send,
     )
 
 
@@ -130,6 +133,7 @@ def upsert_subscriber(session: Session, data: SubscriberInput) -> Outcome:
                 status=SubscriberStatus.ACTIVE,
                 timezone=data.timezone,
                 frequency=data.frequency,
+                always_send=data.always_send,
                 confirmed_at=utcnow(),
                 interests=wanted,
             )
@@ -137,7 +141,7 @@ def upsert_subscriber(session: Session, data: SubscriberInput) -> Outcome:
         session.flush()
         return "created"
     changed = False
-    for attribute in ("name", "timezone", "frequency"):
+    for attribute in ("name", "timezone", "frequency", "always_send"):
         if getattr(subscriber, attribute) != getattr(data, attribute):
             setattr(subscriber, attribute, getattr(data, attribute))
             changed = True

@@ -14,6 +14,7 @@ from newsletter.models import (
     Delivery,
     DeliveryItem,
     DeliveryStatus,
+    Feedback,
     Frequency,
     Paper,
     Subscriber,
@@ -75,7 +76,7 @@ def test_window() -> None:
 
 def test_plan_ranks_each_subscribers_own_topic(world: SessionFactory) -> None:
     with world.begin() as session:
-        summary = plan_edition(session, WED, options=PlanOptions(max_papers=10))
+        summary = plan_edition(session, WED, options=PlanOptions(max_papers=10, diversity=1.0))
     assert summary.planned == 4
     issues = _deliveries(world, WED)
     assert set(issues) == set(PEOPLE)
@@ -187,3 +188,58 @@ def test_min_score_and_explanations(world: SessionFactory) -> None:
     assert all(item.score > 0.08 for item in items)
     assert all(1 <= len(item.terms) <= 3 for item in items)
     assert len({len(v) for v in _deliveries(world, WED).values()}) > 1
+
+
+def test_diversity_changes_picks_but_keeps_them_on_topic(world: SessionFactory) -> None:
+    with world.begin() as session:
+        plan_edition(session, WED, options=PlanOptions(max_papers=10, diversity=1.0))
+    relevance_only = _deliveries(world, WED)
+    with world.begin() as session:
+        for delivery in session.scalars(select(Delivery)):
+            session.delete(delivery)
+    with world.begin() as session:
+        plan_edition(session, WED, options=PlanOptions(max_papers=10, diversity=0.7))
+    diverse = _deliveries(world, WED)
+    changed = [
+        e for e in PEOPLE if [p for p, _, _ in diverse[e]] != [p for p, _, _ in relevance_only[e]]
+    ]
+    assert changed
+    for email in ("vision@example.org", "nlp@example.org"):
+        topic = PEOPLE[email][0]
+        assert sum(topic in categories for _, _, categories in diverse[email]) >= 6
+        # The most relevant paper always comes first.
+        assert diverse[email][0][0] == relevance_only[email][0][0]
+
+
+def test_always_send_gets_an_issue_even_below_the_minimum(world: SessionFactory) -> None:
+    with world.begin() as session:
+        people = {s.email: s for s in session.scalars(select(Subscriber))}
+        people["security@example.org"].always_send = True
+    with world.begin() as session:
+        summary = plan_edition(session, WED, options=PlanOptions(max_papers=5, min_score=0.9))
+    issues = _deliveries(world, WED)
+    assert set(issues) == {"security@example.org"}
+    assert len(issues["security@example.org"]) == 5
+    assert summary.nothing_new == len(PEOPLE) - 1
+
+
+def test_feedback_is_excluded_and_pulls_the_profile(world: SessionFactory) -> None:
+    with world.begin() as session:
+        plan_edition(session, WED, options=PlanOptions(max_papers=10, diversity=1.0))
+    before = _deliveries(world, WED)["robots@example.org"]
+    with world.begin() as session:
+        robots = session.scalars(
+            select(Subscriber).where(Subscriber.email == "robots@example.org")
+        ).one()
+        liked_ids = [p for p, _, _ in _deliveries(world, WED)["vision@example.org"][:3]]
+        for external_id in liked_ids:
+            paper = session.scalars(select(Paper).where(Paper.external_id == external_id)).one()
+            session.add(Feedback(subscriber_id=robots.id, paper_id=paper.id, value=1))
+        for delivery in session.scalars(select(Delivery)):
+            session.delete(delivery)
+    with world.begin() as session:
+        plan_edition(session, WED, options=PlanOptions(max_papers=10, diversity=1.0))
+    after = _deliveries(world, WED)["robots@example.org"]
+    assert not set(liked_ids) & {p for p, _, _ in after}
+    vision_share = lambda picks: sum("cs.CV" in c for _, _, c in picks)  # noqa: E731
+    assert vision_share(after) > vision_share(before)
