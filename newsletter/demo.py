@@ -97,6 +97,7 @@ def _reset(directory: Path) -> None:
     for name in _DEMO_FILES:
         (directory / name).unlink(missing_ok=True)
     shutil.rmtree(directory / "maildir", ignore_errors=True)
+    shutil.rmtree(directory / "models", ignore_errors=True)
 
 
 def _html_part(message: EmailMessage) -> str:
@@ -120,6 +121,7 @@ def run_demo(directory: Path, *, echo: Callable[[str], None] = print) -> DemoRes
                 "smtp_username": None,
                 "smtp_password": None,
                 "secret_key": DEMO_SECRET,
+                "model_dir": directory / "models",
             },
             allow_placeholder_secret=True,
         )

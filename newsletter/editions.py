@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 from scipy import sparse
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from newsletter.corpus import model_for_edition
 from newsletter.models import (
     Delivery,
     DeliveryItem,
@@ -28,12 +30,10 @@ from newsletter.models import (
 )
 from newsletter.profiles import build_subscriber_profiles, load_ratings
 from recommender import (
-    Document,
     FeedbackWeights,
     RankResult,
     diversify,
     explain,
-    fit_transform,
     rank,
 )
 
@@ -54,6 +54,9 @@ class PlanOptions:
     # MMR trade-off between relevance and novelty; 1.0 ranks by relevance alone.
     diversity: float = 0.8
     feedback: FeedbackWeights = field(default_factory=FeedbackWeights)
+    # Where the fitted model is kept between editions (None: fit for every edition).
+    model_dir: Path | None = None
+    refit_growth: float = 0.2
 
 
 @dataclass
@@ -142,18 +145,14 @@ def plan_edition(session: Session, day: date, *, options: PlanOptions) -> PlanSu
         summary.nothing_new = len(subscribers)
         return summary
 
-    # The model is fitted on the candidates plus the newest older papers (never on
-    # papers listed after the edition, so replanning a past edition gives the same
-    # result); the candidates are the first rows of the fitted corpus.
-    older = session.scalars(
-        select(Paper)
-        .where(Paper.listed_on < earliest)
-        .order_by(Paper.listed_on.desc(), Paper.id.desc())
-        .limit(max(options.corpus_limit - len(papers), 0))
-    ).all()
-    corpus = [Document(p.title, p.abstract) for p in [*papers, *older]]
-    model, corpus_vectors = fit_transform(corpus)
-    paper_vectors = corpus_vectors[: len(papers)]
+    model, paper_vectors = model_for_edition(
+        session,
+        papers,
+        earliest=earliest,
+        corpus_limit=options.corpus_limit,
+        model_dir=options.model_dir,
+        refit_growth=options.refit_growth,
+    )
 
     ratings = load_ratings(session, subscribers)
     profiles = build_subscriber_profiles(

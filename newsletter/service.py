@@ -79,6 +79,8 @@ class Service:
             min_score=self.settings.min_score,
             corpus_limit=self.settings.corpus_limit,
             diversity=self.settings.diversity,
+            model_dir=self.settings.model_dir,
+            refit_growth=self.settings.refit_growth,
             feedback=FeedbackWeights(
                 liked=self.settings.feedback_liked,
                 disliked=self.settings.feedback_disliked,
@@ -88,6 +90,22 @@ class Service:
         self.sync_topics()
         with self.sessions.begin() as session:
             return plan_edition(session, day, options=options)
+
+    def refit(self) -> str:
+        """Fit the model on the newest papers now and store it; return its version."""
+        from newsletter.corpus import refit
+        from newsletter.errors import ConfigError
+
+        if self.settings.model_dir is None:
+            raise ConfigError(
+                "invalid setting model_dir (NEWSLETTER_MODEL_DIR): not set, so there is no "
+                "stored model to refit (every edition fits its own)"
+            )
+        with self.sessions() as session:
+            stored = refit(
+                session, self.settings.model_dir, corpus_limit=self.settings.corpus_limit
+            )
+        return f"model {stored.version}: {stored.n_papers} papers, {stored.model.n_features} terms"
 
     def send(self, day: date) -> SendSummary:
         """Send the due deliveries of the edition of ``day``."""

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     max_papers: int = Field(default=10, ge=1, le=100)
     min_score: float = Field(default=0.02, ge=0.0, lt=1.0)
     corpus_limit: int = Field(default=50_000, ge=10)
+    model_dir: Path | None = None
+    refit_growth: float = Field(default=0.2, gt=0.0)
     diversity: float = Field(default=0.8, ge=0.0, le=1.0)
     feedback_liked: float = Field(default=1.0, ge=0.0)
     feedback_disliked: float = Field(default=0.5, ge=0.0)
