@@ -11,6 +11,7 @@ with the stored vocabulary.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -42,6 +43,13 @@ def refit(session: Session, directory: Path, *, corpus_limit: int) -> modelstore
     )
 
 
+@dataclass(frozen=True)
+class EditionModel:
+    model: TfidfModel
+    vectors: scipy.sparse.csr_matrix  # the candidates, in their order
+    texts: modelstore.TextCache | None  # interest texts embedded with this model
+
+
 def model_for_edition(
     session: Session,
     candidates: Sequence[Paper],
@@ -50,7 +58,7 @@ def model_for_edition(
     corpus_limit: int,
     model_dir: Path | None,
     refit_growth: float,
-) -> tuple[TfidfModel, scipy.sparse.csr_matrix]:
+) -> EditionModel:
     """The model to rank with, and the candidates' vectors in its space (row order kept)."""
     if model_dir is None:
         older = session.scalars(
@@ -60,7 +68,7 @@ def model_for_edition(
             .limit(max(corpus_limit - len(candidates), 0))
         ).all()
         model, vectors = fit_transform([_document(p) for p in [*candidates, *older]])
-        return model, scipy.sparse.csr_matrix(vectors[: len(candidates)])
+        return EditionModel(model, scipy.sparse.csr_matrix(vectors[: len(candidates)]), None)
     stored = modelstore.load(model_dir)
     total = session.scalar(select(func.count(Paper.id))) or 0
     if modelstore.needs_refit(stored, corpus_size=total, growth=refit_growth):
@@ -80,4 +88,8 @@ def model_for_edition(
     seen = [i for i, row in enumerate(known) if row is not None]
     order[seen] = np.arange(len(seen))
     order[missing] = len(seen) + np.arange(len(missing))
-    return stored.model, scipy.sparse.csr_matrix(parts[order], dtype=np.float32)
+    return EditionModel(
+        stored.model,
+        scipy.sparse.csr_matrix(parts[order], dtype=np.float32),
+        modelstore.text_cache(model_dir, stored.version),
+    )

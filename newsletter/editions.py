@@ -145,7 +145,7 @@ def plan_edition(session: Session, day: date, *, options: PlanOptions) -> PlanSu
         summary.nothing_new = len(subscribers)
         return summary
 
-    model, paper_vectors = model_for_edition(
+    fitted = model_for_edition(
         session,
         papers,
         earliest=earliest,
@@ -153,10 +153,17 @@ def plan_edition(session: Session, day: date, *, options: PlanOptions) -> PlanSu
         model_dir=options.model_dir,
         refit_growth=options.refit_growth,
     )
+    model, paper_vectors = fitted.model, fitted.vectors
 
     ratings = load_ratings(session, subscribers)
     profiles = build_subscriber_profiles(
-        session, model, subscribers, ratings=ratings, today=day, weights=options.feedback
+        session,
+        model,
+        subscribers,
+        ratings=ratings,
+        today=day,
+        weights=options.feedback,
+        text_cache=fitted.texts,
     )
     subscriber_ids = [s.id for s in subscribers]
     # Papers already in an issue of theirs, or already rated, are never offered again.

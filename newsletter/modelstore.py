@@ -141,3 +141,60 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+class TextCache:
+    """Interest texts embedded with one stored model, kept beside it on disk.
+
+    A topic description is shared by many subscribers and a keyword phrase rarely
+    changes, so each distinct text is tokenised once per model version, not once
+    per subscriber per edition.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._texts: list[str] = []
+        self._vectors: scipy.sparse.csr_matrix | None = None
+        index = folder / "texts.json"
+        if index.exists():
+            try:
+                self._texts = json.loads(index.read_text(encoding="utf-8"))
+                self._vectors = scipy.sparse.load_npz(folder / "texts.npz").tocsr()
+            except (OSError, ValueError) as exc:
+                raise ModelStoreError(f"cannot read the text cache in {folder}: {exc}") from None
+            if self._vectors.shape[0] != len(self._texts):
+                self._texts, self._vectors = [], None  # torn cache: rebuild it
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def embed(self, model: TfidfModel, texts: list[str]) -> scipy.sparse.csr_matrix:
+        """Vectors of ``texts`` (row order kept); only unseen texts are tokenised."""
+        row_of = {text: row for row, text in enumerate(self._texts)}
+        missing = list(dict.fromkeys(t for t in texts if t not in row_of))
+        if missing:
+            fresh = model.transform_texts(missing)
+            known = self._vectors if self._vectors is not None else fresh[:0]
+            self._vectors = scipy.sparse.vstack([known, fresh], format="csr")
+            for text in missing:
+                row_of[text] = len(self._texts)
+                self._texts.append(text)
+            self._write()
+        if self._vectors is None:
+            return scipy.sparse.csr_matrix((0, model.n_features), dtype=np.float32)
+        return scipy.sparse.csr_matrix(self._vectors[[row_of[t] for t in texts]])
+
+    def _write(self) -> None:
+        # Vectors first, index last, each replaced atomically: a crash in between
+        # leaves an index that disagrees with the vectors, which reads as empty.
+        vectors = self._folder / ".texts.npz.tmp.npz"
+        scipy.sparse.save_npz(vectors, self._vectors)
+        os.replace(vectors, self._folder / "texts.npz")
+        index = self._folder / ".texts.json.tmp"
+        index.write_text(json.dumps(self._texts, ensure_ascii=False), encoding="utf-8")
+        os.replace(index, self._folder / "texts.json")
+
+
+def text_cache(directory: Path, version: str) -> TextCache:
+    """The text cache of one stored model version."""
+    return TextCache(directory / version)

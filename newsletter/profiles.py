@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.models import Feedback, Interest, Paper, Subscriber, Topic
+from newsletter.modelstore import TextCache
 from recommender import Document, FeedbackWeights, TfidfModel, apply_feedback, build_profiles
 
 _CHUNK = 500
@@ -61,6 +62,7 @@ def build_subscriber_profiles(
     ratings: Ratings,
     today: date,
     weights: FeedbackWeights,
+    text_cache: TextCache | None = None,
 ) -> scipy.sparse.csr_matrix:
     """One L2-normalised profile row per subscriber: interests, then feedback on top."""
     topics = {t.id: t for t in session.scalars(select(Topic))}
@@ -73,13 +75,15 @@ def build_subscriber_profiles(
             rows.append(row)
             cols.append(text_index.setdefault(_interest_text(interest, topics), len(text_index)))
             values.append(interest.weight)
+    texts = list(text_index)
     interests = build_profiles(
         model,
-        texts=list(text_index),
+        texts=texts,
         rows=rows,
         cols=cols,
         weights=values,
         n_profiles=len(subscribers),
+        text_vectors=text_cache.embed(model, texts) if text_cache is not None else None,
     )
     if not ratings.events:
         return interests

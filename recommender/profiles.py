@@ -27,8 +27,13 @@ def build_profiles(
     cols: npt.ArrayLike,
     weights: npt.ArrayLike,
     n_profiles: int,
+    text_vectors: scipy.sparse.csr_matrix | None = None,
 ) -> scipy.sparse.csr_matrix:
-    """Build every subscriber's L2-normalised interest vector, so ranking is one cosine product."""
+    """Build every subscriber's L2-normalised interest vector, so ranking is one cosine product.
+
+    ``text_vectors`` are the texts already embedded with ``model`` (row i = texts[i]),
+    when the caller keeps them between runs; otherwise the texts are embedded here.
+    """
     if isinstance(texts, str):
         raise ValueError("texts must be a sequence of strings, not a single string")
     if n_profiles < 0:
@@ -50,7 +55,13 @@ def build_profiles(
     interest_weights = scipy.sparse.csr_matrix(
         (weight_values, (row_index, col_index)), shape=(n_profiles, len(texts))
     )
-    text_vectors = model.transform_texts(texts)
+    if text_vectors is None:
+        text_vectors = model.transform_texts(texts)
+    elif text_vectors.shape != (len(texts), model.n_features):
+        raise ValueError(
+            f"text_vectors must have shape ({len(texts)}, {model.n_features}), "
+            f"got {text_vectors.shape}"
+        )
     # Opposite weights can cancel a term exactly; normalise_rows drops the stored
     # zeros, and all-zero rows (no interests) stay zero and so rank nothing.
     return normalise_rows(scipy.sparse.csr_matrix(interest_weights @ text_vectors))

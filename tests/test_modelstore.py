@@ -100,7 +100,7 @@ def test_edition_model_reuses_the_stored_fit_until_the_corpus_grows(
             candidates = session.scalars(
                 select(Paper).order_by(Paper.listed_on.desc(), Paper.id).limit(40)
             ).all()
-            model, vectors = model_for_edition(
+            fitted = model_for_edition(
                 session,
                 candidates,
                 earliest=date(2026, 5, 20),
@@ -108,6 +108,8 @@ def test_edition_model_reuses_the_stored_fit_until_the_corpus_grows(
                 model_dir=store,
                 refit_growth=growth,
             )
+        model, vectors = fitted.model, fitted.vectors
+        assert fitted.texts is not None
         stored = modelstore.load(store)
         assert stored is not None
         assert stored.model.feature_names.tolist() == model.feature_names.tolist()
@@ -140,3 +142,33 @@ def test_refit_on_demand(sessions: SessionFactory, tmp_path: Path) -> None:
     loaded = modelstore.load(tmp_path)
     assert loaded is not None
     assert loaded.version == stored.version
+
+
+def test_text_cache_tokenises_each_text_once(tmp_path: Path) -> None:
+    model, vectors = fit_transform(DOCS, min_df=1, max_df=1.0)
+    saved = modelstore.save(tmp_path, model, paper_ids=np.arange(4), vectors=vectors)
+    cache = modelstore.text_cache(tmp_path, saved.version)
+    texts = ["robot grasping", "video diffusion", "robot grasping"]
+    first = cache.embed(model, texts)
+    assert len(cache) == 2
+    assert np.allclose(first.toarray(), model.transform_texts(texts).toarray())
+    # A new process (a new cache object) finds them on disk and adds only the new one.
+    reopened = modelstore.text_cache(tmp_path, saved.version)
+    assert len(reopened) == 2
+    second = reopened.embed(model, ["translation", "video diffusion"])
+    assert len(reopened) == 3
+    assert np.allclose(
+        second.toarray(), model.transform_texts(["translation", "video diffusion"]).toarray()
+    )
+
+
+def test_torn_text_cache_is_rebuilt(tmp_path: Path) -> None:
+    model, vectors = fit_transform(DOCS, min_df=1, max_df=1.0)
+    saved = modelstore.save(tmp_path, model, paper_ids=np.arange(4), vectors=vectors)
+    cache = modelstore.text_cache(tmp_path, saved.version)
+    cache.embed(model, ["robot grasping", "video diffusion"])
+    (tmp_path / saved.version / "texts.json").write_text(json.dumps(["robot grasping"]))
+    rebuilt = modelstore.text_cache(tmp_path, saved.version)
+    assert len(rebuilt) == 0
+    out = rebuilt.embed(model, ["video diffusion"])
+    assert np.allclose(out.toarray(), model.transform_texts(["video diffusion"]).toarray())
