@@ -21,9 +21,11 @@ def as_csr(matrix: scipy.sparse.spmatrix, *, name: str) -> scipy.sparse.csr_matr
 
 def normalise_rows(matrix: scipy.sparse.csr_matrix) -> scipy.sparse.csr_matrix:
     """L2-normalise every row; all-zero rows stay zero (sklearn's normalize rejects 0 rows)."""
-    result = scipy.sparse.csr_matrix(matrix, dtype=np.float32, copy=True)
+    # Squares are summed in float64: float32 overflows above ~1.8e19 and loses
+    # precision below ~1e-19.
+    result = scipy.sparse.csr_matrix(matrix, dtype=np.float64, copy=True)
     result.eliminate_zeros()
-    norms = np.sqrt(np.asarray(result.multiply(result).sum(axis=1), dtype=np.float64).ravel())
+    norms = np.sqrt(np.asarray(result.multiply(result).sum(axis=1)).ravel())
     scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    result.data *= np.repeat(scale, np.diff(result.indptr)).astype(np.float32)
-    return result
+    result.data *= np.repeat(scale, np.diff(result.indptr))
+    return scipy.sparse.csr_matrix(result, dtype=np.float32)

@@ -54,10 +54,12 @@ def _decayed_mean(
     papers: scipy.sparse.csr_matrix,
     n_profiles: int,
 ) -> scipy.sparse.csr_matrix:
-    # Row-normalising the weight matrix first makes W @ papers a weighted mean,
-    # so one liked paper and fifty liked papers pull with the same strength.
+    # Dividing by the number of events makes W @ papers a mean of decay-weighted
+    # papers: fifty likes pull no harder than one, and old ones pull less than new
+    # ones (dividing by the summed decay instead would cancel the decay whenever a
+    # subscriber's ratings are all of one age).
     matrix = scipy.sparse.csr_matrix((weights, (rows, cols)), shape=(n_profiles, papers.shape[0]))
-    totals = np.asarray(matrix.sum(axis=1)).ravel()
+    totals = np.bincount(rows, minlength=n_profiles).astype(np.float64)
     scale = np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)
     matrix = scipy.sparse.diags(scale) @ matrix
     return scipy.sparse.csr_matrix(matrix @ papers)
