@@ -161,6 +161,9 @@ def subscribers() -> None:
 @click.option(
     "--frequency", type=click.Choice(["daily", "weekly"]), default="daily", show_default=True
 )
+@click.option(
+    "--always-send", is_flag=True, help="Send an issue even when nothing reaches the minimum score."
+)
 @pass_state
 def subscribers_add(
     state: State,
@@ -170,6 +173,7 @@ def subscribers_add(
     name: str,
     timezone: str,
     frequency: str,
+    always_send: bool,
 ) -> None:
     """Add (or update) an active subscriber."""
     service = state.service()
@@ -183,6 +187,7 @@ def subscribers_add(
             keywords=split_list(keywords),
             timezone=timezone,
             frequency=frequency,
+            always_send=always_send,
         )
         with service.sessions.begin() as session:
             outcome = upsert_subscriber(session, data)
@@ -267,6 +272,71 @@ def send(state: State, edition: datetime | None) -> None:
 
 @cli.command()
 @click.option(
+    "--papers",
+    "papers_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON Lines papers to rank (arXiv daily listing format, .gz allowed).",
+)
+@click.option(
+    "--profiles",
+    "profiles_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='JSON Lines profiles: {"id", "topics", "keywords", "liked", "disliked"}.',
+)
+@click.option(
+    "--top", type=click.IntRange(min=1), required=True, help="At most this many papers each."
+)
+@click.option(
+    "--corpus",
+    "corpus_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="More papers the model is fitted on but never recommended (repeat).",
+)
+@click.option(
+    "--why",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Terms explaining each pick (0: none).",
+)
+@pass_state
+def recommend(
+    state: State,
+    papers_file: Path,
+    profiles_file: Path,
+    top: int,
+    corpus_files: tuple[Path, ...],
+    why: int,
+) -> None:
+    """Rank papers for every profile and write JSON Lines to stdout (no database)."""
+    from newsletter.catalogue import load_catalogue
+    from newsletter.recommend import RecommendInputError, load_inputs, run, write_jsonl
+
+    # Only the topic catalogue is used, so no secret key is needed.
+    settings = load_settings(state.config, allow_placeholder_secret=True)
+    try:
+        inputs = load_inputs(
+            papers=papers_file,
+            profiles=profiles_file,
+            corpus=corpus_files,
+            catalogue=load_catalogue(settings.topics_file),
+        )
+    except RecommendInputError as exc:
+        for problem in exc.problems[:50]:
+            click.echo(str(problem), err=True)
+        if len(exc.problems) > 50:
+            click.echo(f"... and {len(exc.problems) - 50} more problems", err=True)
+        sys.exit(2)
+    for warning in inputs.warnings:
+        click.echo(str(warning), err=True)
+    write_jsonl(run(inputs, top=top, why=why), sys.stdout.buffer)
+
+
+@cli.command()
+@click.option(
     "--dir",
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
@@ -279,6 +349,22 @@ def demo(directory: Path) -> None:
     from newsletter.demo import run_demo
 
     run_demo(directory, echo=click.echo)
+
+
+@cli.group()
+def recommender() -> None:
+    """The stored recommender model."""
+
+
+@recommender.command("refit")
+@pass_state
+def recommender_refit(state: State) -> None:
+    """Fit the TF-IDF model on the newest papers now (it is otherwise refitted as it ages)."""
+    service = state.service()
+    try:
+        click.echo(service.refit())
+    finally:
+        service.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
