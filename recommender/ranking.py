@@ -22,7 +22,8 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -33,10 +34,12 @@ import scipy.sparse
 from recommender._sparse import as_csr
 
 _Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 
 # At most this many threads rank blocks in parallel (never more than the
-# CPUs this process may use).
+# CPUs this process may use), and only for more than this many scores.
 _MAX_WORKERS = 4
+_PARALLEL_CELLS = 1 << 21
 # Bytes of scores per block of profile rows (fewer rows than chunk_size
 # when that is smaller): a block's temporary arrays are then reused from
 # the heap instead of being mapped and page-faulted in anew each time.
@@ -130,13 +133,17 @@ def rank(
             scores=np.zeros((n_profiles, k), dtype=np.float32),
         )
 
-    with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, _cpu_count())) as pool:
+    # Threads only pay off beyond a few blocks of scores.
+    workers = min(_MAX_WORKERS, _cpu_count()) if n_profiles * n_papers > _PARALLEL_CELLS else 1
+    with ThreadPoolExecutor(max_workers=workers) if workers > 1 else nullcontext() as pool:
+        # The scorer is prepared while duplicates are looked for.
+        scorer_ready = _start(pool, _Scorer, profiles, papers)
         # Rank each distinct row once; owner[row] is the ranked row holding its picks.
         ranked, owner = _distinct_rows(profiles, exclude, pool)
         n_ranked = n_profiles if ranked is None else len(ranked)
         indices = np.full((n_ranked, k), -1, dtype=np.int64)
         scores = np.zeros((n_ranked, k), dtype=np.float32)
-        scorer = _Scorer(profiles, papers)
+        scorer = scorer_ready.result()
         block = max(1, min(chunk_size, _BLOCK_BYTES // (n_papers * scorer.dtype.itemsize)))
 
         def rank_block(start: int) -> None:
@@ -155,10 +162,29 @@ def rank(
             )
 
         _each(pool, rank_block, range(0, n_ranked, block))
-
-    if owner is not None:
-        indices, scores = indices[owner], scores[owner]
+        if owner is not None:
+            indices, scores = _spread(indices, scores, owner, pool)
     return RankResult(indices=indices, scores=scores)
+
+
+def _spread(
+    indices: npt.NDArray[np.int64],
+    scores: npt.NDArray[np.float32],
+    owner: npt.NDArray[np.int64],
+    pool: ThreadPoolExecutor | None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Every row's picks: those of its ranked row (indices[owner], scores[owner])."""
+    all_indices = np.empty((len(owner), indices.shape[1]), dtype=indices.dtype)
+    all_scores = np.empty((len(owner), scores.shape[1]), dtype=scores.dtype)
+
+    def copy(bounds: tuple[int, int]) -> None:
+        rows = owner[bounds[0] : bounds[1]]
+        np.take(indices, rows, axis=0, out=all_indices[bounds[0] : bounds[1]])
+        np.take(scores, rows, axis=0, out=all_scores[bounds[0] : bounds[1]])
+
+    cuts = np.linspace(0, len(owner), _cpu_count() + 1).astype(np.int64)
+    _each(pool, copy, itertools.pairwise(cuts.tolist()))
+    return all_indices, all_scores
 
 
 def _cpu_count() -> int:
@@ -168,14 +194,28 @@ def _cpu_count() -> int:
     return os.cpu_count() or 1
 
 
-def _each(pool: ThreadPoolExecutor, func: Callable[[_Item], None], items: Iterable[_Item]) -> None:
-    """func(item) for every item, on the pool when there is more than one."""
+def _each(
+    pool: ThreadPoolExecutor | None, func: Callable[[_Item], None], items: Iterable[_Item]
+) -> None:
+    """func(item) for every item: on the pool, if any, when there is more than one."""
     todo = list(items)
-    if len(todo) == 1:
-        func(todo[0])
+    if pool is None or len(todo) == 1:
+        for item in todo:
+            func(item)
     else:
         # list() waits for all of them and re-raises the first exception.
         list(pool.map(func, todo))
+
+
+def _start(
+    pool: ThreadPoolExecutor | None, func: Callable[..., _Result], *args: object
+) -> Future[_Result]:
+    """func(*args) on the pool, or right away without one."""
+    if pool is not None:
+        return pool.submit(func, *args)
+    done: Future[_Result] = Future()
+    done.set_result(func(*args))
+    return done
 
 
 class _Scorer:
@@ -196,8 +236,9 @@ class _Scorer:
         # profile row keeps its entry order, hence the order of its sums.
         n_features = profiles.shape[1]
         uses = np.zeros(n_features, dtype=np.int64)
-        for lo in range(0, profiles.nnz, _BLOCK_NNZ):
-            uses += np.bincount(profiles.indices[lo : lo + _BLOCK_NNZ], minlength=n_features)
+        step = 8 * _BLOCK_NNZ
+        for lo in range(0, profiles.nnz, step):
+            uses += np.bincount(profiles.indices[lo : lo + step], minlength=n_features)
         uses[np.diff(self.papers_t.indptr) == 0] = 0
         shared = np.flatnonzero(uses)
         shared = shared[np.argsort(-uses[shared], kind="stable")]
@@ -251,7 +292,7 @@ def _index_dtype(n: int) -> type[np.signedinteger]:
 def _distinct_rows(
     profiles: scipy.sparse.csr_matrix,
     exclude: scipy.sparse.csr_matrix | None,
-    pool: ThreadPoolExecutor,
+    pool: ThreadPoolExecutor | None,
 ) -> tuple[npt.NDArray[np.int64] | None, npt.NDArray[np.int64] | None]:
     """(rows to rank, for every row the position of its ranked row), or (None, None): all.
 
@@ -293,37 +334,37 @@ def _distinct_rows(
     return ranked, position[owner]
 
 
-def _row_keys(matrix: scipy.sparse.csr_matrix, pool: ThreadPoolExecutor) -> npt.NDArray[np.uint64]:
+def _row_keys(
+    matrix: scipy.sparse.csr_matrix, pool: ThreadPoolExecutor | None
+) -> npt.NDArray[np.uint64]:
     """A 64-bit key per row; equal rows (same entries in the same order) get equal keys.
 
-    It mixes the row's length, a random projection of the row and the sum
-    of its values (the two sums are computed side by side on the pool).
+    It mixes the row's length, the sum of its column numbers and the sum of
+    its values' bit patterns (integer sums that wrap around), two passes
+    over contiguous arrays, side by side on the pool.
     """
     n_rows = matrix.shape[0]
     lengths = np.diff(matrix.indptr)
-    sums: list[npt.NDArray[np.generic]] = [np.zeros(n_rows, dtype=np.float32)] * 2
+    sums = [np.zeros(n_rows, dtype=np.uint64), np.zeros(n_rows, dtype=np.uint64)]
+    bits_dtype = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}.get(matrix.data.itemsize)
+    arrays = [matrix.indices.view(np.uint32 if matrix.indices.itemsize == 4 else np.uint64)]
+    if bits_dtype is not None:
+        # Other value types (complex) leave it to the entry-by-entry comparison.
+        arrays.append(np.ascontiguousarray(matrix.data).view(bits_dtype))
 
-    def project(slot: int) -> None:
-        projection = np.random.default_rng(0x5EED).uniform(0.5, 1.5, size=matrix.shape[1])
-        sums[slot] = np.asarray(matrix @ projection.astype(np.float32))
-
-    def total(slot: int) -> None:
+    def add_up(slot: int) -> None:
         if matrix.nnz:
             starts = np.minimum(matrix.indptr[:-1], matrix.nnz - 1)
-            totals = np.add.reduceat(matrix.data, starts)
+            values = arrays[slot]
+            totals = np.add.reduceat(values, starts, dtype=values.dtype)
             # reduceat gives an empty row the next row's first value: zero it.
             totals[lengths == 0] = 0
-            sums[slot] = totals
+            sums[slot] = totals.astype(np.uint64)
 
-    _each(pool, lambda slot: (project, total)[slot](slot), [0, 1])
+    _each(pool, add_up, range(len(arrays)))
     keys = _mix(lengths.astype(np.uint64))
-    for values in sums:
-        # Any dtype: its bytes, zero-padded to whole 64-bit words.
-        raw = np.ascontiguousarray(values).reshape(n_rows, -1).view(np.uint8)
-        padded = np.zeros((n_rows, -(-raw.shape[1] // 8) * 8), dtype=np.uint8)
-        padded[:, : raw.shape[1]] = raw
-        for word in padded.view(np.uint64).T:
-            keys = _mix(keys ^ word)
+    for total in sums:
+        keys = _mix(keys ^ total)
     return keys
 
 
@@ -341,7 +382,7 @@ def _rows_equal(
     matrix: scipy.sparse.csr_matrix,
     rows: npt.NDArray[np.int64],
     others: npt.NDArray[np.int64],
-    pool: ThreadPoolExecutor,
+    pool: ThreadPoolExecutor | None,
 ) -> npt.NDArray[np.bool_]:
     """Whether each row holds exactly the entries of its other row, in the same order."""
     lengths = np.diff(matrix.indptr)
@@ -428,13 +469,27 @@ def _candidates(
     """
     n_rows, n_cols = similarity.shape
     if k < n_cols:
-        # Selection, not sorting (measured: cheaper than first bounding the
-        # k-th score on a sample of the columns).
-        kth = np.partition(similarity, n_cols - k, axis=1)[:, n_cols - k]
-        threshold = np.maximum(kth, floor)
+        threshold = np.maximum(_kth_largest(similarity, k), floor)
     else:
         threshold = np.full(n_rows, floor, dtype=similarity.dtype)
     return (*_at_least(similarity, threshold), threshold)
+
+
+def _kth_largest(similarity: npt.NDArray[np.floating], k: int) -> npt.NDArray[np.floating]:
+    """Each row's k-th largest score wherever it is positive (selection, not sorting).
+
+    Selection runs on the scores' bit patterns as signed integers, which
+    numpy selects faster than floats: they order non-negative floats exactly
+    as the floats, and every negative float (-0.0 included) below them. So a
+    positive k-th largest comes out exact; otherwise some value <= 0 does,
+    and the caller's floor (> min_score >= 0) replaces it either way.
+    """
+    n_cols = similarity.shape[1]
+    as_int = {4: np.int32, 8: np.int64}.get(similarity.dtype.itemsize)
+    if as_int is None:
+        return np.asarray(np.partition(similarity, n_cols - k, axis=1)[:, n_cols - k])
+    bits = np.partition(similarity.view(as_int), n_cols - k, axis=1)[:, n_cols - k]
+    return np.ascontiguousarray(bits).view(similarity.dtype)
 
 
 def _at_least(

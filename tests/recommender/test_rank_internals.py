@@ -179,6 +179,8 @@ def test_block_sizes_and_threads_do_not_change_the_result(
 ) -> None:
     profiles, papers = data
     expected = reference(profiles, papers, k=9, min_score=0.03)
+    # Threads even for this small input.
+    monkeypatch.setattr(ranking, "_PARALLEL_CELLS", 0)
     for block_bytes, block_nnz, workers in [(1, 1, 1), (4096, 7, 3), (10**9, 10**9, 2)]:
         monkeypatch.setattr(ranking, "_BLOCK_BYTES", block_bytes)
         monkeypatch.setattr(ranking, "_BLOCK_NNZ", block_nnz)
@@ -252,3 +254,25 @@ def test_ties_at_the_kth_score_go_to_the_lower_paper_in_every_block(
     monkeypatch.setattr(ranking, "_BLOCK_BYTES", 300 * 4 * 17)
     for k in (1, 5, 40):
         assert_exactly(rank(profiles, papers, k=k), reference(profiles, papers, k=k))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kth_largest_is_exact_when_positive_and_not_positive_otherwise(dtype: type) -> None:
+    rng = np.random.default_rng(11)
+    not_positive = np.array([0.0, -0.0, -np.inf, -1.5, -1e-30])
+    positive = np.array([1e-30, 0.25, 0.5, 2.0, np.inf])
+    # Rows from all but non-positive to all but positive.
+    share = np.linspace(0.0, 1.0, 500)[:, None]
+    scores = np.where(
+        rng.random((500, 30)) < share,
+        rng.choice(positive, size=(500, 30)),
+        rng.choice(not_positive, size=(500, 30)),
+    ).astype(dtype)
+    for k in (1, 3, 10, 29):
+        expected = np.partition(scores, 30 - k, axis=1)[:, 30 - k]
+        found = ranking._kth_largest(scores, k)
+        assert found.dtype == dtype
+        exact = expected > 0
+        assert 0 < exact.sum() < len(exact)
+        np.testing.assert_array_equal(found[exact], expected[exact])
+        assert (found[~exact] <= 0).all()
