@@ -71,10 +71,8 @@ def model_for_edition(
         return EditionModel(model, scipy.sparse.csr_matrix(vectors[: len(candidates)]), None)
     stored = modelstore.load(model_dir)
     total = session.scalar(select(func.count(Paper.id))) or 0
-    if modelstore.needs_refit(stored, corpus_size=total, growth=refit_growth):
+    if stored is None or modelstore.needs_refit(stored, corpus_size=total, growth=refit_growth):
         stored = refit(session, model_dir, corpus_limit=corpus_limit)
-    if stored is None:  # pragma: no cover - refit always returns a model
-        raise RuntimeError("no model after refit")
     row_of = {int(paper_id): row for row, paper_id in enumerate(stored.paper_ids)}
     known = [row_of.get(p.id) for p in candidates]
     missing = [i for i, row in enumerate(known) if row is None]

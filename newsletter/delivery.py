@@ -199,8 +199,11 @@ def record(
     summary: SendSummary,
 ) -> None:
     """Store each outcome: sent, failed (5xx), or pending again with a backoff (4xx, lost link)."""
+    # One query for the batch, not one per message.
+    ids = [outgoing.delivery_id for outgoing, _ in outcomes]
+    rows = {d.id: d for d in session.scalars(select(Delivery).where(Delivery.id.in_(ids)))}
     for outgoing, result in outcomes:
-        delivery = session.get_one(Delivery, outgoing.delivery_id)
+        delivery = rows[outgoing.delivery_id]
         delivery.attempts += 1
         delivery.last_smtp_code = result.code
         delivery.last_smtp_reply = result.reply[:2000]

@@ -94,6 +94,7 @@ def _already_sent(
     session: Session, subscriber_ids: list[int], paper_ids: list[int], edition_id: int
 ) -> set[tuple[int, int]]:
     """(subscriber, paper) pairs already in another issue of theirs."""
+    wanted = set(subscriber_ids)
     pairs: set[tuple[int, int]] = set()
     for start in range(0, len(paper_ids), 500):
         chunk = paper_ids[start : start + 500]
@@ -106,7 +107,6 @@ def _already_sent(
                 Delivery.edition_id != edition_id,
             )
         )
-        wanted = set(subscriber_ids)
         pairs.update((s, p) for s, p in rows if s in wanted)
     return pairs
 
