@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     Date,
     DateTime,
@@ -103,9 +104,19 @@ class EditionStatus(enum.StrEnum):
 
 
 class DeliveryStatus(enum.StrEnum):
+    """The outbox state machine (see ``newsletter.delivery``).
+
+    pending → claimed (lease) → sent; or → retry (4xx, lost connection; due again at
+    ``next_attempt_at``) → claimed → ...; or → bounced (5xx: the address is refused);
+    failed (out of attempts, or cannot be sent at all); suppressed (the address is on
+    the suppression list or the subscriber left before it went out).
+    """
+
     PENDING = "pending"
     CLAIMED = "claimed"
+    RETRY = "retry"
     SENT = "sent"
+    BOUNCED = "bounced"
     FAILED = "failed"
     SUPPRESSED = "suppressed"
 
@@ -253,6 +264,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("edition_id", "subscriber_id"),
         Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_deliveries_edition_id_status", "edition_id", "status"),
     )
 
 
@@ -285,3 +297,45 @@ class Suppression(Base):
     email: Mapped[str] = mapped_column(String(320), primary_key=True)
     reason: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BounceKind(enum.StrEnum):
+    HARD = "hard"  # 5xx at RCPT or DATA, or a DSN with a permanent failure
+    SOFT = "soft"  # a DSN reporting a temporary failure (recorded, no action)
+
+
+class Bounce(Base):
+    """One bounce of one address: refused over SMTP, or reported later by a DSN.
+
+    At most one per delivery and kind, so reading the same bounce mailbox twice, or a
+    DSN arriving for a delivery already refused at RCPT, never counts twice.
+    """
+
+    __tablename__ = "bounces"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL"), index=True
+    )
+    kind: Mapped[BounceKind] = mapped_column(_enum(BounceKind))
+    source: Mapped[str] = mapped_column(String(16))  # smtp | dsn
+    code: Mapped[int | None] = mapped_column(SmallInteger)
+    reply: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("delivery_id", "kind"),)
+
+
+class SendRate(Base):
+    """Messages sent per time bucket, shared by every worker of one database.
+
+    ``scope`` "s" holds 100 ms buckets (the per-second limit), "h" one-minute buckets
+    (the per-hour limit); ``bucket`` is the bucket's start in those units since the epoch.
+    """
+
+    __tablename__ = "send_rate"
+
+    scope: Mapped[str] = mapped_column(String(1), primary_key=True)
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    count: Mapped[int] = mapped_column(Integer, default=0)

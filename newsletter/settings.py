@@ -80,6 +80,28 @@ class Settings(BaseSettings):
     feedback_half_life_days: float = Field(default=120.0, gt=0.0)
     send_batch_size: int = Field(default=200, ge=1, le=10_000)
     lease_seconds: int = Field(default=600, ge=10)
+    deliver_workers: int = Field(default=1, ge=1, le=64)
+    smtp_message_timeout: float = Field(default=120.0, gt=0)
+    rate_per_second: float | None = Field(default=None, gt=0)
+    rate_per_hour: int | None = Field(default=None, ge=1)
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    retry_base_seconds: float = Field(default=300.0, gt=0)
+    bounce_limit: int = Field(default=1, ge=1)
+    return_path: str | None = None
+    verp: bool = False
+    unsubscribe_mailto: str | None = None
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_key_file: Path | None = None
+    dkim_algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
+    bounce_mailbox: Literal["none", "maildir", "imap", "pop3"] = "none"
+    bounce_maildir: Path | None = None
+    bounce_host: str | None = None
+    bounce_port: int | None = Field(default=None, ge=1, le=65535)
+    bounce_tls: bool = True
+    bounce_username: str | None = None
+    bounce_password: SecretStr | None = None
+    bounce_folder: str = "INBOX"
 
     @field_validator("database_url")
     @classmethod

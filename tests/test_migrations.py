@@ -25,6 +25,8 @@ TABLES = {
     "deliveries",
     "delivery_items",
     "suppressions",
+    "bounces",
+    "send_rate",
 }
 
 
