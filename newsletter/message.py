@@ -1,30 +1,33 @@
 """MIME assembly of one issue: multipart/alternative (text, then HTML) and its headers.
 
-Every header value is collapsed to one line before it is set, so no subscriber or
-paper data can add a header or a MIME part; the ``email`` package then encodes
-non-ASCII (RFC 2047) and folds long lines.
+Every header value is collapsed to one line before it is written, so no subscriber
+or paper data can add a header or a MIME part; non-ASCII is RFC 2047 encoded and
+long lines are folded. The tests parse every variant back with the ``email``
+package, which is the reference this fast path is held to.
 """
 
 from __future__ import annotations
 
+import binascii
+import functools
 import re
-import unicodedata
+import secrets
 from dataclasses import dataclass
 from datetime import date, datetime
-from email import policy
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 
 from newsletter.render import RenderedIssue
+
+# Unicode category Cc: the C0 controls, DEL and the C1 controls.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_TOKEN = re.compile("[!-~]+")  # printable ASCII, no space
 
 
 def one_line(value: str, *, limit: int = 500) -> str:
     """One printable line: whitespace runs (line breaks too) become single spaces,
     control characters (NUL, ESC, DEL ...) go, and the result is cut at ``limit``
     characters so that no header line can outgrow RFC 5322's 998 bytes."""
-    text = " ".join(value.split())
-    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cc")
+    text = _CONTROL.sub("", " ".join(value.split()))
     return text[:limit].rstrip()
 
 
@@ -44,28 +47,167 @@ class MessageHeaders:
     list_name: str
     unsubscribe_url: str
     date: datetime
+    unsubscribe_mailto: str | None = None  # a mailto: URI offered beside the URL
 
 
 def build_message(rendered: RenderedIssue, headers: MessageHeaders) -> bytes:
-    """The message as bytes ready for SMTP (CRLF line ends)."""
-    message = EmailMessage(policy=policy.SMTP)
-    sender_name, sender_address = parseaddr(headers.sender)
-    message["From"] = Address(one_line(sender_name), addr_spec=sender_address)
-    message["To"] = Address(one_line(headers.to_name, limit=200), addr_spec=headers.to_address)
-    message["Subject"] = one_line(rendered.subject)
-    message["Date"] = format_datetime(headers.date)
-    message["Message-ID"] = headers.message_id
-    message["List-Id"] = f"{one_line(headers.list_name)} <{headers.list_id}>"
-    message.set_content(rendered.text, subtype="plain", charset="utf-8")
-    message.add_alternative(rendered.html, subtype="html", charset="utf-8")
-    # RFC 8058 one-click unsubscribe. The URL is one long unbreakable token, which the
-    # email package would wrongly turn into RFC 2047 encoded words when folding, so
-    # these two headers are written as raw bytes ahead of the generated ones.
-    url = _header_url(headers.unsubscribe_url)
-    raw = (
-        f"List-Unsubscribe: <{url}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-    ).encode("ascii")
-    return raw + message.as_bytes()
+    """The message as bytes ready for SMTP (CRLF line ends), multipart/alternative.
+
+    Assembled as bytes rather than through ``email.message.EmailMessage``, which
+    costs ~3 ms for a 60 KB issue and sits on the hot path of every send. What makes
+    hand assembly safe: every header value is collapsed to one printable line first;
+    values that are not plain ASCII (or look like encoded words) are RFC 2047
+    encoded words; addresses are formatted by ``email.utils``;
+    both bodies are quoted-printable (``binascii``, in C), and the boundary starts
+    with ``=_``, which quoted-printable output can never contain.
+    """
+    sender_name, sender_address = _parse_sender(headers.sender)
+    lines = [
+        _list_unsubscribe(headers.unsubscribe_url, headers.unsubscribe_mailto),
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        _address_header("From", one_line(sender_name), sender_address),
+        _address_header("To", one_line(headers.to_name, limit=200), headers.to_address),
+        _text_header("Subject", one_line(rendered.subject)),
+        "Date: " + format_datetime(headers.date),
+        "Message-ID: " + _token_value(headers.message_id),
+        _text_header("List-Id", one_line(headers.list_name), suffix=f" <{headers.list_id}>"),
+        "MIME-Version: 1.0",
+    ]
+    boundary = "=_issue_" + secrets.token_hex(12)
+    head = "\r\n".join(lines).encode("ascii" if _all_ascii(lines) else "utf-8")
+    return b"".join(
+        (
+            head,
+            b'\r\nContent-Type: multipart/alternative; boundary="',
+            boundary.encode("ascii"),
+            b'"\r\n\r\n--',
+            boundary.encode("ascii"),
+            _PART_TEXT,
+            _quoted_printable(rendered.text),
+            b"\r\n--",
+            boundary.encode("ascii"),
+            _html_part(rendered.html),
+            b"\r\n--",
+            boundary.encode("ascii"),
+            b"--\r\n",
+        )
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_sender(sender: str) -> tuple[str, str]:
+    return parseaddr(sender)
+
+
+_PART_TEXT = (
+    b'\r\nContent-Type: text/plain; charset="utf-8"\r\n'
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+)
+_PART_HTML = b'\r\nContent-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: '
+_MAX_BODY_LINE = 998
+_FOLD_AT = 78  # RFC 5322's recommended line length
+
+
+def _all_ascii(lines: list[str]) -> bool:
+    return all(line.isascii() for line in lines)
+
+
+def _quoted_printable(body: str) -> bytes:
+    """Quoted-printable with CRLF line ends and lines of at most 76 characters."""
+    data = body.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+    encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
+    return encoded.replace(b"\n", b"\r\n")
+
+
+def _html_part(html: str) -> bytes:
+    """The HTML part's headers and body: 7bit when possible, else quoted-printable.
+
+    Non-ASCII characters become numeric character references (which mean the same in
+    HTML), so the part is ASCII; if every line also fits SMTP's 998 bytes it needs no
+    transfer encoding at all, which is ~15 times cheaper than quoted-printable.
+    """
+    data = html.replace("\r\n", "\n").replace("\r", "\n").encode("ascii", "xmlcharrefreplace")
+    if max(map(len, data.split(b"\n"))) <= _MAX_BODY_LINE:
+        return b"".join((_PART_HTML, b"7bit\r\n\r\n", data.replace(b"\n", b"\r\n")))
+    return b"".join((_PART_HTML, b"quoted-printable\r\n\r\n", _quoted_printable(html)))
+
+
+def _needs_encoding(value: str) -> bool:
+    return not value.isascii() or "=?" in value
+
+
+def _fold(name: str, value: str) -> str:
+    """``Name: value`` folded at spaces so lines stay near 78 characters."""
+    line = f"{name}: {value}"
+    if len(line) <= _FOLD_AT:
+        return line
+    out: list[str] = []
+    current = f"{name}:"
+    for word in value.split(" "):
+        if len(current) + 1 + len(word) > _FOLD_AT and current != f"{name}:":
+            out.append(current)
+            current = " " + word
+        else:
+            current += " " + word
+    out.append(current)
+    return "\r\n".join(out)
+
+
+_WORD_BYTES = 40  # UTF-8 bytes per encoded word: 12 + 56 base64 characters, under 75
+
+
+def _encoded_words(value: str) -> str:
+    """RFC 2047 base64 encoded words, one per folded line, never splitting a character.
+
+    Written here because ``email.header.Header`` weighs quoted-printable against
+    base64 character by character (~0.7 ms for a subject line) on the hot path.
+    """
+    words: list[bytes] = []
+    chunk = b""
+    for char in value:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > _WORD_BYTES:
+            words.append(chunk)
+            chunk = encoded
+        else:
+            chunk += encoded
+    words.append(chunk)
+    return "\r\n ".join(
+        "=?utf-8?b?" + binascii.b2a_base64(word, newline=False).decode("ascii") + "?="
+        for word in words
+    )
+
+
+def _text_header(name: str, value: str, *, suffix: str = "") -> str:
+    if not value:
+        return f"{name}:{suffix}" if suffix else f"{name}: "
+    if _needs_encoding(value):
+        return f"{name}: {_encoded_words(value)}{suffix}"
+    return _fold(name, value + suffix)
+
+
+def _address_header(name: str, display_name: str, address: str) -> str:
+    _token_value(address)
+    if not display_name:
+        return f"{name}: {address}"
+    if _needs_encoding(display_name):
+        return f"{name}: {_encoded_words(display_name)} <{address}>"
+    return _fold(name, formataddr((display_name, address)))
+
+
+def _token_value(value: str) -> str:
+    """A value that must be one unbroken token (Message-ID): no spaces, no controls."""
+    if not _TOKEN.fullmatch(value):
+        raise ValueError(f"header value not safe: {value!r}")
+    return value
+
+
+def _list_unsubscribe(url: str, mailto: str | None) -> str:
+    line = f"List-Unsubscribe: <{_header_url(url)}>"
+    if mailto:
+        # The mailto URI goes on a folded line of its own: the URL may already fill one.
+        line += f",\r\n <{_header_url(mailto)}>"
+    return line
 
 
 _MAX_HEADER_LINE = 998 - len("List-Unsubscribe: <>")

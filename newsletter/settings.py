@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     feedback_disliked: float = Field(default=0.5, ge=0.0)
     feedback_half_life_days: float = Field(default=120.0, gt=0.0)
     send_batch_size: int = Field(default=200, ge=1, le=10_000)
-    lease_seconds: int = Field(default=600, ge=10)
+    lease_seconds: int = Field(default=600, ge=1)
     deliver_workers: int = Field(default=1, ge=1, le=64)
     smtp_message_timeout: float = Field(default=120.0, gt=0)
     rate_per_second: float | None = Field(default=None, gt=0)

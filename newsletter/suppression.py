@@ -1,0 +1,117 @@
+"""The bounce rules, shared by SMTP refusals and delivery status notifications.
+
+A hard bounce (5xx at RCPT or DATA, or a DSN reporting a permanent failure) is
+recorded once per delivery. When an address has collected ``bounce_limit`` hard
+bounces it goes on the suppression list, its subscriber is marked bounced, and its
+deliveries that have not gone out yet are suppressed: nothing is ever sent to it again.
+A soft bounce (a DSN reporting a delay or a temporary failure) is only recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from newsletter.models import (
+    Bounce,
+    BounceKind,
+    Delivery,
+    DeliveryStatus,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    utcnow,
+)
+
+# Deliveries that have not gone out and never will once their address is suppressed.
+OPEN_STATES = (DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.CLAIMED)
+
+
+@dataclass(frozen=True)
+class BounceOutcome:
+    recorded: bool  # False: this bounce was already known (same delivery and kind)
+    suppressed: bool  # the address is now (or was already) on the suppression list
+
+
+def normalise(email: str) -> str:
+    """The form addresses are stored in (subscribers, suppressions): trimmed, lower case."""
+    return email.strip().lower()
+
+
+def is_suppressed(session: Session, email: str) -> bool:
+    return session.get(Suppression, normalise(email)) is not None
+
+
+def suppress(session: Session, email: str, reason: str) -> None:
+    """Put an address on the suppression list, mark its subscriber bounced and
+    suppress its open deliveries. Idempotent; the first reason is kept."""
+    address = normalise(email)
+    if session.get(Suppression, address) is None:
+        session.add(Suppression(email=address, reason=reason[:200]))
+        session.flush()
+    subscriber_ids = select(Subscriber.id).where(Subscriber.email == address)
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.id.in_(subscriber_ids), Subscriber.status == SubscriberStatus.ACTIVE)
+        .values(status=SubscriberStatus.BOUNCED)
+    )
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.subscriber_id.in_(subscriber_ids),
+            Delivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.RETRY)),
+        )
+        .values(status=DeliveryStatus.SUPPRESSED, lease_owner=None, lease_until=None)
+    )
+
+
+def apply_bounce(
+    session: Session,
+    *,
+    email: str,
+    delivery_id: int | None,
+    kind: BounceKind,
+    source: str,
+    code: int | None,
+    reply: str,
+    bounce_limit: int,
+) -> BounceOutcome:
+    """Record one bounce and apply the rules; the caller commits."""
+    address = normalise(email)
+    if delivery_id is not None:
+        known = session.scalar(
+            select(Bounce.id).where(Bounce.delivery_id == delivery_id, Bounce.kind == kind)
+        )
+        if known is not None:
+            return BounceOutcome(recorded=False, suppressed=is_suppressed(session, address))
+    session.add(
+        Bounce(
+            email=address,
+            delivery_id=delivery_id,
+            kind=kind,
+            source=source,
+            code=code,
+            reply=reply[:2000],
+            created_at=utcnow(),
+        )
+    )
+    session.flush()
+    if kind != BounceKind.HARD:
+        return BounceOutcome(recorded=True, suppressed=is_suppressed(session, address))
+    if delivery_id is not None:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.status != DeliveryStatus.BOUNCED)
+            .values(
+                status=DeliveryStatus.BOUNCED, last_smtp_code=code, last_smtp_reply=reply[:2000]
+            )
+        )
+    hard = session.scalar(
+        select(func.count(Bounce.id)).where(Bounce.email == address, Bounce.kind == BounceKind.HARD)
+    )
+    if (hard or 0) >= bounce_limit:
+        suppress(session, address, f"hard bounce ({source}): {code or ''} {reply}".strip())
+        return BounceOutcome(recorded=True, suppressed=True)
+    return BounceOutcome(recorded=True, suppressed=is_suppressed(session, address))
