@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from sqlalchemy import func, select
@@ -18,6 +18,9 @@ from newsletter.service import Service
 from newsletter.settings import Settings, load_settings
 from newsletter.sources import Problem
 from newsletter.subscribers import build_input, import_csv, split_list, upsert_subscriber
+
+if TYPE_CHECKING:
+    from newsletter.delivery import SendSummary
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -254,20 +257,141 @@ def plan(state: State, edition: datetime | None) -> None:
         service.close()
 
 
+def _report(summary: SendSummary) -> None:
+    for recipient, reply in summary.failures[:50]:
+        click.echo(f"failed {recipient}: {reply}", err=True)
+    if len(summary.failures) > 50:
+        click.echo(f"... and {len(summary.failures) - 50} more", err=True)
+    # A refused recipient is an outcome, recorded per delivery, not a failed run.
+    click.echo(str(summary))
+
+
 @cli.command()
 @edition_option
 @pass_state
 def send(state: State, edition: datetime | None) -> None:
-    """Send the edition's pending deliveries over SMTP."""
+    """Send the edition's due deliveries over SMTP, in this process.
+
+    The same as `newsletter deliver --workers 1 --edition DATE` (default: today).
+    """
     service = state.service()
     try:
-        summary = service.send(_edition(edition))
-        for recipient, reply in summary.failures[:50]:
-            click.echo(f"failed {recipient}: {reply}", err=True)
-        # A refused recipient is an outcome, recorded per delivery, not a failed run.
-        click.echo(str(summary))
+        _report(service.send(_edition(edition)))
     finally:
         service.close()
+
+
+@cli.command()
+@click.option(
+    "--edition",
+    "edition",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Only this edition, YYYY-MM-DD (default: every due delivery).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes (default: setting deliver_workers; PostgreSQL only, SQLite runs 1).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="SMTP connections per worker (default: setting smtp_connections).",
+)
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Stay until nothing is left open, sleeping until retries are due.",
+)
+@pass_state
+def deliver(
+    state: State,
+    edition: datetime | None,
+    workers: int | None,
+    concurrency: int | None,
+    wait: bool,
+) -> None:
+    """Send due deliveries with N worker processes of C SMTP connections each.
+
+    Claims deliveries in batches with a lease, so several `deliver` processes (on
+    several machines, with PostgreSQL) share the work; SIGTERM stops claiming, lets
+    what is in flight finish and gives the rest back. Exit status 0 when done, 1 when
+    the relay cannot be reached (nothing is lost: run it again).
+
+    \b
+    Examples:
+      newsletter deliver
+      newsletter deliver --edition 2026-05-27 --workers 3 --concurrency 8
+      newsletter deliver --wait
+    """
+    service = state.service()
+    try:
+        _report(
+            service.deliver(
+                edition.date() if edition else None,
+                workers=workers,
+                concurrency=concurrency,
+                wait=wait,
+            )
+        )
+    finally:
+        service.close()
+
+
+@cli.command()
+@click.option(
+    "--maildir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Read bounces from this Maildir (default: the bounce_mailbox settings).",
+)
+@pass_state
+def bounces(state: State, maildir: Path | None) -> None:
+    """Read delivery status notifications and apply the bounce rules.
+
+    Each DSN is matched to its delivery (by VERP return path or Message-ID); hard
+    bounces suppress the address once it reaches bounce_limit. Processed messages
+    are marked seen, so running it again is cheap and safe.
+
+    \b
+    Examples:
+      newsletter bounces --maildir /var/mail/bounces
+      NEWSLETTER_BOUNCE_MAILBOX=imap newsletter bounces
+    """
+    import logging
+
+    from newsletter.bounces import run_bounces
+
+    logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
+    summary = run_bounces(state.settings(), maildir)
+    click.echo(str(summary))
+    if summary.errors:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on.",
+)
+@pass_state
+def serve(state: State, host: str, port: int) -> None:
+    """Serve the subscriber web pages (sign-up, preferences, feedback, unsubscribe).
+
+    \b
+    Example:
+      newsletter serve --host 0.0.0.0 --port 8000
+    """
+    from newsletter.web import serve as serve_web
+
+    serve_web(state.settings(), host, port)
 
 
 @cli.command()

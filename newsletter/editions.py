@@ -125,7 +125,9 @@ def plan_edition(session: Session, day: date, *, options: PlanOptions) -> PlanSu
         for s in session.scalars(
             select(Subscriber)
             .where(
-                Subscriber.status == SubscriberStatus.ACTIVE, Subscriber.email.not_in(suppressed)
+                Subscriber.status == SubscriberStatus.ACTIVE,
+                Subscriber.paused_at.is_(None),  # paused from the preferences page
+                Subscriber.email.not_in(suppressed),
             )
             .options(selectinload(Subscriber.interests))
             .order_by(Subscriber.id)

@@ -141,6 +141,12 @@ class Subscriber(Base):
     token_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     confirmed_at: Mapped[datetime | None]
+    # Web app (migration 0004). signup_at: when the outstanding double opt-in request
+    # was made (its confirmation link carries it; None once confirmed or expired).
+    # pending_email: a new address waiting to be confirmed. paused_at: issues paused.
+    signup_at: Mapped[datetime | None]
+    pending_email: Mapped[str | None] = mapped_column(String(320))
+    paused_at: Mapped[datetime | None]
 
     interests: Mapped[list[Interest]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", order_by="Interest.id"
@@ -265,6 +271,7 @@ class Delivery(Base):
         UniqueConstraint("edition_id", "subscriber_id"),
         Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_deliveries_edition_id_status", "edition_id", "status"),
+        Index("ix_deliveries_message_id", "message_id"),  # bounces name their message
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ class PaperView:
     abstract: str
     terms: str
     score: float
+    more_url: str = ""  # "more like this" / "less like this" (the web app records them)
+    less_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,9 @@ class Renderer:
 
     def render_issue(self, view: IssueView) -> RenderedIssue:
         """Subject, HTML and text of one subscriber's issue."""
-        context = asdict(view)
+        # Shallow: the papers stay objects (Jinja reads their attributes); asdict's deep
+        # copy costs more than the rest of the fill on the hot path.
+        context = {f.name: getattr(view, f.name) for f in fields(view)}
         subject_name = "issue.subject.txt"
         subject = self._fill(self._compile(subject_name, mjml=False), subject_name, context)
         context["subject"] = " ".join(subject.split())

@@ -107,6 +107,27 @@ class Service:
             )
         return f"model {stored.version}: {stored.n_papers} papers, {stored.model.n_features} terms"
 
+    def deliver(
+        self,
+        day: date | None,
+        *,
+        workers: int | None = None,
+        concurrency: int | None = None,
+        wait: bool = False,
+    ) -> SendSummary:
+        """Run delivery workers over the due deliveries (of one edition, or all)."""
+        from newsletter.delivery import deliver
+
+        return deliver(
+            self.sessions,
+            settings=self.settings,
+            edition=day,
+            workers=workers,
+            concurrency=concurrency,
+            wait=wait,
+            renderer=self.renderer,
+        )
+
     def send(self, day: date) -> SendSummary:
         """Send the due deliveries of the edition of ``day``."""
         from newsletter.delivery import send_edition

@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=600, ge=1)
     deliver_workers: int = Field(default=1, ge=1, le=64)
     smtp_message_timeout: float = Field(default=120.0, gt=0)
+    smtp_slowdown_seconds: float = Field(default=1.0, gt=0)
     rate_per_second: float | None = Field(default=None, gt=0)
     rate_per_hour: int | None = Field(default=None, ge=1)
     max_attempts: int = Field(default=8, ge=1, le=50)

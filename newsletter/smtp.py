@@ -44,6 +44,9 @@ class SmtpConfig:
     connections: int
     validate_certs: bool = True
     cert_bundle: str | None = None
+    # The whole of one message (MAIL, RCPT, DATA): a relay that answers each command
+    # just inside ``timeout`` must still not hold a message for ever.
+    message_timeout: float = 120.0
 
     def __post_init__(self) -> None:
         if self.connections < 1:
@@ -173,8 +176,22 @@ class SmtpPool:
         addresses = [sender, *recipients]
         mail_options = [] if all(a.isascii() for a in addresses) else ["SMTPUTF8"]
         try:
-            refused, reply = await client.sendmail(
-                sender, list(recipients), message, mail_options=mail_options
+            async with asyncio.timeout(self.config.message_timeout):
+                refused, reply = await client.sendmail(
+                    sender, list(recipients), message, mail_options=mail_options
+                )
+        except TimeoutError as exc:
+            # One command (aiosmtplib's timeout) or the whole message took too long;
+            # where the message stood is unknown: drop the session, retry it later.
+            client.close()
+            if isinstance(exc, aiosmtplib.SMTPException) and str(exc):
+                reason = str(exc)
+            else:
+                reason = f"no answer within {self.config.message_timeout:g} s for the message"
+            return SendResult(
+                status="temporary",
+                code=None,
+                reply=f"connection to {self.config.address} lost: {reason}",
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             await self._reset(client)

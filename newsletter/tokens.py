@@ -49,10 +49,13 @@ class Tokens:
     """Makes and reads tokens with one secret key."""
 
     def __init__(self, secret_key: str) -> None:
-        self._secret = secret_key
+        self._serializers = {
+            purpose: URLSafeTimedSerializer(secret_key, salt=f"newsletter.{purpose.value}")
+            for purpose in Purpose
+        }
 
     def _serializer(self, purpose: Purpose) -> URLSafeTimedSerializer:
-        return URLSafeTimedSerializer(self._secret, salt=f"newsletter.{purpose.value}")
+        return self._serializers[purpose]
 
     def make(self, purpose: Purpose, data: TokenData) -> str:
         """A URL-safe signed token for ``purpose``."""

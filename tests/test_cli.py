@@ -157,7 +157,7 @@ def test_whole_flow_with_unreachable_then_reachable_smtp(
         smtp = {"NEWSLETTER_SMTP_HOST": server.host, "NEWSLETTER_SMTP_PORT": str(server.port)}
         sent = run("send", "--edition", "2026-05-27", env={**env, **smtp})
         assert sent.returncode == 0, sent.stderr
-        assert "3 sent, 0 failed" in sent.stdout
+        assert "3 sent, 0 to retry, 0 bounced, 0 failed" in sent.stdout
         again = run("send", "--edition", "2026-05-27", env={**env, **smtp})
         assert "0 sent" in again.stdout
         assert server.received == 3

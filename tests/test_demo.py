@@ -20,7 +20,7 @@ def test_demo_twice(tmp_path: Path) -> None:
         assert len(list((result.maildir / "new").iterdir())) == len(DEMO_SUBSCRIBERS)
         assert "<html" in result.preview.read_text()
         assert f"{len(DEMO_SUBSCRIBERS)} deliveries planned" in output
-        assert f"{len(DEMO_SUBSCRIBERS)} sent, 0 failed" in output
+        assert f"{len(DEMO_SUBSCRIBERS)} sent, 0 to retry, 0 bounced, 0 failed" in output
         table = [line for line in lines if re.match(r"^\S+@example\.org\s+0\.\d{3}\s+\S", line)]
         assert len(table) == len(DEMO_SUBSCRIBERS)
         port = int(re.search(r"SMTP 127\.0\.0\.1:(\d+)", output).group(1))  # type: ignore[union-attr]

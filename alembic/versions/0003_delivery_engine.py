@@ -59,6 +59,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_deliveries_edition_id_status", ["edition_id", "status"], unique=False
         )
+        batch_op.create_index("ix_deliveries_message_id", ["message_id"], unique=False)
 
 
 def downgrade() -> None:
@@ -66,6 +67,7 @@ def downgrade() -> None:
     op.execute("UPDATE deliveries SET status = 'pending' WHERE status = 'retry'")
     op.execute("UPDATE deliveries SET status = 'failed' WHERE status = 'bounced'")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_deliveries_message_id")
         batch_op.drop_index("ix_deliveries_edition_id_status")
     op.drop_table("send_rate")
     with op.batch_alter_table("bounces", schema=None) as batch_op:

@@ -1,0 +1,340 @@
+"""What a subscriber can do to their own record: the data side of the web pages.
+
+Functions take a session and never commit (the request owns the transaction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from newsletter.models import (
+    Delivery,
+    DeliveryItem,
+    DeliveryStatus,
+    Feedback,
+    Frequency,
+    Interest,
+    Paper,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+)
+from newsletter.web.links import signup_stamp
+from newsletter.web.options import SIGNUP_TTL
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What a subscriber wants, validated (see ``forms``)."""
+
+    topics: tuple[str, ...]
+    keywords: tuple[tuple[str, float], ...]
+    frequency: Frequency
+    timezone: str
+    send_hour: int
+    max_papers: int | None = None
+    always_send: bool = False
+
+
+SignupOutcome = Literal["confirm", "already", "nothing"]
+
+
+def find_by_email(session: Session, email: str) -> Subscriber | None:
+    return session.scalars(select(Subscriber).where(Subscriber.email == email)).one_or_none()
+
+
+def apply_choices(subscriber: Subscriber, choices: Choices) -> None:
+    """Replace the subscriber's interests and delivery settings with ``choices``."""
+    wanted = [(t, None, 1.0) for t in choices.topics] + [(None, k, w) for k, w in choices.keywords]
+    current = [(i.topic_id, i.keywords, i.weight) for i in subscriber.interests]
+    if current != wanted:
+        subscriber.interests = [Interest(topic_id=t, keywords=k, weight=w) for t, k, w in wanted]
+    subscriber.frequency = choices.frequency
+    subscriber.timezone = choices.timezone
+    subscriber.send_hour = choices.send_hour
+    subscriber.max_papers = choices.max_papers
+    subscriber.always_send = choices.always_send
+
+
+def _signup_open(subscriber: Subscriber, now: datetime) -> bool:
+    return subscriber.signup_at is not None and subscriber.signup_at + SIGNUP_TTL > now
+
+
+def request_signup(
+    session: Session, email: str, choices: Choices, *, now: datetime
+) -> tuple[SignupOutcome, Subscriber | None]:
+    """Record a sign-up and say which mail it needs.
+
+    A new address becomes a pending subscriber. A pending or unsubscribed one gets
+    the new choices and a new confirmation (an open sign-up keeps its link, so an
+    earlier mail still works). An active one is told it is subscribed already and
+    nothing changes: a stranger must not edit someone's choices. A suppressed
+    address gets nothing. The caller shows the same page in every case.
+    """
+    if session.get(Suppression, email) is not None:
+        return "nothing", None
+    subscriber = session.scalars(
+        select(Subscriber)
+        .where(Subscriber.email == email)
+        .options(selectinload(Subscriber.interests))
+    ).one_or_none()
+    if subscriber is None:
+        subscriber = Subscriber(email=email, status=SubscriberStatus.PENDING, created_at=now)
+        session.add(subscriber)
+    elif subscriber.status == SubscriberStatus.ACTIVE:
+        return "already", subscriber
+    elif subscriber.status == SubscriberStatus.BOUNCED:
+        return "nothing", None
+    apply_choices(subscriber, choices)
+    if not _signup_open(subscriber, now):
+        subscriber.signup_at = now
+    session.flush()
+    return "confirm", subscriber
+
+
+ConfirmOutcome = Literal["confirmed", "already", "expired", "invalid"]
+
+
+def check_signup(subscriber: Subscriber, stamp: int | None, *, now: datetime) -> ConfirmOutcome:
+    """What confirming this link would do (nothing is changed)."""
+    if subscriber.signup_at is None or stamp != signup_stamp(subscriber.signup_at):
+        # Used already (the link is spent once confirmed), or replaced.
+        return "already" if subscriber.status == SubscriberStatus.ACTIVE else "invalid"
+    if not _signup_open(subscriber, now):
+        return "expired"
+    return "confirmed"
+
+
+def confirm_signup(subscriber: Subscriber, stamp: int | None, *, now: datetime) -> ConfirmOutcome:
+    """Activate a subscriber whose sign-up this is; idempotent."""
+    outcome = check_signup(subscriber, stamp, now=now)
+    if outcome == "confirmed":
+        subscriber.status = SubscriberStatus.ACTIVE
+        subscriber.confirmed_at = now
+        subscriber.signup_at = None
+        subscriber.paused_at = None
+    return outcome
+
+
+def unsubscribe(session: Session, subscriber: Subscriber) -> None:
+    """Unsubscribe and cancel the issues not sent yet; idempotent."""
+    if subscriber.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
+        subscriber.status = SubscriberStatus.UNSUBSCRIBED
+    subscriber.signup_at = None
+    cancel_open_deliveries(session, subscriber)
+
+
+def set_paused(session: Session, subscriber: Subscriber, *, paused: bool, now: datetime) -> None:
+    """Pause (issues not sent yet are cancelled too) or resume; idempotent."""
+    if not paused:
+        subscriber.paused_at = None
+        return
+    if subscriber.paused_at is None:
+        subscriber.paused_at = now
+    cancel_open_deliveries(session, subscriber)
+
+
+def cancel_open_deliveries(session: Session, subscriber: Subscriber) -> None:
+    """Issues planned for the subscriber but not sent yet will not be sent."""
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.subscriber_id == subscriber.id,
+            Delivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.RETRY)),
+        )
+        .values(status=DeliveryStatus.SUPPRESSED, lease_owner=None, lease_until=None)
+    )
+
+
+def purge_expired_signups(session: Session, *, now: datetime) -> int:
+    """Forget sign-ups never confirmed in time; return how many subscribers went."""
+    cutoff = now - SIGNUP_TTL
+    gone = session.execute(
+        delete(Subscriber).where(
+            Subscriber.status == SubscriberStatus.PENDING,
+            ((Subscriber.signup_at.is_not(None)) & (Subscriber.signup_at < cutoff))
+            | ((Subscriber.signup_at.is_(None)) & (Subscriber.created_at < cutoff)),
+        )
+    )
+    # A returning subscriber who never confirmed keeps their record, not the request.
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.signup_at.is_not(None), Subscriber.signup_at < cutoff)
+        .values(signup_at=None)
+    )
+    return int(getattr(gone, "rowcount", 0) or 0)
+
+
+def feedback_item(
+    session: Session, subscriber: Subscriber, delivery_id: int, rank: int
+) -> DeliveryItem | None:
+    """The item at ``rank`` of the subscriber's delivery, with its paper, or None."""
+    return session.scalars(
+        select(DeliveryItem)
+        .join(Delivery, Delivery.id == DeliveryItem.delivery_id)
+        .where(
+            DeliveryItem.delivery_id == delivery_id,
+            DeliveryItem.rank == rank,
+            Delivery.subscriber_id == subscriber.id,
+        )
+        .options(selectinload(DeliveryItem.paper))
+    ).one_or_none()
+
+
+def record_feedback(
+    session: Session, subscriber: Subscriber, paper_id: int, value: int, *, now: datetime
+) -> None:
+    """More (+1) or less (-1) like this paper; the last choice wins."""
+    if value not in (-1, 1):
+        raise ValueError(f"feedback must be +1 or -1, not {value}")
+    for _ in range(2):
+        existing = session.scalars(
+            select(Feedback).where(
+                Feedback.subscriber_id == subscriber.id, Feedback.paper_id == paper_id
+            )
+        ).one_or_none()
+        if existing is not None:
+            if existing.value != value:
+                existing.value = value
+                existing.created_at = now
+            return
+        try:
+            # A savepoint: a second click racing this one must not abort the request.
+            with session.begin_nested():
+                session.add(
+                    Feedback(
+                        subscriber_id=subscriber.id, paper_id=paper_id, value=value, created_at=now
+                    )
+                )
+        except IntegrityError:
+            continue
+        return
+
+
+def current_feedback(session: Session, subscriber: Subscriber, paper_id: int) -> int | None:
+    """The subscriber's rating of a paper (+1, -1) or None."""
+    return session.scalar(
+        select(Feedback.value).where(
+            Feedback.subscriber_id == subscriber.id, Feedback.paper_id == paper_id
+        )
+    )
+
+
+def recent_feedback(
+    session: Session, subscriber: Subscriber, *, limit: int = 20
+) -> list[tuple[Feedback, Paper]]:
+    rows = session.execute(
+        select(Feedback, Paper)
+        .join(Paper, Paper.id == Feedback.paper_id)
+        .where(Feedback.subscriber_id == subscriber.id)
+        .order_by(Feedback.created_at.desc(), Feedback.id.desc())
+        .limit(limit)
+    )
+    return [(feedback, paper) for feedback, paper in rows]
+
+
+def undo_feedback(session: Session, subscriber: Subscriber, paper_id: int) -> None:
+    session.execute(
+        delete(Feedback).where(
+            Feedback.subscriber_id == subscriber.id, Feedback.paper_id == paper_id
+        )
+    )
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
+    """Everything stored about the subscriber, as JSON-ready data."""
+    feedback = session.execute(
+        select(Feedback, Paper)
+        .join(Paper, Paper.id == Feedback.paper_id)
+        .where(Feedback.subscriber_id == subscriber.id)
+        .order_by(Feedback.id)
+    ).all()
+    deliveries = session.scalars(
+        select(Delivery)
+        .where(Delivery.subscriber_id == subscriber.id)
+        .options(
+            selectinload(Delivery.edition),
+            selectinload(Delivery.items).selectinload(DeliveryItem.paper),
+        )
+        .order_by(Delivery.id)
+    )
+    return {
+        "email": subscriber.email,
+        "name": subscriber.name,
+        "status": subscriber.status.value,
+        "created_at": _when(subscriber.created_at),
+        "confirmed_at": _when(subscriber.confirmed_at),
+        "paused_at": _when(subscriber.paused_at),
+        "pending_email": subscriber.pending_email,
+        "frequency": subscriber.frequency.value,
+        "timezone": subscriber.timezone,
+        "send_hour": subscriber.send_hour,
+        "max_papers": subscriber.max_papers,
+        "always_send": subscriber.always_send,
+        "interests": [
+            {"topic": i.topic_id, "keywords": i.keywords, "weight": i.weight}
+            for i in subscriber.interests
+        ],
+        "feedback": [
+            {
+                "paper": paper.external_id,
+                "title": paper.title,
+                "value": fb.value,
+                "at": _when(fb.created_at),
+            }
+            for fb, paper in feedback
+        ],
+        "issues": [
+            {
+                "edition": d.edition.date.isoformat(),
+                "status": d.status.value,
+                "sent_at": _when(d.sent_at),
+                "papers": [
+                    {"rank": item.rank, "paper": item.paper.external_id, "title": item.paper.title}
+                    for item in d.items
+                ],
+            }
+            for d in deliveries
+        ],
+    }
+
+
+def delete_subscriber(session: Session, subscriber: Subscriber) -> None:
+    """Forget the subscriber: interests, feedback and issues go with them (cascades)."""
+    session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
+
+
+def request_address_change(session: Session, subscriber: Subscriber, email: str) -> bool:
+    """Note the new address; True when a confirmation should be mailed to it.
+
+    A taken or suppressed address gets no mail, but the page says the same.
+    """
+    if email == subscriber.email:
+        return False
+    if session.get(Suppression, email) is not None or find_by_email(session, email) is not None:
+        return False
+    subscriber.pending_email = email
+    return True
+
+
+def confirm_address_change(session: Session, subscriber: Subscriber, email: str) -> bool:
+    """Switch to the confirmed new address and revoke older links; False if not possible."""
+    if subscriber.pending_email != email:
+        return False
+    if session.get(Suppression, email) is not None or find_by_email(session, email) is not None:
+        return False
+    subscriber.email = email
+    subscriber.pending_email = None
+    # The old links went to the old address; only the new one speaks for the subscriber.
+    subscriber.token_version += 1
+    return True

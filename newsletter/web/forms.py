@@ -1,0 +1,142 @@
+"""Form input: bounded, validated, turned into ``Choices`` (or a message for the form)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import cache
+from zoneinfo import available_timezones
+
+from newsletter.catalogue import CatalogueTopic, resolve_topic
+from newsletter.errors import NewsletterError
+from newsletter.models import Frequency
+from newsletter.sources import normalise_space
+from newsletter.subscribers import check_frequency, check_timezone, normalise_email
+from newsletter.web.accounts import Choices
+
+MAX_EMAIL = 320
+MAX_KEYWORDS = 20
+MAX_KEYWORD_LENGTH = 200
+MAX_KEYWORDS_TEXT = MAX_KEYWORDS * (MAX_KEYWORD_LENGTH + 2)
+MAX_PAPERS = 50
+DEFAULT_SEND_HOUR = 7
+# How much a keyword counts beside a topic (1.0): the choices the form offers.
+WEIGHTS = {"0.5": 0.5, "1": 1.0, "2": 2.0}
+
+
+class FormError(NewsletterError):
+    """A form field is invalid; the message says which and why, for the person typing."""
+
+
+@cache
+def timezones() -> tuple[str, ...]:
+    """IANA zones a person would pick (Area/City), and UTC first."""
+    zones = sorted(z for z in available_timezones() if "/" in z and not z.startswith("Etc/"))
+    return ("UTC", *zones)
+
+
+def bounded(raw: str | None, limit: int, label: str) -> str:
+    value = raw or ""
+    if len(value) > limit:
+        raise FormError(f"{label} is too long (at most {limit} characters).")
+    return value
+
+
+def parse_email(raw: str | None) -> str:
+    value = bounded(raw, MAX_EMAIL, "The address").strip()
+    if not value:
+        raise FormError("Please enter your email address.")
+    try:
+        return normalise_email(value)
+    except NewsletterError:
+        raise FormError("That does not look like an email address; please check it.") from None
+
+
+def parse_topics(catalogue: dict[str, CatalogueTopic], raw: Sequence[str]) -> tuple[str, ...]:
+    if len(raw) > len(catalogue):
+        raise FormError("Too many topics.")
+    try:
+        return tuple(dict.fromkeys(resolve_topic(catalogue, t[:64]).id for t in raw))
+    except NewsletterError:
+        raise FormError("Please pick topics from the list.") from None
+
+
+def split_keywords(raw: str | None) -> list[str]:
+    """Keywords typed one per line or separated by semicolons."""
+    text = bounded(raw, MAX_KEYWORDS_TEXT, "The keywords")
+    return [k for k in (normalise_space(part) for part in re.split(r"[;\n\r]+", text)) if k]
+
+
+def parse_keywords(
+    keywords: Sequence[str], weights: Sequence[str] | None = None
+) -> tuple[tuple[str, float], ...]:
+    """Keyword phrases with their weights; blanks dropped, repeats merged (the first wins)."""
+    if len(keywords) > 4 * MAX_KEYWORDS:
+        raise FormError(f"Too many keywords (at most {MAX_KEYWORDS}).")
+    kept: dict[str, tuple[str, float]] = {}
+    for index, raw in enumerate(keywords):
+        phrase = normalise_space(bounded(raw, 4 * MAX_KEYWORD_LENGTH, "A keyword"))
+        if not phrase:
+            continue
+        if len(phrase) > MAX_KEYWORD_LENGTH:
+            raise FormError(f"A keyword is too long (at most {MAX_KEYWORD_LENGTH} characters).")
+        weight_raw = weights[index] if weights is not None and index < len(weights) else "1"
+        if weight_raw not in WEIGHTS:
+            raise FormError("Please pick a weight from the list.")
+        kept.setdefault(phrase.casefold(), (phrase, WEIGHTS[weight_raw]))
+    if len(kept) > MAX_KEYWORDS:
+        raise FormError(f"Too many keywords (at most {MAX_KEYWORDS}).")
+    return tuple(kept.values())
+
+
+def parse_frequency(raw: str | None) -> Frequency:
+    try:
+        return check_frequency(bounded(raw, 16, "The frequency") or "daily")
+    except NewsletterError:
+        raise FormError("Please choose daily or weekly.") from None
+
+
+def parse_timezone(raw: str | None) -> str:
+    value = bounded(raw, 64, "The time zone").strip() or "UTC"
+    try:
+        return check_timezone(value)
+    except NewsletterError:
+        raise FormError("Please pick a time zone from the list.") from None
+
+
+def parse_int(raw: str | None, *, low: int, high: int, label: str) -> int:
+    value = bounded(raw, 8, label).strip()
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise FormError(f"{label} must be a whole number from {low} to {high}.")
+    return int(value)
+
+
+def parse_choices(
+    catalogue: dict[str, CatalogueTopic],
+    *,
+    topics: Sequence[str],
+    keywords: Sequence[str],
+    weights: Sequence[str] | None,
+    frequency: str | None,
+    timezone: str | None,
+    send_hour: str | None,
+    max_papers: str | None = None,
+    always_send: bool = False,
+) -> Choices:
+    """Validate a whole preferences form (the subscribe form is one too)."""
+    chosen_topics = parse_topics(catalogue, topics)
+    chosen_keywords = parse_keywords(keywords, weights)
+    if not chosen_topics and not chosen_keywords:
+        raise FormError("Pick at least one topic or type a keyword, so we know what to send.")
+    papers = (max_papers or "").strip()
+    return Choices(
+        topics=chosen_topics,
+        keywords=chosen_keywords,
+        frequency=parse_frequency(frequency),
+        timezone=parse_timezone(timezone),
+        send_hour=parse_int(send_hour or str(DEFAULT_SEND_HOUR), low=0, high=23, label="The hour"),
+        max_papers=(
+            parse_int(papers, low=1, high=MAX_PAPERS, label="Papers per issue") if papers else None
+        ),
+        always_send=always_send,
+    )

@@ -1,0 +1,23 @@
+"""Knobs of the web app that are not service settings (limits; tests tighten them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from newsletter.tokens import MAX_AGE, Purpose
+
+# A sign-up waits for its confirmation as long as the confirmation link lives.
+SIGNUP_TTL: timedelta = MAX_AGE[Purpose.CONFIRM] or timedelta(days=7)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebOptions:
+    """Abuse limits. Rate limits use the ``limits`` notation: ``"5/hour;20/day"``."""
+
+    subscribe_per_ip: str = "20/hour;100/day"
+    mails_per_address: str = "3/hour;6/day"
+    posts_per_ip: str = "120/minute"
+    max_body_bytes: int = 64 * 1024
+    # Secure cookies when the public URL is https (None), or as given.
+    secure_cookies: bool | None = None

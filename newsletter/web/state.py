@@ -1,0 +1,47 @@
+"""What every request handler needs, built once by the app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from newsletter.catalogue import CatalogueTopic
+from newsletter.db import SessionFactory
+from newsletter.render import Renderer
+from newsletter.settings import Settings
+from newsletter.tokens import Tokens
+from newsletter.web.csrf import Csrf
+from newsletter.web.links import Links
+from newsletter.web.mailer import Mailer
+from newsletter.web.options import WebOptions
+from newsletter.web.pages import Pages
+from newsletter.web.ratelimit import RateLimits
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebState:
+    settings: Settings
+    options: WebOptions
+    sessions: SessionFactory
+    catalogue: dict[str, CatalogueTopic]
+    tokens: Tokens
+    links: Links
+    csrf: Csrf
+    pages: Pages
+    limits: RateLimits
+    mailer: Mailer
+    renderer: Renderer
+
+
+def web_state(request: Request) -> WebState:
+    """The app's state (a FastAPI dependency)."""
+    state = request.app.state.web
+    if not isinstance(state, WebState):
+        raise RuntimeError("the app was not built by create_app")
+    return state
+
+
+def client_ip(request: Request) -> str:
+    """The client's address (uvicorn's proxy_headers resolves X-Forwarded-For)."""
+    return request.client.host if request.client else "unknown"

@@ -1,0 +1,380 @@
+"""The delivery engine's parts: rate limits, the slow-down pause, leases, several
+workers, VERP, DKIM and the mailto unsubscribe, paused subscribers.
+
+Real databases (SQLite and PostgreSQL), real SMTP servers (aiosmtpd), real templates.
+The fault and crash scenarios are in test_delivery_faults.py / test_delivery_crash.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import dkim
+import pytest
+from sqlalchemy import func, select, update
+
+from newsletter.db import SessionFactory
+from newsletter.delivery import (
+    Throttle,
+    claim_batch,
+    deliver,
+    release_owned,
+    renew_leases,
+)
+from newsletter.editions import PlanOptions, plan_edition
+from newsletter.mailcapture import FaultyServer
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    EditionStatus,
+    SendRate,
+    Subscriber,
+    utcnow,
+)
+from newsletter.ratelimit import RateLimiter, reserve
+from newsletter.verp import parse_verp
+from tests.test_delivery import (
+    EDITION,
+    Planned,
+    add_subscriber,
+    by_recipient,
+    deliveries,
+    parse,
+    plan_cache,  # noqa: F401 - the fixture `planned` depends on
+    planned,  # noqa: F401 - a fixture the tests below use
+    populated,  # noqa: F401 - the fixture `planned` depends on
+    settings_for,
+)
+from tests.test_dkimsign import DOMAIN, SELECTOR, _ed25519_key, dns_for
+
+# --------------------------------------------------------------------------- rate limits
+
+
+def test_reserve_never_grants_more_than_the_per_second_limit(sessions: SessionFactory) -> None:
+    t = 1_800_000_000.0  # a fixed wall clock: every call falls in one window
+    granted = []
+    with sessions.begin() as session:
+        for _ in range(4):
+            grant = reserve(session, 4, per_second=10, per_hour=None, now=t)
+            granted.append(grant.permits)
+    assert granted == [4, 4, 2, 0]
+    with sessions.begin() as session:
+        # Half a second later the window still holds the ten.
+        assert reserve(session, 4, per_second=10, per_hour=None, now=t + 0.5).permits == 0
+        refused = reserve(session, 4, per_second=10, per_hour=None, now=t + 0.5)
+        assert 0 < refused.retry_after <= 0.1
+    with sessions.begin() as session:
+        # 1.1 s on, the first bucket has left the (conservative) window.
+        assert reserve(session, 4, per_second=10, per_hour=None, now=t + 1.15).permits == 4
+    with sessions() as session:
+        # What was refused was given back: the buckets hold exactly what was granted.
+        total = session.scalar(select(func.sum(SendRate.count)).where(SendRate.scope == "s"))
+        assert total == 14
+
+
+def test_reserve_holds_the_per_hour_limit_and_says_when_to_ask_again(
+    sessions: SessionFactory,
+) -> None:
+    t = 1_800_000_000.0
+    with sessions.begin() as session:
+        assert reserve(session, 3, per_second=None, per_hour=5, now=t).permits == 3
+        assert reserve(session, 3, per_second=100, per_hour=5, now=t + 30).permits == 2
+        refused = reserve(session, 1, per_second=None, per_hour=5, now=t + 40)
+        assert refused.permits == 0
+        assert 0 < refused.retry_after <= 60
+    with sessions.begin() as session:
+        # 59 minutes on, the hour still holds the five.
+        assert reserve(session, 1, per_second=None, per_hour=5, now=t + 59 * 60).permits == 0
+    with sessions.begin() as session:
+        assert reserve(session, 1, per_second=None, per_hour=5, now=t + 62 * 60).permits == 1
+
+
+def test_limiters_of_several_workers_share_one_limit(sessions: SessionFactory) -> None:
+    """Eight workers' limiters asking at once, at one frozen moment, get the limit in total."""
+    moment = 1_800_000_000.0
+    limiters = [
+        RateLimiter(sessions, per_second=25, per_hour=None, workers=8, clock=lambda: moment)
+        for _ in range(8)
+    ]
+    granted: list[int] = []
+    lock = threading.Lock()
+
+    def ask(limiter: RateLimiter) -> None:
+        for _ in range(10):
+            permits = limiter._reserve(3).permits
+            with lock:
+                granted.append(permits)
+
+    threads = [threading.Thread(target=ask, args=(limiter,)) for limiter in limiters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(granted) == 25
+
+
+def test_deliver_under_a_rate_limit_sends_everything_no_faster(planned: Planned) -> None:
+    sessions = planned.sessions
+    started = time.monotonic()
+    with FaultyServer() as server:
+        settings = settings_for(planned.database_url, server, rate_per_second=2)
+        summary = deliver(sessions, settings=settings, edition=EDITION)
+        received = by_recipient(server)
+    elapsed = time.monotonic() - started
+    assert summary.sent == len(planned.emails) == 5
+    assert sorted(received) == sorted(planned.emails)
+    # Five messages at two per (sliding) second cannot take less than two seconds.
+    assert elapsed >= 2.0
+    with sessions() as session:
+        counted = session.scalar(select(func.sum(SendRate.count)).where(SendRate.scope == "s"))
+    assert counted is not None
+    assert counted >= 5
+
+
+# --------------------------------------------------------------------------- slow down
+
+
+def test_throttle_pauses_doubles_caps_and_resets() -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    throttle = Throttle(0.5, clock=lambda: now[0], sleep=sleep)
+
+    async def scenario() -> None:
+        await throttle.wait()
+        assert slept == []  # nothing said yet: no pause
+        throttle.slow_down()
+        await throttle.wait()
+        throttle.slow_down()
+        await throttle.wait()
+        for _ in range(20):
+            throttle.slow_down()
+        assert throttle.delay == 60.0
+        throttle.ok()
+        assert throttle.delay == 0.0
+
+    asyncio.run(scenario())
+    assert slept == [0.5, 1.0]
+
+
+def test_slow_down_reply_retries_that_message_and_the_rest_go_out(planned: Planned) -> None:
+    sessions = planned.sessions
+    with FaultyServer(rcpt_replies={"carol@example.org": "421 4.7.0 slow down"}) as server:
+        summary = deliver(
+            sessions, settings=settings_for(planned.database_url, server), edition=EDITION
+        )
+        received = by_recipient(server)
+    assert (summary.sent, summary.retried, summary.bounced) == (4, 1, 0)
+    assert "carol@example.org" not in received
+    carol = deliveries(sessions)["carol@example.org"]
+    assert carol.status == DeliveryStatus.RETRY
+    assert carol.last_smtp_code == 421
+
+
+# --------------------------------------------------------------------------- leases
+
+
+def test_leases_are_renewed_by_their_owner_only_and_given_back(planned: Planned) -> None:
+    sessions = planned.sessions
+    now = utcnow()
+    with sessions.begin() as session:
+        edition_id = session.scalar(select(Edition.id).where(Edition.date == EDITION))
+        mine = claim_batch(
+            session,
+            edition_id=edition_id,
+            owner="me",
+            now=now,
+            lease=timedelta(seconds=5),
+            limit=3,
+        )
+        theirs = claim_batch(
+            session,
+            edition_id=edition_id,
+            owner="them",
+            now=now,
+            lease=timedelta(seconds=5),
+            limit=10,
+        )
+    assert len(mine) == 3
+    assert len(theirs) == 2
+    assert not set(mine) & set(theirs)
+    with sessions.begin() as session:
+        assert renew_leases(session, owner="me", now=now, lease=timedelta(hours=1)) == 3
+    rows = {d.id: d for d in deliveries(sessions).values()}
+    for delivery_id in mine:
+        lease_until = rows[delivery_id].lease_until
+        assert lease_until is not None
+        assert lease_until > now + timedelta(minutes=30)
+    for delivery_id in theirs:
+        lease_until = rows[delivery_id].lease_until
+        assert lease_until is not None
+        assert lease_until < now + timedelta(seconds=10)
+    # Only an expired lease can be taken over: "them" cannot reclaim "my" rows.
+    with sessions.begin() as session:
+        later = now + timedelta(seconds=30)
+        retaken = claim_batch(
+            session,
+            edition_id=edition_id,
+            owner="them",
+            now=later,
+            lease=timedelta(seconds=5),
+            limit=10,
+        )
+    assert sorted(retaken) == sorted(theirs)
+    with sessions.begin() as session:
+        assert release_owned(session, "me") == 3
+    rows = {d.id: d for d in deliveries(sessions).values()}
+    for delivery_id in mine:
+        assert rows[delivery_id].status == DeliveryStatus.PENDING
+        assert rows[delivery_id].lease_owner is None
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def test_verp_return_path_mailto_unsubscribe_and_dkim_signature(
+    planned: Planned, tmp_path: Path
+) -> None:
+    sessions = planned.sessions
+    key = _ed25519_key(tmp_path)
+    secret = "v" * 40
+    with FaultyServer() as server:
+        settings = settings_for(
+            planned.database_url,
+            server,
+            secret_key=secret,
+            verp=True,
+            return_path="bounces@example.org",
+            unsubscribe_mailto="unsubscribe@example.org",
+            dkim_domain=DOMAIN,
+            dkim_selector=SELECTOR,
+            dkim_key_file=str(key.path),
+            dkim_algorithm="ed25519-sha256",
+        )
+        summary = deliver(sessions, settings=settings, edition=EDITION)
+        messages = server.messages
+    assert summary.sent == 5
+    ids = {email: d.id for email, d in deliveries(sessions).items()}
+    for captured in messages:
+        (recipient,) = captured.rcpt_tos
+        # Each delivery has its own return path, and it names that delivery.
+        assert captured.mail_from.startswith("bounces+")
+        assert captured.mail_from.endswith("@example.org")
+        assert (
+            parse_verp(captured.mail_from, return_path="bounces@example.org", secret=secret)
+            == ids[recipient]
+        )
+        message = parse(captured.data)
+        unsubscribe = str(message["List-Unsubscribe"])
+        assert unsubscribe.startswith("<http")
+        assert "<mailto:unsubscribe@example.org?subject=unsubscribe%20" in unsubscribe
+        assert captured.data.startswith(b"DKIM-Signature: ")
+        assert dkim.verify(captured.data, dnsfunc=dns_for(key))
+
+
+def test_partial_dkim_settings_are_refused_before_anything_is_claimed(planned: Planned) -> None:
+    from newsletter.errors import ConfigError
+
+    with FaultyServer() as server:
+        settings = settings_for(planned.database_url, server, dkim_domain=DOMAIN)
+        with pytest.raises(ConfigError, match="dkim"):
+            deliver(planned.sessions, settings=settings, edition=EDITION)
+        assert server.messages == []
+    assert {d.status for d in deliveries(planned.sessions).values()} == {DeliveryStatus.PENDING}
+
+
+# --------------------------------------------------------------------------- subscribers
+
+
+def test_subscriber_paused_after_planning_is_not_sent(planned: Planned) -> None:
+    sessions = planned.sessions
+    with sessions.begin() as session:
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.email == "dave@example.org")
+            .values(paused_at=utcnow())
+        )
+    with FaultyServer() as server:
+        summary = deliver(
+            sessions, settings=settings_for(planned.database_url, server), edition=EDITION
+        )
+        received = by_recipient(server)
+    assert (summary.sent, summary.suppressed) == (4, 1)
+    assert "dave@example.org" not in received
+    assert deliveries(sessions)["dave@example.org"].status == DeliveryStatus.SUPPRESSED
+
+
+# --------------------------------------------------------------------------- several workers
+
+
+@pytest.fixture
+def crowd(populated: SessionFactory, database_url: str) -> Planned:
+    """Sixty more subscribers, planned: enough deliveries for several workers to share."""
+    emails = []
+    with populated.begin() as session:
+        for i in range(60):
+            email = f"reader{i:02d}@example.org"
+            topics = ["cs.CL"] if i % 3 == 0 else ["cs.LG"] if i % 3 == 1 else ["cs.CV"]
+            add_subscriber(session, email, f"Reader {i}", topics)
+            emails.append(email)
+    with populated.begin() as session:
+        plan_edition(session, EDITION, options=PlanOptions())
+    with populated() as session:
+        count = session.scalar(select(func.count(Delivery.id)))
+    assert count is not None
+    assert count >= 60
+    return Planned(populated, database_url, tuple(emails))
+
+
+def test_several_worker_processes_send_each_issue_exactly_once(crowd: Planned) -> None:
+    sessions = crowd.sessions
+    with sessions() as session:
+        expected = session.scalar(select(func.count(Delivery.id)))
+    with FaultyServer() as server:
+        settings = settings_for(crowd.database_url, server, send_batch_size=5)
+        summary = deliver(sessions, settings=settings, edition=EDITION, workers=3, concurrency=2)
+        messages = server.messages
+    ids = Counter(parse(m.data)["Message-ID"] for m in messages)
+    assert summary.sent == expected == len(ids)
+    assert set(ids.values()) == {1}
+    rows = deliveries(sessions)
+    assert {r.status for r in rows.values()} == {DeliveryStatus.SENT}
+    assert {r.message_id for r in rows.values()} == set(ids)
+    with sessions() as session:
+        assert session.scalar(select(Edition.status)) == EditionStatus.SENT
+    if "postgresql" in crowd.database_url:
+        # Several processes really shared the work: more than one owner's sessions.
+        assert server.sessions > 2
+
+
+def test_deliver_without_an_edition_sends_every_due_delivery(planned: Planned) -> None:
+    sessions = planned.sessions
+    with sessions.begin() as session:
+        other = Edition(date=EDITION + timedelta(days=1))
+        session.add(other)
+        session.flush()
+        dave = select(Subscriber.id).where(Subscriber.email == "dave@example.org")
+        session.execute(
+            update(Delivery)
+            .where(Delivery.subscriber_id.in_(dave.scalar_subquery()))
+            .values(edition_id=other.id)
+        )
+    with FaultyServer() as server:
+        summary = deliver(sessions, settings=settings_for(planned.database_url, server))
+        received = by_recipient(server)
+    assert summary.sent == 5
+    assert sorted(received) == sorted(planned.emails)
+    with sessions() as session:
+        statuses: Any = set(session.scalars(select(Edition.status)))
+    assert statuses == {EditionStatus.SENT}

@@ -1,0 +1,371 @@
+"""Sign-up with double opt-in: the form, the mail, the confirmation, and their abuse."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from types import SimpleNamespace
+
+import itsdangerous.timed
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from newsletter.db import SessionFactory
+from newsletter.models import Subscriber, SubscriberStatus, Suppression, utcnow
+from newsletter.settings import Settings
+from newsletter.tokens import Purpose, TokenData, Tokens
+from newsletter.web.app import create_app
+from newsletter.web.links import signup_stamp
+from newsletter.web.options import WebOptions
+from tests.conftest import TEST_SECRET
+from tests.web.helpers import (
+    Mail,
+    add_subscriber,
+    csrf_from,
+    post_form,
+    subscribe_form,
+    subscriber_by_email,
+)
+
+Mails = Callable[[], list[Mail]]
+
+
+def subscribe(client: TestClient, address: str, **overrides: object) -> str:
+    response = post_form(client, "/", "/subscribe", subscribe_form(address, **overrides))
+    assert response.status_code == 200, response.text
+    page: str = response.text
+    return page
+
+
+def test_the_form_lists_the_catalogue_and_carries_a_csrf_field(client: TestClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    assert 'value="cs.CL"' in response.text
+    assert "Computation and language" in response.text or "cs.CL" in response.text
+    assert len(csrf_from(response)) == 64
+    assert "nl_csrf" in response.headers["set-cookie"]
+    assert "httponly" in response.headers["set-cookie"].lower()
+    assert client.head("/").status_code == 200  # monitors probe with HEAD
+
+
+def test_subscribe_mail_confirm(client: TestClient, sessions: SessionFactory, mails: Mails) -> None:
+    page = subscribe(client, "Ada@Example.org")
+    assert "Check your inbox" in page
+    pending = subscriber_by_email(sessions, "ada@example.org")
+    assert pending is not None
+    assert pending.status == SubscriberStatus.PENDING
+    [mail] = mails()
+    assert mail.to == "ada@example.org"
+    assert mail.subject == "Confirm your subscription to Paper Newsletter"
+    assert mail.headers["Auto-Submitted"] == "auto-generated"
+    link = mail.link("/confirm/")
+    assert link in mail.html
+
+    shown = client.get(link)  # what a mail scanner does: nothing changes
+    assert shown.status_code == 200
+    assert "Confirm my subscription" in shown.text
+    assert subscriber_by_email(sessions, "ada@example.org").status == SubscriberStatus.PENDING  # type: ignore[union-attr]
+
+    done = client.post(link, data={"csrf_token": csrf_from(shown)})
+    assert done.status_code == 200
+    assert "You are subscribed" in done.text
+    active = subscriber_by_email(sessions, "ada@example.org")
+    assert active is not None
+    assert active.status == SubscriberStatus.ACTIVE
+    assert active.confirmed_at is not None
+    assert active.signup_at is None
+    with sessions() as session:
+        subscriber = session.get_one(Subscriber, active.id)
+        assert sorted(i.topic_id or i.keywords or "" for i in subscriber.interests) == [
+            "cs.CL",
+            "cs.LG",
+            "evaluation",
+            "retrieval augmented generation",
+        ]
+        assert subscriber.timezone == "Europe/Berlin"
+        assert subscriber.send_hour == 7
+
+    again = client.post(link, data={"csrf_token": csrf_from(shown)})
+    assert again.status_code == 200  # confirming twice is harmless
+    assert "already subscribed" in client.get(link).text
+
+
+def test_posts_without_a_valid_csrf_token_are_refused(
+    client: TestClient, sessions: SessionFactory, mails: Mails
+) -> None:
+    form = subscribe_form("eve@example.org")
+    client.get("/")  # the cookie is set, but the field is missing or wrong
+    assert client.post("/subscribe", data=form).status_code == 403
+    refused = client.post("/subscribe", data={**form, "csrf_token": "0" * 64})
+    assert refused.status_code == 403
+    assert "Please try again" in refused.text
+    fresh = TestClient(client.app)  # a field without the cookie it belongs to
+    token = csrf_from(client.get("/"))
+    assert fresh.post("/subscribe", data={**form, "csrf_token": token}).status_code == 403
+    assert subscriber_by_email(sessions, "eve@example.org") is None
+    assert mails() == []
+
+
+def _normalised(page: str, address: str) -> str:
+    return page.replace(address, "ADDRESS")
+
+
+def test_the_answer_is_the_same_for_every_address(
+    client: TestClient, sessions: SessionFactory, mails: Mails
+) -> None:
+    with sessions.begin() as session:
+        add_subscriber(session, "active@example.org")
+        add_subscriber(session, "left@example.org", status=SubscriberStatus.UNSUBSCRIBED)
+        add_subscriber(session, "bounced@example.org", status=SubscriberStatus.BOUNCED)
+        session.add(Suppression(email="bounced@example.org", reason="hard bounce"))
+    answers = {}
+    for address in (
+        "new@example.org",
+        "active@example.org",
+        "left@example.org",
+        "bounced@example.org",
+    ):
+        response = post_form(client, "/", "/subscribe", subscribe_form(address))
+        answers[address] = (response.status_code, _normalised(response.text, address))
+    assert len(set(answers.values())) == 1
+    sent = {m.to: m.subject for m in mails()}
+    assert sent == {
+        "new@example.org": "Confirm your subscription to Paper Newsletter",
+        "active@example.org": "You are already subscribed to Paper Newsletter",
+        "left@example.org": "Confirm your subscription to Paper Newsletter",
+    }
+    # An active subscriber's choices cannot be changed by whoever knows the address.
+    with sessions() as session:
+        active = session.scalars(
+            select(Subscriber).where(Subscriber.email == "active@example.org")
+        ).one()
+        assert [i.topic_id for i in active.interests] == ["cs.CL"]
+        left = session.scalars(
+            select(Subscriber).where(Subscriber.email == "left@example.org")
+        ).one()
+        assert left.status == SubscriberStatus.UNSUBSCRIBED  # until confirmed
+
+
+def test_resubscribing_needs_a_new_confirmation(
+    client: TestClient, sessions: SessionFactory, mails: Mails
+) -> None:
+    subscribe(client, "bo@example.org")
+    first_link = mails()[0].link("/confirm/")
+    client.post(first_link, data={"csrf_token": csrf_from(client.get(first_link))})
+    with sessions() as session:
+        subscriber = session.scalars(
+            select(Subscriber).where(Subscriber.email == "bo@example.org")
+        ).one()
+    unsubscribe_url = "/unsubscribe/" + Tokens(TEST_SECRET).make(
+        Purpose.UNSUBSCRIBE, TokenData(subscriber.id, subscriber.token_version)
+    )
+    assert client.post(unsubscribe_url, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    # The spent link of the first sign-up does not bring the subscription back.
+    assert client.get(first_link).status_code == 400
+    assert (
+        client.post(first_link, data={"csrf_token": csrf_from(client.get("/"))}).status_code == 400
+    )
+    assert subscriber_by_email(sessions, "bo@example.org").status == SubscriberStatus.UNSUBSCRIBED  # type: ignore[union-attr]
+
+    subscribe(client, "bo@example.org", topics=["cs.CV"], keywords="")
+    second_link = mails()[-1].link("/confirm/")
+    assert second_link != first_link
+    page = client.get(second_link)
+    assert client.post(second_link, data={"csrf_token": csrf_from(page)}).status_code == 200
+    with sessions() as session:
+        back = session.scalars(select(Subscriber).where(Subscriber.email == "bo@example.org")).one()
+        assert back.status == SubscriberStatus.ACTIVE
+        assert [i.topic_id for i in back.interests] == ["cs.CV"]
+
+
+def test_subscribing_twice_before_confirming_keeps_both_links_working(
+    client: TestClient, sessions: SessionFactory, mails: Mails
+) -> None:
+    subscribe(client, "cy@example.org")
+    subscribe(client, "cy@example.org", topics=["cs.RO"])
+    first, second = (m.link("/confirm/") for m in mails())
+    with sessions() as session:
+        assert session.scalar(select(func.count(Subscriber.id))) == 1
+    assert "Confirm my subscription" in client.get(second).text
+    page = client.get(first)  # the older mail's link still works
+    assert client.post(first, data={"csrf_token": csrf_from(page)}).status_code == 200
+    confirmed = subscriber_by_email(sessions, "cy@example.org")
+    assert confirmed is not None
+    assert confirmed.status == SubscriberStatus.ACTIVE
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"email": "not an address"}, "does not look like an email address"),
+        ({"email": ""}, "Please enter your email address"),
+        ({"topics": [], "keywords": ""}, "Pick at least one topic"),
+        ({"topics": ["no.such"]}, "Please pick topics from the list"),
+        ({"timezone": "Mars/Olympus"}, "Please pick a time zone"),
+        ({"send_hour": "24"}, "from 0 to 23"),
+        ({"frequency": "hourly"}, "daily or weekly"),
+        ({"keywords": "x" * 201}, "too long"),
+        ({"keywords": "\n".join(f"k{i}" for i in range(21))}, "Too many keywords"),
+        ({"email": "a" * 400 + "@example.org"}, "too long"),
+    ],
+)
+def test_invalid_input_shows_the_form_again(
+    client: TestClient, mails: Mails, overrides: dict[str, object], message: str
+) -> None:
+    response = post_form(client, "/", "/subscribe", subscribe_form("di@example.org", **overrides))
+    assert response.status_code == 400
+    assert message in response.text
+    assert 'name="email"' in response.text  # the form, to correct and send again
+    assert mails() == []
+
+
+def test_typed_markup_comes_back_as_text(client: TestClient) -> None:
+    attack = "<script>alert('x')</script>"
+    response = post_form(
+        client,
+        "/",
+        "/subscribe",
+        subscribe_form('"><script>alert(1)</script>', keywords=attack),
+    )
+    assert response.status_code == 400
+    assert "<script>alert" not in response.text
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in response.text
+
+
+def test_a_lapsed_signup_cannot_be_confirmed(
+    client: TestClient, sessions: SessionFactory, mails: Mails
+) -> None:
+    subscribe(client, "ed@example.org")
+    link = mails()[0].link("/confirm/")
+    with sessions.begin() as session:
+        subscriber = session.scalars(
+            select(Subscriber).where(Subscriber.email == "ed@example.org")
+        ).one()
+        assert subscriber.signup_at is not None
+        subscriber.signup_at -= timedelta(days=8)
+        # A link made later for the same sign-up: its token is fresh, the sign-up is not.
+        fresh = Tokens(TEST_SECRET).make(
+            Purpose.CONFIRM,
+            TokenData(subscriber.id, subscriber.token_version, signup_stamp(subscriber.signup_at)),
+        )
+    response = client.get(f"/confirm/{fresh}")
+    assert response.status_code == 410
+    assert "expired" in response.text
+    assert client.get(link).status_code == 400  # names a sign-up that is not the open one
+    refused = client.post(f"/confirm/{fresh}", data={"csrf_token": csrf_from(client.get("/"))})
+    assert refused.status_code == 410
+    assert subscriber_by_email(sessions, "ed@example.org").status == SubscriberStatus.PENDING  # type: ignore[union-attr]
+
+
+def test_expired_confirmation_token(
+    client: TestClient, sessions: SessionFactory, mails: Mails, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subscribe(client, "old@example.org")
+    link = mails()[0].link("/confirm/")
+    later = time.time() + 8 * 24 * 3600
+    monkeypatch.setattr(itsdangerous.timed, "time", SimpleNamespace(time=lambda: later))
+    response = client.get(link)
+    assert response.status_code == 400
+    assert "This link has expired" in response.text
+
+
+def test_unconfirmed_signups_are_purged(
+    client: TestClient, sessions: SessionFactory, mails: Mails
+) -> None:
+    subscribe(client, "gone@example.org")
+    with sessions.begin() as session:
+        stale = session.scalars(
+            select(Subscriber).where(Subscriber.email == "gone@example.org")
+        ).one()
+        stale.signup_at = utcnow() - timedelta(days=8)
+        kept = add_subscriber(session, "kept@example.org", status=SubscriberStatus.UNSUBSCRIBED)
+        kept.signup_at = utcnow() - timedelta(days=8)
+    subscribe(client, "next@example.org")
+    assert subscriber_by_email(sessions, "gone@example.org") is None
+    kept_now = subscriber_by_email(sessions, "kept@example.org")
+    assert kept_now is not None
+    assert kept_now.signup_at is None
+    assert subscriber_by_email(sessions, "next@example.org") is not None
+
+
+@pytest.mark.parametrize("options", [WebOptions(subscribe_per_ip="2/minute")])
+def test_subscribing_is_rate_limited_per_client(
+    client: TestClient, sessions: SessionFactory, options: WebOptions
+) -> None:
+    for index in range(2):
+        subscribe(client, f"r{index}@example.org")
+    response = post_form(client, "/", "/subscribe", subscribe_form("r9@example.org"))
+    assert response.status_code == 429
+    assert "Too many requests" in response.text
+    assert subscriber_by_email(sessions, "r9@example.org") is None
+
+
+@pytest.mark.parametrize(
+    "options",
+    [WebOptions(subscribe_per_ip="100/minute", mails_per_address="1/hour")],
+)
+def test_confirmation_mails_are_rate_limited_per_address(
+    client: TestClient, mails: Mails, options: WebOptions
+) -> None:
+    first = subscribe(client, "flood@example.org")
+    second = subscribe(client, "flood@example.org")
+    assert first == second
+    subscribe(client, "other@example.org")
+    assert [m.to for m in mails()] == ["flood@example.org", "other@example.org"]
+
+
+def test_oversized_requests_are_refused(client: TestClient, sessions: SessionFactory) -> None:
+    token = csrf_from(client.get("/"))
+    big = subscribe_form("big@example.org", keywords="x" * 70_000, csrf_token=token)
+    response = client.post("/subscribe", data=big)
+    assert response.status_code == 413
+    assert subscriber_by_email(sessions, "big@example.org") is None
+
+    def chunks() -> object:
+        for _ in range(100):
+            yield b"k" * 1024
+
+    streamed = client.post(
+        "/subscribe",
+        content=chunks(),  # type: ignore[arg-type]
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert streamed.status_code == 413
+
+
+def test_security_headers_on_every_page(client: TestClient) -> None:
+    for response in (client.get("/"), client.get("/nowhere"), client.get("/confirm/x")):
+        headers = response.headers
+        csp = headers["content-security-policy"]
+        assert "unsafe-inline" not in csp
+        assert "frame-ancestors 'none'" in csp
+        assert "default-src 'none'" in csp
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["cache-control"] == "no-store"
+    assert client.get("/nowhere").status_code == 404
+    assert "Page not found" in client.get("/nowhere").text
+    css = client.get("/static/site.css")
+    assert css.status_code == 200
+    assert "text/css" in css.headers["content-type"]
+    assert "max-age" in css.headers["cache-control"]
+
+
+def test_the_app_refuses_a_placeholder_secret(web_settings: Settings) -> None:
+    from newsletter.errors import ConfigError
+
+    weak = web_settings.model_copy(
+        update={"secret_key": web_settings.secret_key.__class__("short")}
+    )
+    with pytest.raises(ConfigError, match="secret_key"):
+        create_app(weak)
+
+
+def test_confirm_page_links_match_the_public_url(client: TestClient, mails: Mails) -> None:
+    subscribe(client, "url@example.org")
+    link = mails()[0].link("/confirm/")
+    assert re.fullmatch(r"http://testserver/confirm/[\w.\-]+", link)
