@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 import functools
+import itertools
 import re
 import secrets
 from dataclasses import dataclass
@@ -57,9 +58,10 @@ def build_message(rendered: RenderedIssue, headers: MessageHeaders) -> bytes:
     costs ~3 ms for a 60 KB issue and sits on the hot path of every send. What makes
     hand assembly safe: every header value is collapsed to one printable line first;
     values that are not plain ASCII (or look like encoded words) are RFC 2047
-    encoded words; addresses are formatted by ``email.utils``;
-    both bodies are quoted-printable (``binascii``, in C), and the boundary starts
-    with ``=_``, which quoted-printable output can never contain.
+    encoded words; addresses are formatted by ``email.utils``; the text part is
+    quoted-printable (``binascii``, in C); the HTML part is 7bit with non-ASCII as
+    character references when its lines fit, else quoted-printable; the boundary is
+    checked against both bodies.
     """
     sender_name, sender_address = _parse_sender(headers.sender)
     lines = [
@@ -73,8 +75,10 @@ def build_message(rendered: RenderedIssue, headers: MessageHeaders) -> bytes:
         _text_header("List-Id", one_line(headers.list_name), suffix=f" <{headers.list_id}>"),
         "MIME-Version: 1.0",
     ]
-    boundary = "=_issue_" + secrets.token_hex(12)
     head = "\r\n".join(lines).encode("ascii" if _all_ascii(lines) else "utf-8")
+    text = _quoted_printable(rendered.text)
+    html = _html_part(rendered.html)
+    boundary = _boundary(text, html)
     return b"".join(
         (
             head,
@@ -83,10 +87,10 @@ def build_message(rendered: RenderedIssue, headers: MessageHeaders) -> bytes:
             b'"\r\n\r\n--',
             boundary.encode("ascii"),
             _PART_TEXT,
-            _quoted_printable(rendered.text),
+            text,
             b"\r\n--",
             boundary.encode("ascii"),
-            _html_part(rendered.html),
+            html,
             b"\r\n--",
             boundary.encode("ascii"),
             b"--\r\n",
@@ -97,6 +101,20 @@ def build_message(rendered: RenderedIssue, headers: MessageHeaders) -> bytes:
 @functools.lru_cache(maxsize=16)
 def _parse_sender(sender: str) -> tuple[str, str]:
     return parseaddr(sender)
+
+
+# Boundaries: unpredictable per process, unique per message, and checked against the
+# bodies (the HTML part may travel as 7bit, where "=_" is no guarantee).
+_BOUNDARY_PREFIX = "=_issue_" + secrets.token_hex(8) + "_"
+_boundary_counter = itertools.count(1)
+
+
+def _boundary(*bodies: bytes) -> str:
+    while True:
+        boundary = f"{_BOUNDARY_PREFIX}{next(_boundary_counter)}"
+        marker = b"--" + boundary.encode("ascii")
+        if not any(marker in body for body in bodies):
+            return boundary
 
 
 _PART_TEXT = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -85,11 +86,17 @@ def break_lines(html: str) -> str:
     return _BREAK_AFTER.sub("\\1\n", html)
 
 
+_RECHECK_SECONDS = 1.0
+
+
 class Renderer:
     """Loads, compiles and caches the email templates of one templates directory."""
 
-    def __init__(self, templates_dir: Path | None = None) -> None:
+    def __init__(
+        self, templates_dir: Path | None = None, *, recheck_seconds: float = _RECHECK_SECONDS
+    ) -> None:
         self._dir = templates_dir or resource_path("templates") / "email"
+        self._recheck = recheck_seconds
         self._html_env = jinja2.Environment(
             autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=False
         )
@@ -97,6 +104,7 @@ class Renderer:
             autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
         )
         self._cache: dict[tuple[str, float], jinja2.Template] = {}
+        self._fresh: dict[str, tuple[float, jinja2.Template]] = {}
         self._lock = threading.Lock()
 
     def _path(self, name: str) -> Path:
@@ -106,6 +114,16 @@ class Renderer:
         return path
 
     def _compile(self, name: str, *, mjml: bool) -> jinja2.Template:
+        # A template file is looked at (stat) at most once a second, not per message.
+        now = time.monotonic()
+        fresh = self._fresh.get(name)
+        if fresh is not None and now - fresh[0] < self._recheck:
+            return fresh[1]
+        template = self._load(name, mjml=mjml)
+        self._fresh[name] = (now, template)
+        return template
+
+    def _load(self, name: str, *, mjml: bool) -> jinja2.Template:
         path = self._path(name)
         key = (name, path.stat().st_mtime)
         template = self._cache.get(key)
@@ -132,10 +150,11 @@ class Renderer:
             return template
 
     def check(self, base: str = "issue") -> None:
-        """Compile every part of a message template now (fail before sending anything)."""
-        self._compile(f"{base}.mjml", mjml=True)
-        self._compile(f"{base}.txt", mjml=False)
-        self._compile(f"{base}.subject.txt", mjml=False)
+        """Compile every part of a message template now, as the files are at this moment
+        (fail before sending anything)."""
+        for name in (f"{base}.mjml", f"{base}.txt", f"{base}.subject.txt"):
+            self._fresh.pop(name, None)
+            self._compile(name, mjml=name.endswith(".mjml"))
 
     def _fill(self, template: jinja2.Template, name: str, context: dict[str, Any]) -> str:
         try:

@@ -17,10 +17,60 @@ from types import TracebackType
 from typing import Literal, Self
 
 import aiosmtplib
+import aiosmtplib.protocol
 
 from newsletter.errors import ConfigError, SmtpUnavailable
 
 __all__ = ["SendResult", "SendStatus", "SmtpConfig", "SmtpPool", "TlsMode"]
+
+
+# --- DATA encoding without two whole-message regular expressions ---------------------------
+#
+# Before DATA, aiosmtplib rewrites every message with two regular expressions: line
+# ends to CRLF, and a "." doubled at the start of each line. On a 45 KB issue that
+# costs ~0.6 ms, more than rendering and assembling it. The two functions below give
+# exactly the same bytes (tests compare them on random input) but use bytes.count
+# and bytes.replace, which run at memory speed; a message that does not already use
+# CRLF only takes the original path.
+
+_normalize_line_endings = aiosmtplib.protocol.normalize_message_line_endings
+_PERIOD_REGEX = aiosmtplib.protocol.PERIOD_REGEX
+
+
+def normalize_line_endings(message: bytes) -> bytes:
+    """``aiosmtplib.protocol.normalize_message_line_endings``, fast for CRLF-only input."""
+    crlf = message.count(b"\r\n")
+    if crlf == message.count(b"\n") == message.count(b"\r"):
+        return message if message.endswith(b"\r\n") else message + b"\r\n"
+    return _normalize_line_endings(message)
+
+
+class _PeriodQuoter:
+    """Stands in for aiosmtplib's ``PERIOD_REGEX`` (``(?m)^\\.``): ``^`` in multiline
+    mode is the start and every position after a "\\n", so doubling the dot is two
+    replacements."""
+
+    pattern = _PERIOD_REGEX.pattern
+
+    def sub(self, replacement: bytes, message: bytes) -> bytes:
+        if replacement != b"..":
+            return _PERIOD_REGEX.sub(replacement, message)
+        quoted = message.replace(b"\n.", b"\n..")
+        return b"." + quoted if quoted.startswith(b".") else quoted
+
+
+def _install_fast_data_encoding() -> bool:
+    protocol = aiosmtplib.protocol
+    if not hasattr(protocol, "PERIOD_REGEX") or not hasattr(
+        protocol, "normalize_message_line_endings"
+    ):
+        return False  # another aiosmtplib layout: leave it alone
+    protocol.normalize_message_line_endings = normalize_line_endings
+    protocol.PERIOD_REGEX = _PeriodQuoter()  # type: ignore[assignment]
+    return True
+
+
+FAST_DATA_ENCODING = _install_fast_data_encoding()
 
 TlsMode = Literal["none", "starttls", "tls"]
 SendStatus = Literal["sent", "temporary", "permanent"]

@@ -75,7 +75,7 @@ def run(sessions: SessionFactory, settings: Settings, *, wait: bool = False) -> 
 def finish(sessions: SessionFactory, settings: Settings) -> DeliverySummary:
     """Run ``deliver`` until nothing is open, as a scheduler would: each later call
     picks up the retries that have come due since (``wait=True`` does this in one
-    call, as the first and the going-away tests use it)."""
+    call, as the going-away test uses it)."""
     summaries = []
     deadline = time.monotonic() + 90
     while True:
@@ -125,8 +125,7 @@ def test_random_temporary_replies_at_mail_rcpt_and_data_are_retried_until_sent(
     plan_readers(sessions, daily_file, 36)
     faults = Faults(seed=seed, temporary={"MAIL": 0.1, "RCPT": 0.25, "DATA": 0.25})
     with ChaosServer(faults) as server:
-        # One call with wait=True sleeps until each retry is due and finishes the job.
-        summary = run(sessions, settings_for(database_url, server), wait=True)
+        summary = finish(sessions, settings_for(database_url, server))
         result = audit(sessions, server, summaries=[summary])
 
     temporary = [e for e in server.log if e.outcome == "temporary"]

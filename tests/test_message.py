@@ -438,3 +438,25 @@ def test_message_id_header_is_the_given_one(rendered: RenderedIssue) -> None:
     )
     message = parse(build_message(rendered, make_headers(message_id=message_id)))
     assert message["Message-ID"] == message_id == "<issue-20260102-123@example.net>"
+
+
+def test_html_part_travels_as_7bit_with_character_references(rendered: RenderedIssue) -> None:
+    raw = build_message(rendered, make_headers())
+    _, html_part = parse(raw).iter_parts()
+    assert html_part["Content-Transfer-Encoding"] == "7bit"
+    assert b"f&#252;r lange Dokumente" in raw  # "für", as a character reference
+
+
+def test_boundary_never_occurs_in_a_body(
+    small: RenderedIssue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import itertools
+
+    from newsletter import message as message_module
+
+    monkeypatch.setattr(message_module, "_boundary_counter", itertools.count(5))
+    taken = f"--{message_module._BOUNDARY_PREFIX}5"
+    raw = build_message(replace(small, html=f"<p>{taken}</p>\n"), make_headers())
+    message = parse(raw)
+    assert message.get_boundary() == f"{message_module._BOUNDARY_PREFIX}6"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]

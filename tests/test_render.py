@@ -218,7 +218,7 @@ def test_compiled_template_is_cached(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_template_is_recompiled_when_its_file_changes(templates_copy: Path) -> None:
-    renderer = Renderer(templates_copy)
+    renderer = Renderer(templates_copy, recheck_seconds=0)
     view = make_view((make_paper(1),))
     before = renderer.render_issue(view)
     assert "Preferences" in before.html
@@ -233,6 +233,17 @@ def test_template_is_recompiled_when_its_file_changes(templates_copy: Path) -> N
     assert "Preferences" not in after.html
     assert "Read online: " in after.text
     assert "View online:" not in after.text
+
+
+def test_a_changed_template_is_seen_by_check_at_once(templates_copy: Path) -> None:
+    renderer = Renderer(templates_copy)  # files are re-read at most once a second...
+    view = make_view((make_paper(1),))
+    assert "Preferences" in renderer.render_issue(view).html
+    mjml = templates_copy / "issue.mjml"
+    mjml.write_text(mjml.read_text(encoding="utf-8").replace("Preferences", "Your settings"))
+    touch_forward(mjml)
+    renderer.check()  # ...but check(), run before every send, looks now
+    assert "Your settings" in renderer.render_issue(view).html
 
 
 def test_unchanged_templates_are_not_recompiled_in_a_copy(templates_copy: Path) -> None:

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from newsletter import smtp as smtp_module
 from newsletter.errors import ConfigError, SmtpUnavailable
 from newsletter.mailcapture import FaultyServer, MaildirServer, ServerTls
 from newsletter.smtp import SendResult, SmtpConfig, SmtpPool, TlsMode
@@ -404,3 +407,61 @@ def test_starttls_required_but_not_offered() -> None:
         pytest.raises(SmtpUnavailable, match=rf"{server.port}.*STARTTLS"),
     ):
         run_with_pool(config_for(server, tls="starttls"), lambda pool: asyncio.sleep(0))
+
+
+# --- the fast DATA encoding gives aiosmtplib's bytes exactly ------------------------------
+
+
+_WIRE = st.lists(
+    st.sampled_from([b"\r\n", b"\n", b"\r", b".", b"..", b"a", b" ", b"\r\n.", b"\n.\n"]),
+    max_size=40,
+).map(b"".join)
+
+
+def _reference(message: bytes) -> bytes:
+    normalized = smtp_module._normalize_line_endings(message)
+    return smtp_module._PERIOD_REGEX.sub(b"..", normalized)
+
+
+def _fast(message: bytes) -> bytes:
+    import aiosmtplib.protocol
+
+    normalized = aiosmtplib.protocol.normalize_message_line_endings(message)
+    return aiosmtplib.protocol.PERIOD_REGEX.sub(b"..", normalized)
+
+
+def test_fast_data_encoding_is_installed() -> None:
+    assert smtp_module.FAST_DATA_ENCODING
+
+
+@settings(max_examples=500)
+@given(_WIRE)
+def test_fast_data_encoding_matches_aiosmtplib_on_any_input(message: bytes) -> None:
+    assert _fast(message) == _reference(message)
+
+
+def test_fast_data_encoding_matches_on_a_real_issue() -> None:
+    from datetime import UTC, datetime
+
+    from newsletter.message import MessageHeaders, build_message
+    from newsletter.render import RenderedIssue
+
+    rendered = RenderedIssue(
+        subject="Über 📚",
+        html="<p>x</p>\n.leading dot\n" + "<p>" + "é" * 3000 + "</p>\n",
+        text=".starts with a dot\nGrüße\n..two\n",
+    )
+    message = build_message(
+        rendered,
+        MessageHeaders(
+            sender="N <n@example.org>",
+            to_address="a@example.org",
+            to_name="A",
+            message_id="<m@example.org>",
+            list_id="l.example.org",
+            list_name="L",
+            unsubscribe_url="https://example.org/u/x",
+            date=datetime(2026, 5, 27, tzinfo=UTC),
+        ),
+    )
+    assert _fast(message) == _reference(message)

@@ -232,3 +232,10 @@ def test_clock_patch_reaches_itsdangerous(tokens: Tokens, clock: Clock) -> None:
     clock.now = 2_000_000_000.0
     new = tokens.make(Purpose.MANAGE, DATA)
     assert old.split(".")[1] != new.split(".")[1]
+
+
+def test_tokens_are_not_compressed_and_read_back() -> None:
+    tokens = Tokens("k" * 40)
+    token = tokens.make(Purpose.FEEDBACK, TokenData(123456, 7, 987654))
+    assert not token.startswith(".")  # itsdangerous marks compressed payloads with a dot
+    assert tokens.read(Purpose.FEEDBACK, token) == TokenData(123456, 7, 987654)
