@@ -182,9 +182,10 @@ def find_edition(session: Session, day: date) -> Edition:
 
 
 def _due(now: datetime, edition_id: int | None) -> Any:
+    # next_attempt_at on a pending delivery is "not before" (its subscriber's send hour,
+    # set by the scheduler); on a retry, when the backoff ends.
     due = or_(
-        Delivery.status == DeliveryStatus.PENDING,
-        (Delivery.status == DeliveryStatus.RETRY)
+        Delivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.RETRY))
         & or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
         (Delivery.status == DeliveryStatus.CLAIMED) & (Delivery.lease_until < now),
     )

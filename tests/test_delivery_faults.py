@@ -60,7 +60,7 @@ def settings_for(database_url: str, server: ChaosServer, **overrides: Any) -> Se
         "smtp_timeout": 5.0,
         "smtp_message_timeout": 10.0,
         "retry_base_seconds": 0.05,
-        "smtp_slowdown_seconds": 0.02,
+        "smtp_slowdown_seconds": 0.01,
         "max_attempts": 12,
         "lease_seconds": 60,
     }
@@ -123,7 +123,7 @@ def test_random_temporary_replies_at_mail_rcpt_and_data_are_retried_until_sent(
     sessions: SessionFactory, database_url: str, daily_file: Path, seed: int
 ) -> None:
     plan_readers(sessions, daily_file, 36)
-    faults = Faults(seed=seed, temporary={"MAIL": 0.1, "RCPT": 0.25, "DATA": 0.25})
+    faults = Faults(seed=seed, temporary={"MAIL": 0.1, "RCPT": 0.2, "DATA": 0.2})
     with ChaosServer(faults) as server:
         summary = finish(sessions, settings_for(database_url, server))
         result = audit(sessions, server, summaries=[summary])
