@@ -78,6 +78,7 @@ OPEN = (DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.CLAIMED)
 # Replies that mean "you are sending too fast": the whole pool pauses, not one message.
 SLOW_DOWN_CODES = frozenset({421, 451, 454})
 _MAX_PAUSE = 60.0
+_RECORD_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 _DELIVERIES = cast(Table, Delivery.__table__)
 
 
@@ -788,9 +789,7 @@ class Worker:
                 try:
                     await self._producer(queue)
                 finally:
-                    for _ in senders:
-                        await queue.put(None)
-                    await asyncio.gather(*senders, return_exceptions=True)
+                    await self._close_queue(queue, senders)
         except SmtpUnavailable as exc:
             self._error = self._error or exc
         finally:
@@ -837,6 +836,31 @@ class Worker:
                 if index % 4 == 3:
                     await asyncio.sleep(0)  # let the senders and the recorder run
 
+    async def _close_queue(
+        self, queue: asyncio.Queue[Outgoing | None], senders: list[asyncio.Task[None]]
+    ) -> None:
+        """One end marker per sender; whatever senders that died left queued goes back."""
+        for _ in senders:
+            while not all(task.done() for task in senders):
+                try:
+                    queue.put_nowait(None)
+                    break
+                except asyncio.QueueFull:
+                    await asyncio.sleep(0.01)  # the senders are still taking messages
+        await asyncio.gather(*senders, return_exceptions=True)
+        while not queue.empty():
+            left = queue.get_nowait()
+            if left is not None:
+                self._give_back([left.delivery_id])
+
+    def _fail(self, error: BaseException) -> None:
+        """Stop this worker because of ``error``; a bug outranks an unreachable relay."""
+        if self._error is None or (
+            isinstance(self._error, SmtpUnavailable) and not isinstance(error, SmtpUnavailable)
+        ):
+            self._error = error
+        self.stop.set()
+
     def _give_back(self, ids: list[int]) -> None:
         self._released.extend(ids)
         self._have_outcomes.set()
@@ -864,13 +888,14 @@ class Worker:
                     message=outgoing.message,
                 )
             except SmtpUnavailable as exc:
-                self._error = self._error or exc
-                self.stop.set()
+                self._fail(exc)
                 self._give_back([outgoing.delivery_id])
                 continue
-            except BaseException:
+            except Exception as exc:  # a bug: stop, keep the message, report it
+                log.exception("delivery %s could not be sent", outgoing.delivery_id)
+                self._fail(exc)
                 self._give_back([outgoing.delivery_id])
-                raise
+                return
             if result.code in SLOW_DOWN_CODES:
                 throttle.slow_down()
             elif result.status == "sent":
@@ -890,13 +915,39 @@ class Worker:
                 continue
             outcomes, self._outcomes = self._outcomes, []
             released, self._released = self._released, []
-            await asyncio.to_thread(self._record, outcomes, released)
+            await self._record_with_retries(outcomes, released)
+
+    async def _record_with_retries(
+        self, outcomes: list[tuple[Outgoing, SendResult]], released: list[int]
+    ) -> None:
+        """Outcomes of messages already sent must not be lost to a database blip: retry,
+        and stop sending meanwhile once the first attempt failed."""
+        for delay in (*_RECORD_RETRY_DELAYS, None):
+            try:
+                await asyncio.to_thread(self._record, outcomes, released)
+                return
+            except Exception as exc:
+                self.stop.set()
+                if delay is None:
+                    log.error("cannot record %d outcomes: %s", len(outcomes), exc)
+                    self._fail(exc)
+                    raise
+                log.warning("recording outcomes failed, retrying in %s s: %s", delay, exc)
+                await asyncio.sleep(delay)
 
     async def _heartbeat(self) -> None:
+        """Keep the leases of everything held alive; if that fails, stop sending (the
+        leases will run out and another worker may take the rows: sending on would
+        risk sending twice)."""
         interval = max(self.lease.total_seconds() / 3, 0.5)
         while True:
             await asyncio.sleep(interval)
-            await asyncio.to_thread(self._renew)
+            try:
+                await asyncio.to_thread(self._renew)
+            except Exception as exc:
+                log.error("cannot renew delivery leases, stopping: %s", exc)
+                self._fail(exc)
+                return
 
     def _renew(self) -> None:
         with self.sessions.begin() as session:

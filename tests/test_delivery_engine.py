@@ -378,3 +378,69 @@ def test_deliver_without_an_edition_sends_every_due_delivery(planned: Planned) -
     with sessions() as session:
         statuses: Any = set(session.scalars(select(Edition.status)))
     assert statuses == {EditionStatus.SENT}
+
+
+# --------------------------------------------------------------------------- failures inside
+
+
+def test_a_bug_while_sending_stops_the_worker_and_loses_nothing(
+    planned: Planned, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newsletter import smtp as smtp_module
+
+    real_send = smtp_module.SmtpPool.send
+
+    async def buggy(self: Any, *, sender: str, recipients: Any, message: bytes) -> Any:
+        if recipients == ["carol@example.org"]:
+            raise RuntimeError("bug in the sender")
+        return await real_send(self, sender=sender, recipients=recipients, message=message)
+
+    monkeypatch.setattr(smtp_module.SmtpPool, "send", buggy)
+    sessions = planned.sessions
+    with FaultyServer() as server:
+        with pytest.raises(RuntimeError, match="bug in the sender"):
+            deliver(sessions, settings=settings_for(planned.database_url, server), edition=EDITION)
+        received = by_recipient(server)
+    rows = deliveries(sessions)
+    sent = {email for email, row in rows.items() if row.status == DeliveryStatus.SENT}
+    assert sent == set(received)
+    assert "carol@example.org" not in sent
+    for email, row in rows.items():
+        assert row.status in (DeliveryStatus.SENT, DeliveryStatus.PENDING), email
+        assert row.lease_owner is None, email
+    monkeypatch.setattr(smtp_module.SmtpPool, "send", real_send)
+    with FaultyServer() as server:
+        again = deliver(
+            sessions, settings=settings_for(planned.database_url, server), edition=EDITION
+        )
+        resent = by_recipient(server)
+    assert sorted(resent) == sorted(set(planned.emails) - sent)
+    assert again.sent == len(planned.emails) - len(sent)
+
+
+def test_a_database_blip_while_recording_is_retried(
+    planned: Planned, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newsletter import delivery as delivery_module
+
+    monkeypatch.setattr(delivery_module, "_RECORD_RETRY_DELAYS", (0.01, 0.01))
+    real_record = delivery_module.Worker._record
+    failures = [0]
+
+    def flaky(self: Any, outcomes: Any, released: Any) -> None:
+        if outcomes and failures[0] < 2:
+            failures[0] += 1
+            raise RuntimeError("database went away for a moment")
+        real_record(self, outcomes, released)
+
+    monkeypatch.setattr(delivery_module.Worker, "_record", flaky)
+    sessions = planned.sessions
+    with FaultyServer() as server:
+        first = deliver(sessions, settings=settings_for(planned.database_url, server))
+        second = deliver(sessions, settings=settings_for(planned.database_url, server))
+        ids = Counter(parse(m.data)["Message-ID"] for m in server.messages)
+    assert failures[0] == 2
+    # Nothing sent was forgotten (so nothing went out twice), and the rest followed.
+    assert set(ids.values()) == {1}
+    assert first.sent + second.sent == len(ids) == len(planned.emails)
+    assert {r.status for r in deliveries(sessions).values()} == {DeliveryStatus.SENT}
