@@ -134,14 +134,49 @@ def db_current(state: State) -> None:
 
 
 @cli.command()
-@click.argument(
-    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--source",
+    "source_name",
+    metavar="NAME",
+    help="Fetch from the source configured as [sources.NAME] instead of FILES.",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="With --source: papers from this date on (default: where the last run stopped).",
 )
 @pass_state
-def ingest(state: State, files: tuple[Path, ...]) -> None:
-    """Ingest papers from JSON Lines FILES (arXiv daily listing format, .gz allowed)."""
+def ingest(
+    state: State, files: tuple[Path, ...], source_name: str | None, since: datetime | None
+) -> None:
+    """Ingest papers from JSON Lines FILES (arXiv daily listing format, .gz allowed),
+    or fetch them from a configured --source (arXiv API, OAI-PMH, Hugging Face daily
+    papers, CSV, JSONL). A failed fetch commits nothing.
+
+    \b
+    Examples:
+      newsletter ingest listings/2026-05-29.jsonl.gz
+      newsletter ingest --source arxiv --since 2026-05-25
+    """
+    if bool(files) == bool(source_name):
+        raise click.UsageError("give FILES or --source NAME, not both")
+    if since is not None and not source_name:
+        raise click.UsageError("--since needs --source")
     service = state.service()
     try:
+        if source_name:
+            from newsletter.fetch import fetch_source
+
+            fetched = fetch_source(
+                service.sessions,
+                service.settings,
+                source_name,
+                since=since.date() if since else None,
+            )
+            report_problems(fetched.problems)
+            click.echo(str(fetched))
+            return
         for path in files:
             summary = service.ingest(path, today=today_utc())
             report_problems(summary.problems)

@@ -103,6 +103,14 @@ class Settings(BaseSettings):
     bounce_username: str | None = None
     bounce_password: SecretStr | None = None
     bounce_folder: str = "INBOX"
+    # Paper sources (newsletter ingest --source NAME): one [sources.NAME] table each.
+    sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    source_contact: str | None = None
+    source_timeout: float = Field(default=30.0, gt=0)
+    source_retries: int = Field(default=4, ge=0, le=20)
+    source_backoff_seconds: float = Field(default=2.0, ge=0)
+    source_max_wait_seconds: float = Field(default=300.0, gt=0)
+    source_state_file: Path | None = None
 
     @field_validator("database_url")
     @classmethod

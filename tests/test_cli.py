@@ -185,3 +185,36 @@ def test_broken_template_names_the_file_and_sends_nothing(run: Run, tmp_path: Pa
     finally:
         engine.dispose()
     assert statuses == [DeliveryStatus.PENDING]
+
+
+def test_ingest_from_a_configured_source_and_usage_errors(run: Run, tmp_path: Path) -> None:
+    listing = tmp_path / "papers.csv"
+    listing.write_text(
+        "id,title,abstract,authors,categories,date\n"
+        "2605.00001,Sparse attention,We study attention.,Ada Lovelace; Alan Turing,cs.CL,"
+        "2026-05-27\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "newsletter.toml"
+    config.write_text(f'[sources.local]\nkind = "csv"\npath = "{listing}"\n', encoding="utf-8")
+    assert run("db", "upgrade").returncode == 0
+    fetched = run("--config", str(config), "ingest", "--source", "local")
+    assert fetched.returncode == 0, fetched.stderr
+    assert "1 new" in fetched.stdout
+    again = run("--config", str(config), "ingest", "--source", "local")
+    assert "0 new" in again.stdout
+    for args in (("ingest",), ("ingest", "--since", "2026-05-01", str(listing))):
+        wrong = run(*args)
+        assert wrong.returncode == 2
+        assert "Usage" in wrong.stderr
+    unknown = run("--config", str(config), "ingest", "--source", "nowhere")
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("error:")
+    assert "nowhere" in unknown.stderr
+
+
+def test_deliver_bounces_and_serve_have_help_with_examples(run: Run) -> None:
+    for command in ("deliver", "bounces", "serve", "ingest"):
+        result = run(command, "--help")
+        assert result.returncode == 0, command
+        assert "Example" in result.stdout, command
