@@ -428,6 +428,7 @@ class Job:
     edition: date
     interests: str
     items: tuple[ItemView, ...]
+    locale: str = "en"
 
 
 class Composer:
@@ -460,6 +461,7 @@ class Composer:
                 Subscriber.name,
                 Subscriber.status,
                 Subscriber.paused_at,
+                Subscriber.locale,
             )
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .where(Delivery.id.in_(ids))
@@ -505,6 +507,7 @@ class Composer:
                 name=r[6],
                 edition=self._editions[r[2]],
                 interests=interests.get(r[3], ""),
+                locale=r[9],
                 items=tuple(
                     ItemView(rank, score, terms, self._papers[paper_id])
                     for rank, score, terms, paper_id in items[r[0]]
@@ -568,6 +571,7 @@ class Composer:
             edition=job.edition,
             interests=job.interests,
             items=job.items,
+            locale=job.locale,
         )
         rendered = self.renderer.render_issue(view)
         message_id = message_id_for(

@@ -7,6 +7,7 @@ already has a delivery for the edition is left alone.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from scipy import sparse
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from newsletter.corpus import model_for_edition
+from newsletter.corpus import EditionModel, model_for_edition
 from newsletter.models import (
     Delivery,
     DeliveryItem,
@@ -111,50 +112,52 @@ def _already_sent(
     return pairs
 
 
-def plan_edition(session: Session, day: date, *, options: PlanOptions) -> PlanSummary:
-    """Write one ranked delivery per active, unsuppressed subscriber with new papers."""
-    summary = PlanSummary(edition=day)
-    edition = _get_or_create_edition(session, day)
-    planned_ids = set(
-        session.scalars(select(Delivery.subscriber_id).where(Delivery.edition_id == edition.id))
-    )
-    summary.already_planned = len(planned_ids)
-    suppressed = select(Suppression.email)
-    subscribers = [
-        s
-        for s in session.scalars(
-            select(Subscriber)
-            .where(
-                Subscriber.status == SubscriberStatus.ACTIVE,
-                Subscriber.paused_at.is_(None),  # paused from the preferences page
-                Subscriber.email.not_in(suppressed),
-            )
-            .options(selectinload(Subscriber.interests))
-            .order_by(Subscriber.id)
-        )
-        if s.id not in planned_ids
-    ]
+def candidate_papers(session: Session, day: date) -> list[Paper]:
+    """Every paper an issue of the edition of ``day`` may pick (the widest window)."""
     earliest = min(window(day, f)[0] for f in Frequency)
-    papers = list(
+    return list(
         session.scalars(
             select(Paper)
             .where(Paper.listed_on >= earliest, Paper.listed_on <= day)
             .order_by(Paper.listed_on, Paper.external_id)
         )
     )
-    summary.candidates = len(papers)
-    if not subscribers or not papers:
-        summary.nothing_new = len(subscribers)
-        return summary
 
-    fitted = model_for_edition(
-        session,
-        papers,
-        earliest=earliest,
-        corpus_limit=options.corpus_limit,
-        model_dir=options.model_dir,
-        refit_growth=options.refit_growth,
-    )
+
+@dataclass(frozen=True)
+class RankedIssue:
+    """One subscriber's picks: (paper, score, matched terms), best first."""
+
+    subscriber: Subscriber
+    picks: list[tuple[Paper, float, list[str]]]
+
+
+def rank_issues(
+    session: Session,
+    day: date,
+    subscribers: list[Subscriber],
+    papers: list[Paper],
+    *,
+    edition_id: int | None,
+    options: PlanOptions,
+    fitted: EditionModel | None = None,
+) -> tuple[list[RankedIssue], int]:
+    """Rank ``papers`` for ``subscribers`` in memory, writing nothing.
+
+    Returns the issues of subscribers with picks (in planning order) and how many
+    subscribers had nothing new. ``fitted``: the model to rank with (default: the
+    edition's, see ``model_for_edition``). ``edition_id``: deliveries of this edition
+    do not count as already sent.
+    """
+    if fitted is None:
+        fitted = model_for_edition(
+            session,
+            papers,
+            earliest=min(window(day, f)[0] for f in Frequency),
+            corpus_limit=options.corpus_limit,
+            model_dir=options.model_dir,
+            refit_growth=options.refit_growth,
+        )
     model, paper_vectors = fitted.model, fitted.vectors
 
     ratings = load_ratings(session, subscribers)
@@ -169,17 +172,21 @@ def plan_edition(session: Session, day: date, *, options: PlanOptions) -> PlanSu
     )
     subscriber_ids = [s.id for s in subscribers]
     # Papers already in an issue of theirs, or already rated, are never offered again.
-    excluded = _already_sent(session, subscriber_ids, [p.id for p in papers], edition.id)
+    excluded = _already_sent(
+        session, subscriber_ids, [p.id for p in papers], -1 if edition_id is None else edition_id
+    )
     excluded |= ratings.rated_pairs(subscriber_ids)
     groups: dict[Frequency, list[int]] = defaultdict(list)
     for row, subscriber in enumerate(subscribers):
         groups[subscriber.frequency].append(row)
 
+    issues: list[RankedIssue] = []
+    nothing_new = 0
     for frequency, group_rows in groups.items():
         start, end = window(day, frequency)
         paper_cols = [i for i, p in enumerate(papers) if start <= p.listed_on <= end]
         if not paper_cols:
-            summary.nothing_new += len(group_rows)
+            nothing_new += len(group_rows)
             continue
         group_profiles = profiles[group_rows]
         group_papers = paper_vectors[paper_cols]
@@ -196,27 +203,75 @@ def plan_edition(session: Session, day: date, *, options: PlanOptions) -> PlanSu
         )
         reasons = explain(group_profiles, group_papers, picks, feature_names=model.feature_names)
         for i, row in enumerate(group_rows):
-            subscriber = subscribers[row]
             chosen = picks.picks(i)
             if not chosen:
-                summary.nothing_new += 1
+                nothing_new += 1
                 continue
-            delivery = Delivery(edition_id=edition.id, subscriber_id=subscriber.id)
-            delivery.items = [
-                DeliveryItem(
-                    rank=position,
-                    paper_id=papers[paper_cols[column]].id,
-                    score=round(float(score), 6),
-                    terms=list(reasons[i][position]),
+            issues.append(
+                RankedIssue(
+                    subscribers[row],
+                    [
+                        (papers[paper_cols[column]], float(score), list(reasons[i][position]))
+                        for position, (column, score) in enumerate(chosen)
+                    ],
                 )
-                for position, (column, score) in enumerate(chosen)
-            ]
-            session.add(delivery)
-            summary.planned += 1
-            top_column, top_score = chosen[0]
-            summary.top_picks.append(
-                (subscriber.email, papers[paper_cols[top_column]].title, float(top_score))
             )
+    return issues, nothing_new
+
+
+def plan_edition(
+    session: Session,
+    day: date,
+    *,
+    options: PlanOptions,
+    only: Collection[int] | None = None,
+) -> PlanSummary:
+    """Write one ranked delivery per active, unsuppressed subscriber with new papers.
+
+    ``only``: plan just these subscriber ids (the scheduler plans those whose send
+    time is near); everyone else is left for a later run.
+    """
+    summary = PlanSummary(edition=day)
+    edition = _get_or_create_edition(session, day)
+    planned_ids = set(
+        session.scalars(select(Delivery.subscriber_id).where(Delivery.edition_id == edition.id))
+    )
+    summary.already_planned = len(planned_ids)
+    suppressed = select(Suppression.email)
+    wanted = None if only is None else set(only)
+    subscribers = [
+        s
+        for s in session.scalars(
+            select(Subscriber)
+            .where(
+                Subscriber.status == SubscriberStatus.ACTIVE,
+                Subscriber.paused_at.is_(None),  # paused from the preferences page
+                Subscriber.email.not_in(suppressed),
+            )
+            .options(selectinload(Subscriber.interests))
+            .order_by(Subscriber.id)
+        )
+        if s.id not in planned_ids and (wanted is None or s.id in wanted)
+    ]
+    papers = candidate_papers(session, day)
+    summary.candidates = len(papers)
+    if not subscribers or not papers:
+        summary.nothing_new = len(subscribers)
+        return summary
+
+    issues, summary.nothing_new = rank_issues(
+        session, day, subscribers, papers, edition_id=edition.id, options=options
+    )
+    for issue in issues:
+        delivery = Delivery(edition_id=edition.id, subscriber_id=issue.subscriber.id)
+        delivery.items = [
+            DeliveryItem(rank=position, paper_id=paper.id, score=round(score, 6), terms=terms)
+            for position, (paper, score, terms) in enumerate(issue.picks)
+        ]
+        session.add(delivery)
+        summary.planned += 1
+        top_paper, top_score, _ = issue.picks[0]
+        summary.top_picks.append((issue.subscriber.email, top_paper.title, top_score))
     session.flush()
     return summary
 

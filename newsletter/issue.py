@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from newsletter.i18n import format_day, gettext, mark, ngettext, normalise_locale
 from newsletter.models import Delivery, Paper, Subscriber
 from newsletter.render import IssueView, PaperView, shorten_authors, trim_text
 from newsletter.settings import Settings
@@ -20,19 +21,33 @@ from newsletter.tokens import Purpose, TokenData, Tokens
 LIST_NAME = "Paper Newsletter"
 
 
-def edition_label(day: date) -> str:
-    return f"{day:%A} {day.day} {day:%B %Y}"
+def edition_label(day: date, locale: str = "en") -> str:
+    """The edition's date as the issue shows it, in ``locale`` (Babel, cached)."""
+    return format_day(day, locale)
 
 
-def interests_text(topic_names: Sequence[str], keywords: Sequence[str]) -> str:
+_INTERESTS = mark("Picked for your interests: ")
+
+
+def interests_text(
+    topic_names: Sequence[str], keywords: Sequence[str], *, locale: str = "en"
+) -> str:
     names = [*topic_names, *(f"“{k}”" for k in keywords)]
-    return "Picked for your interests: " + ", ".join(names) if names else ""
+    return gettext(locale, _INTERESTS) + ", ".join(names) if names else ""
+
+
+def _localised_interests(interests: str, locale: str) -> str:
+    # Callers that built the line without a locale (English) get its label translated.
+    if locale != "en" and interests.startswith(_INTERESTS):
+        return gettext(locale, _INTERESTS) + interests.removeprefix(_INTERESTS)
+    return interests
 
 
 def interests_line(subscriber: Subscriber) -> str:
     return interests_text(
         [i.topic.name for i in subscriber.interests if i.topic is not None],
         [i.keywords for i in subscriber.interests if i.keywords],
+        locale=normalise_locale(subscriber.locale),
     )
 
 
@@ -99,8 +114,10 @@ def build_issue_view(
     interests: str,
     items: Sequence[ItemView],
     list_name: str = LIST_NAME,
+    locale: str = "en",
 ) -> IssueView:
-    """The template context of one delivery, from plain data."""
+    """The template context of one delivery, from plain data, in ``locale``."""
+    locale = normalise_locale(locale)
     base = settings.public_url
     scoped = TokenData(subscriber_id, token_version, delivery_id)
     feedback = f"{base}/feedback/{tokens.make(Purpose.FEEDBACK, scoped)}/"
@@ -122,12 +139,15 @@ def build_issue_view(
     return IssueView(
         email=email,
         list_name=list_name,
-        edition_label=edition_label(edition),
-        heading=f"{count} new paper{'s' if count != 1 else ''} for you",
-        interests_line=interests,
+        edition_label=edition_label(edition, locale),
+        heading=ngettext(locale, "%(num)d new paper for you", "%(num)d new papers for you", count)
+        % {"num": count},
+        interests_line=_localised_interests(interests, locale),
         preheader=papers[0].title if papers else "",
         papers=papers,
         view_url=f"{base}/view/{tokens.make(Purpose.VIEW, scoped)}",
+        contact_line=settings.contact_line,
+        locale=locale,
         **_subscriber_links(settings, tokens, subscriber_id, token_version),
     )
 
@@ -151,4 +171,5 @@ def issue_view(
             for item in delivery.items
         ],
         list_name=list_name,
+        locale=subscriber.locale,
     )

@@ -147,6 +147,8 @@ class Subscriber(Base):
     signup_at: Mapped[datetime | None]
     pending_email: Mapped[str | None] = mapped_column(String(320))
     paused_at: Mapped[datetime | None]
+    # The language of the subscriber's issues (migration 0005; see newsletter.i18n).
+    locale: Mapped[str] = mapped_column(String(16), default="en", server_default="en")
 
     interests: Mapped[list[Interest]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", order_by="Interest.id"

@@ -18,6 +18,7 @@ import jinja2
 from mjml import mjml2html
 
 from newsletter.errors import TemplateError
+from newsletter.i18n import jinja_callables
 from newsletter.resources import resource_path
 
 
@@ -46,6 +47,9 @@ class IssueView:
     manage_url: str
     unsubscribe_url: str
     view_url: str
+    # Added with the email design (issue 7); defaults keep older callers working.
+    contact_line: str = ""  # the sender's postal/contact line (settings.contact_line)
+    locale: str = "en"  # the language of the issue (newsletter.i18n)
 
 
 @dataclass(frozen=True)
@@ -167,9 +171,13 @@ class Renderer:
         # Shallow: the papers stay objects (Jinja reads their attributes); asdict's deep
         # copy costs more than the rest of the fill on the hot path.
         context = {f.name: getattr(view, f.name) for f in fields(view)}
+        # The gettext callables of the issue's language (cached per locale and kind).
+        text_i18n = jinja_callables(view.locale, autoescape=False)
+        context.update(text_i18n)
         subject_name = "issue.subject.txt"
         subject = self._fill(self._compile(subject_name, mjml=False), subject_name, context)
         context["subject"] = " ".join(subject.split())
-        html = self._fill(self._compile("issue.mjml", mjml=True), "issue.mjml", context)
         text = self._fill(self._compile("issue.txt", mjml=False), "issue.txt", context)
+        context.update(jinja_callables(view.locale, autoescape=True))
+        html = self._fill(self._compile("issue.mjml", mjml=True), "issue.mjml", context)
         return RenderedIssue(subject=context["subject"], html=html, text=text)

@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     public_url: str = "http://localhost:8000"
     secret_key: SecretStr = SecretStr("")
     list_id: str = ""
+    contact_line: str = Field(default="", max_length=300)
 
     topics_file: Path | None = None
     templates_dir: Path | None = None

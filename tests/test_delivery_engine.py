@@ -444,3 +444,23 @@ def test_a_database_blip_while_recording_is_retried(
     assert set(ids.values()) == {1}
     assert first.sent + second.sent == len(ids) == len(planned.emails)
     assert {r.status for r in deliveries(sessions).values()} == {DeliveryStatus.SENT}
+
+
+def test_each_subscriber_gets_the_issue_in_their_language(planned: Planned) -> None:
+    sessions = planned.sessions
+    with sessions.begin() as session:
+        session.execute(
+            update(Subscriber).where(Subscriber.email == "dave@example.org").values(locale="de")
+        )
+    with FaultyServer() as server:
+        deliver(sessions, settings=settings_for(planned.database_url, server), edition=EDITION)
+        received = by_recipient(server)
+    german = parse(received["dave@example.org"][0].data)
+    english = parse(received["alice@example.org"][0].data)
+    german_text = german.get_body(preferencelist=("plain",))
+    english_text = english.get_body(preferencelist=("plain",))
+    assert german_text is not None
+    assert english_text is not None
+    assert "Mehr davon" in german_text.get_content()
+    assert "More like this" not in german_text.get_content()
+    assert "More like this" in english_text.get_content()

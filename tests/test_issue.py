@@ -241,3 +241,36 @@ def test_view_renders_with_the_shipped_templates(settings: Settings, tokens: Tok
         assert str(escape(url)) in result.html
     assert view.interests_line in result.text
     assert str(escape(view.interests_line)) in result.html
+
+
+# --- languages ----------------------------------------------------------------------
+
+
+def test_issue_view_follows_the_subscriber_locale(settings: Settings, tokens: Tokens) -> None:
+    subscriber = make_subscriber()
+    subscriber.locale = "de"
+    view = issue_view(make_delivery(2, subscriber=subscriber), settings=settings, tokens=tokens)
+    assert view.locale == "de"
+    assert view.edition_label == "Mittwoch, 27. Mai 2026"
+    assert view.heading == "2 neue Paper für Sie"
+    assert view.interests_line.startswith("Ausgewählt für Ihre Interessen: Computation")
+    result = Renderer().render_issue(view)
+    assert "Mehr davon" in result.html
+    assert f"Einstellungen: {view.manage_url}" in result.text
+
+
+def test_an_unset_or_unknown_locale_is_english(settings: Settings, tokens: Tokens) -> None:
+    subscriber = make_subscriber()
+    subscriber.locale = "xx"
+    view = issue_view(make_delivery(1, subscriber=subscriber), settings=settings, tokens=tokens)
+    assert view.locale == "en"
+    assert view.heading == "1 new paper for you"
+    assert issue_view(make_delivery(1), settings=settings, tokens=tokens).locale == "en"
+
+
+@pytest.mark.parametrize(
+    ("locale", "label"),
+    [("en", "Wednesday 27 May 2026"), ("de", "Mittwoch, 27. Mai 2026")],
+)
+def test_edition_label_per_locale(locale: str, label: str) -> None:
+    assert edition_label(date(2026, 5, 27), locale) == label

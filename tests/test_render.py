@@ -45,6 +45,10 @@ def make_paper(index: int, **changes: str) -> PaperView:
     return replace(paper, **changes)
 
 
+def rendered_title(index: int) -> str:
+    return make_paper(index).title
+
+
 def make_view(papers: tuple[PaperView, ...]) -> IssueView:
     return IssueView(
         email="ada@example.com",
@@ -95,7 +99,8 @@ def test_render_returns_all_three_parts(rendered: RenderedIssue) -> None:
     assert rendered.subject.endswith("(+2 more)")
     assert rendered.html.lstrip().lower().startswith("<!doctype html>")
     assert "</html>" in rendered.html
-    assert rendered.text.startswith("Wednesday 27 May 2026\n")
+    assert rendered.text.startswith(f"Top pick today: {rendered_title(1)}\n")
+    assert "\nPaper Newsletter · Wednesday 27 May 2026\n3 new papers for you\n" in rendered.text
 
 
 @pytest.mark.parametrize("field", ["title", "url", "authors", "categories", "abstract", "terms"])
@@ -225,7 +230,9 @@ def test_template_is_recompiled_when_its_file_changes(templates_copy: Path) -> N
     mjml = templates_copy / "issue.mjml"
     mjml.write_text(mjml.read_text(encoding="utf-8").replace("Preferences", "Your settings"))
     text = templates_copy / "issue.txt"
-    text.write_text(text.read_text(encoding="utf-8").replace("View online:", "Read online:"))
+    source = text.read_text(encoding="utf-8")
+    assert '_("View online")' in source
+    text.write_text(source.replace('_("View online")', '_("Read online")'))
     touch_forward(mjml)
     touch_forward(text)
     after = renderer.render_issue(view)

@@ -303,3 +303,18 @@ def test_bad_manage_links(client: TestClient, reader: int) -> None:
         assert response.status_code == 400
         assert "reader@example.org" not in response.text
         assert client.get(path + "/export").status_code == 400
+
+
+def test_choosing_the_language_of_the_issues(
+    client: TestClient, sessions: SessionFactory, reader: int
+) -> None:
+    path = manage_path(reader)
+    assert '<option value="en" selected>English</option>' in client.get(path).text
+    response = post_form(client, path, f"{path}/preferences", preferences(language="de"))
+    assert response.status_code == 303
+    assert load(sessions, reader).locale == "de"
+    assert '<option value="de" selected>Deutsch</option>' in client.get(path).text
+    refused = post_form(client, path, f"{path}/preferences", preferences(language="xx"))
+    assert refused.status_code == 400
+    assert "Please pick a language from the list." in refused.text
+    assert load(sessions, reader).locale == "de"

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from newsletter.i18n import LOCALES
 from newsletter.models import Subscriber, SubscriberStatus, utcnow
 from newsletter.tokens import InvalidToken, Purpose
 from newsletter.web import accounts
@@ -61,6 +62,7 @@ def _form_values(subscriber: Subscriber) -> dict[str, Any]:
         "send_hour": str(subscriber.send_hour),
         "max_papers": str(subscriber.max_papers or ""),
         "always_send": subscriber.always_send,
+        "language": subscriber.locale,
     }
 
 
@@ -86,6 +88,7 @@ def _page(
         "timezones": timezones(),
         "form": values | {"keywords": rows},
         "weights": [("0.5", "a little"), ("1", "normal"), ("2", "a lot")],
+        "languages": sorted(LOCALES.items()),
         "max_papers_limit": MAX_PAPERS,
         "default_papers": state.settings.max_papers,
         "feedback": accounts.recent_feedback(session, subscriber),
@@ -125,10 +128,13 @@ def save_preferences(
     send_hour: Text = str(DEFAULT_SEND_HOUR),
     max_papers: Text = "",
     always_send: Text = "",
+    language: Text = "",
 ) -> Response:
     with state.sessions.begin() as session:
         subscriber, _ = subscriber_for(session, state, Purpose.MANAGE, token)
         try:
+            if language and language not in LOCALES:
+                raise FormError("Please pick a language from the list.")
             choices = parse_choices(
                 state.catalogue,
                 topics=topics or [],
@@ -153,9 +159,12 @@ def save_preferences(
                 "send_hour": send_hour[:4],
                 "max_papers": max_papers[:4],
                 "always_send": always_send == "on",
+                "language": language[:8] if language in LOCALES else subscriber.locale,
             }
             return _page(request, state, session, subscriber, token, form=typed, error=str(exc))
         accounts.apply_choices(subscriber, choices)
+        if language:
+            subscriber.locale = language
     return _back(token, "saved")
 
 
