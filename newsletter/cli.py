@@ -526,6 +526,129 @@ def recommender_refit(state: State) -> None:
         service.close()
 
 
+@cli.command("run")
+@pass_state
+def run(state: State) -> None:
+    """Run the scheduler: ingest, plan, deliver, refit and purge on schedule.
+
+    Each subscriber's issue goes out at their own send hour in their own timezone.
+    Blocks until SIGTERM or Ctrl-C (jobs in progress finish first). One scheduler is
+    active per database: a second `newsletter run` (on this or another machine) waits
+    as a standby and takes over when the first stops or dies.
+
+    \b
+    Examples:
+      newsletter run
+      NEWSLETTER_CONFIG=/etc/newsletter.toml newsletter run
+    """
+    import logging
+
+    from newsletter.scheduler import run_scheduler
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    run_scheduler(state.settings())
+
+
+def _issue_options(func: F) -> F:
+    func = click.option(
+        "--edition",
+        type=click.DateTime(formats=["%Y-%m-%d"]),
+        default=None,
+        help="Edition date, YYYY-MM-DD (default: the newest listing).",
+    )(func)
+    func = click.option(
+        "--keywords", default="", help='Ad-hoc profile: keywords, ";"-separated: "a; b".'
+    )(func)
+    func = click.option(
+        "--topic", "topics", multiple=True, help="Ad-hoc profile: a topic id (repeatable)."
+    )(func)
+    return click.option(
+        "--as", "as_email", default=None, metavar="EMAIL", help="The issue of this subscriber."
+    )(func)
+
+
+@cli.command("test-send")
+@click.option("--to", "to", required=True, metavar="ADDRESS", help="Where the test goes.")
+@_issue_options
+@pass_state
+def test_send_command(
+    state: State,
+    to: str,
+    as_email: str | None,
+    topics: tuple[str, ...],
+    keywords: str,
+    edition: datetime | None,
+) -> None:
+    """Mail a real issue to ADDRESS, marked "[TEST]", changing nothing.
+
+    The issue of a subscriber (--as: their planned delivery, or their picks ranked
+    now) or of an ad-hoc profile (--topic/--keywords), through the production
+    templates, headers, DKIM and SMTP settings. No delivery is recorded, no paper
+    marked sent, no subscriber touched; the links in it act for nobody.
+
+    \b
+    Examples:
+      newsletter test-send --to me@example.org --as ada@example.org
+      newsletter test-send --to me@example.org --topic cs.CL --keywords "reasoning; evaluation"
+      newsletter test-send --to me@example.org --as ada@example.org --edition 2026-05-29
+    """
+    from newsletter.testsend import send_test_issue
+
+    click.echo(
+        send_test_issue(
+            state.settings(),
+            to=to,
+            as_email=as_email,
+            topics=topics,
+            keywords=split_list(keywords),
+            edition=edition.date() if edition else None,
+        )
+    )
+
+
+@cli.command("preview")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the HTML to this file (default: stdout).",
+)
+@_issue_options
+@pass_state
+def preview_command(
+    state: State,
+    out: Path | None,
+    as_email: str | None,
+    topics: tuple[str, ...],
+    keywords: str,
+    edition: datetime | None,
+) -> None:
+    """Render a subscriber's issue (or an ad-hoc profile's) as HTML, changing nothing.
+
+    \b
+    Examples:
+      newsletter preview --as ada@example.org --out issue.html
+      newsletter preview --as ada@example.org --edition 2026-05-29 > issue.html
+      newsletter preview --topic cs.RO --out robots.html
+    """
+    from newsletter.preview import preview
+
+    html = preview(
+        state.settings(),
+        as_email=as_email,
+        topics=topics,
+        keywords=split_list(keywords),
+        edition=edition.date() if edition else None,
+        out=out,
+    )
+    if out is None:
+        click.echo(html)
+    else:
+        click.echo(f"wrote {out}", err=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: domain errors become one readable line and exit status 1."""
     try:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, Select, Table, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.db import SessionFactory, make_engine, make_session_factory
@@ -79,6 +79,7 @@ OPEN = (DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.CLAIMED)
 SLOW_DOWN_CODES = frozenset({421, 451, 454})
 _MAX_PAUSE = 60.0
 _RECORD_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+_OWN_CLAIMS_RECHECK = 0.05
 _DELIVERIES = cast(Table, Delivery.__table__)
 
 
@@ -701,6 +702,7 @@ class Worker:
         self.stop = asyncio.Event()
         self._error: BaseException | None = None
         self._outcomes: list[tuple[Outgoing, SendResult]] = []
+        self._waiters: list[asyncio.Future[bool]] = []
         self._released: list[int] = []
         self._have_outcomes = asyncio.Event()
         self._finished = False
@@ -751,25 +753,43 @@ class Worker:
             self.summary.released += release(session, released, self.owner)
 
     def _next_due(self) -> float | None:
-        """Seconds until something of this run may be claimed again; None if nothing is open."""
+        """Seconds until something of this run may be claimed again; None if nothing is open.
+
+        Waiting deliveries count from when they are due; another worker's claims from
+        when their lease runs out; this worker's own claims (still in flight, and maybe
+        back soon as a retry) are looked at again shortly.
+        """
+        scope: ColumnElement[bool] = Delivery.status.in_(OPEN)
+        if self.options.edition_id is not None:
+            scope = scope & (Delivery.edition_id == self.options.edition_id)
+        waiting = Delivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.RETRY))
+        claimed = Delivery.status == DeliveryStatus.CLAIMED
         with self.sessions() as session:
-            where: ColumnElement[bool] = Delivery.status.in_(OPEN)
-            if self.options.edition_id is not None:
-                where = where & (Delivery.edition_id == self.options.edition_id)
-            rows = session.execute(
-                select(Delivery.status, Delivery.next_attempt_at, Delivery.lease_until)
-                .where(where)
-                .order_by(Delivery.next_attempt_at)
-                .limit(1000)
-            ).all()
-        if not rows:
-            return None
+            undated = session.scalar(
+                select(Delivery.id)
+                .where(scope, waiting, Delivery.next_attempt_at.is_(None))
+                .limit(1)
+            )
+            next_at = session.scalar(
+                select(func.min(Delivery.next_attempt_at)).where(scope, waiting)
+            )
+            others = session.scalar(
+                select(func.min(Delivery.lease_until)).where(
+                    scope, claimed, Delivery.lease_owner != self.owner
+                )
+            )
+            mine = session.scalar(
+                select(Delivery.id)
+                .where(scope, claimed, Delivery.lease_owner == self.owner)
+                .limit(1)
+            )
         now = self.clock()
-        waits = []
-        for status, next_at, lease_until in rows:
-            moment = lease_until if status == DeliveryStatus.CLAIMED else next_at
-            waits.append(0.0 if moment is None else (moment - now).total_seconds())
-        return max(0.0, min(waits))
+        waits = [(moment - now).total_seconds() for moment in (next_at, others) if moment]
+        if undated is not None:
+            waits.append(0.0)
+        if mine is not None:
+            waits.append(_OWN_CLAIMS_RECHECK)
+        return max(0.0, min(waits)) if waits else None
 
     async def run(self) -> DeliverySummary:
         queue: asyncio.Queue[Outgoing | None] = asyncio.Queue(
@@ -904,8 +924,16 @@ class Worker:
                 throttle.slow_down()
             elif result.status == "sent":
                 throttle.ok()
+            # Wait until this outcome is committed before the next message on this
+            # session: a worker killed at any moment then leaves at most one message
+            # per session accepted by the relay but not marked sent (the resend window
+            # the protocol leaves); commits still group the outcomes of all sessions.
+            recorded = asyncio.get_running_loop().create_future()
             self._outcomes.append((outgoing, result))
+            self._waiters.append(recorded)
             self._have_outcomes.set()
+            if not await recorded:
+                return  # the outcome could not be stored: stop sending
 
     async def _recorder(self) -> None:
         """Commit outcomes as they come: each commit takes whatever arrived during the
@@ -918,8 +946,18 @@ class Worker:
                 self._have_outcomes.clear()
                 continue
             outcomes, self._outcomes = self._outcomes, []
+            waiters, self._waiters = self._waiters, []
             released, self._released = self._released, []
-            await self._record_with_retries(outcomes, released)
+            try:
+                await self._record_with_retries(outcomes, released)
+            except BaseException:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(False)
+                raise
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(True)
 
     async def _record_with_retries(
         self, outcomes: list[tuple[Outgoing, SendResult]], released: list[int]

@@ -4,8 +4,8 @@ Jobs (APScheduler 3.x, in-memory job store, UTC; each ``coalesce=True``,
 ``max_instances=1`` and a ``misfire_grace_time``, so a late or missed run becomes one
 run, never a burst):
 
-- ingest: ``newsletter.fetch.fetch_source`` when that module exists (skipped with a
-  log line otherwise);
+- ingest: ``newsletter.fetch.fetch_source`` for every ``[sources.NAME]`` configured
+  (no job without sources);
 - plan: plan the newest edition for the subscribers whose send time comes within
   ``plan_lookahead_minutes`` (or has passed since both their last issue and the
   arrival of the edition's papers: one catch-up issue after downtime), and set each
@@ -27,8 +27,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import importlib
-import importlib.util
 import logging
 import os
 import signal
@@ -96,22 +94,18 @@ class SchedulerConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerConfig:
-        def setting(name: str, default: Any) -> Any:
-            value = getattr(settings, name, None)
-            return default if value is None else value
-
         def cron(expression: str) -> CronTrigger:
             return CronTrigger.from_crontab(expression, timezone=UTC)
 
         return cls(
-            ingest=cron(setting("ingest_cron", "10 * * * *")),
-            plan=cron(setting("plan_cron", "*/15 * * * *")),
-            deliver=IntervalTrigger(seconds=float(setting("deliver_interval_seconds", 60))),
-            refit=cron(setting("refit_cron", "30 3 * * *")) if settings.model_dir else None,
-            purge=cron(setting("purge_cron", "45 * * * *")),
-            misfire_grace_seconds=int(setting("scheduler_misfire_grace_seconds", 900)),
-            plan_lookahead=timedelta(minutes=float(setting("plan_lookahead_minutes", 30))),
-            standby_retry_seconds=float(setting("scheduler_standby_seconds", 5.0)),
+            ingest=cron(settings.ingest_cron),
+            plan=cron(settings.plan_cron),
+            deliver=IntervalTrigger(seconds=settings.deliver_interval_seconds),
+            refit=cron(settings.refit_cron) if settings.model_dir else None,
+            purge=cron(settings.purge_cron),
+            misfire_grace_seconds=settings.scheduler_misfire_grace_seconds,
+            plan_lookahead=timedelta(minutes=settings.plan_lookahead_minutes),
+            standby_retry_seconds=settings.scheduler_standby_seconds,
             deliver_workers=settings.deliver_workers,
             deliver_concurrency=settings.smtp_connections,
         )
@@ -513,18 +507,32 @@ class Scheduler:
                 scheduler.shutdown(wait=True)
             service.close()
 
+    def _ingest(self, service: Any) -> None:
+        """Fetch every configured source; one failing source does not stop the others
+        (each fetch is its own transaction: a failure commits nothing)."""
+        from newsletter.fetch import fetch_source
+
+        failures = []
+        for name in sorted(self.settings.sources):
+            try:
+                log.info("%s", fetch_source(service.sessions, self.settings, name))
+            except Exception as exc:
+                log.error("ingest from source %s failed: %s", name, exc)
+                failures.append(name)
+        if failures:
+            raise RuntimeError(f"ingest failed for: {', '.join(failures)}")
+
     def _add_jobs(self, scheduler: BackgroundScheduler, service: Any) -> None:
         config = self.config
         now = datetime.now(UTC)
-        hook = fetch_hook()
-        if config.ingest is not None and hook is not None:
+        if config.ingest is not None and self.settings.sources:
             scheduler.add_job(
-                self._job("ingest", lambda: hook(service.sessions, settings=self.settings)),
+                self._job("ingest", lambda: self._ingest(service)),
                 config.ingest,
                 id="ingest",
             )
         elif config.ingest is not None:
-            log.info("ingest job skipped: newsletter.fetch.fetch_source is not available")
+            log.info("ingest job skipped: no [sources.NAME] configured")
         scheduler.add_job(
             self._job("plan", lambda: self._plan(service)),
             config.plan,
@@ -602,15 +610,6 @@ class Scheduler:
         with service.sessions.begin() as session:
             gone = purge_expired_signups(session, now=self.clock())
         return f"{gone} expired sign-ups forgotten" if gone else None
-
-
-def fetch_hook() -> Callable[..., object] | None:
-    """``newsletter.fetch.fetch_source`` if that module is installed, else None."""
-    if importlib.util.find_spec("newsletter.fetch") is None:
-        return None
-    module = importlib.import_module("newsletter.fetch")
-    hook = getattr(module, "fetch_source", None)
-    return hook if callable(hook) else None
 
 
 def run_scheduler(settings: Settings) -> None:

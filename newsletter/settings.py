@@ -112,6 +112,15 @@ class Settings(BaseSettings):
     source_backoff_seconds: float = Field(default=2.0, ge=0)
     source_max_wait_seconds: float = Field(default=300.0, gt=0)
     source_state_file: Path | None = None
+    # Scheduler (newsletter run): crontab expressions in UTC.
+    ingest_cron: str = "10 * * * *"
+    plan_cron: str = "*/15 * * * *"
+    plan_lookahead_minutes: int = Field(default=30, ge=1, le=1440)
+    deliver_interval_seconds: float = Field(default=60.0, gt=0)
+    refit_cron: str = "30 3 * * *"
+    purge_cron: str = "45 * * * *"
+    scheduler_misfire_grace_seconds: int = Field(default=900, ge=1)
+    scheduler_standby_seconds: float = Field(default=5.0, gt=0)
 
     @field_validator("database_url")
     @classmethod
@@ -124,6 +133,19 @@ class Settings(BaseSettings):
             return "postgresql+psycopg://" + value.split("://", 1)[1]
         if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
             raise ValueError("only sqlite:// and postgresql:// URLs are supported")
+        return value
+
+    @field_validator("ingest_cron", "plan_cron", "refit_cron", "purge_cron")
+    @classmethod
+    def _check_cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"not a crontab expression (minute hour day month weekday): {exc}"
+            ) from None
         return value
 
     @field_validator("sender")

@@ -164,7 +164,7 @@ class Event:
     message_id: str | None = None
 
 
-class _ChaosSMTP(SMTPServer):  # type: ignore[misc]
+class _ChaosSMTP(SMTPServer):
     """aiosmtpd's SMTP protocol with a DATA command that can hang up before or midway."""
 
     def __init__(self, handler: ChaosServer, **kwargs: Any) -> None:

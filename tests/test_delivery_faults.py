@@ -291,7 +291,8 @@ def test_relay_that_goes_away_mid_edition_and_comes_back_on_the_same_port(
     faults = Faults(data_delay=0.005, vanish_after=12)
     with ChaosServer(faults) as server:
         port = server.port
-        settings = settings_for(database_url, server)
+        # wait=True below sleeps until the worker's own leases run out: keep them short.
+        settings = settings_for(database_url, server, lease_seconds=2)
         with pytest.raises(SmtpUnavailable):
             run(sessions, settings)
         assert server.vanished.is_set()
@@ -346,7 +347,7 @@ def test_relay_unreachable_from_the_start_leaves_everything_pending(
 # --------------------------------------------------------------------------- all at once
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1])
 def test_every_fault_at_once_still_sends_each_reader_exactly_one_issue(
     sessions: SessionFactory, database_url: str, daily_file: Path, seed: int
 ) -> None:
