@@ -649,6 +649,33 @@ def preview_command(
         click.echo(f"wrote {out}", err=True)
 
 
+@cli.group()
+def admin() -> None:
+    """Operators of the admin area (/admin)."""
+
+
+@admin.command("create-user")
+@click.argument("username")
+@click.password_option(help="Asked for twice when not given (at least 10 characters).")
+@pass_state
+def admin_create_user(state: State, username: str, password: str) -> None:
+    """Add an operator who can log in to /admin.
+
+    \b
+    Examples:
+      newsletter admin create-user alice
+    """
+    from newsletter.operators import create_operator
+
+    service = state.service()
+    try:
+        with service.sessions.begin() as session:
+            name = create_operator(session, username, password).username
+    finally:
+        service.close()
+    click.echo(f"operator {name} created")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: domain errors become one readable line and exit status 1."""
     try:

@@ -44,7 +44,7 @@ from sqlalchemy import ColumnElement, Select, Table, bindparam, func, or_, selec
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.db import SessionFactory, make_engine, make_session_factory
-from newsletter.errors import ConfigError, EditionError, SmtpUnavailable
+from newsletter.errors import ConfigError, EditionError, NewsletterError, SmtpUnavailable
 from newsletter.issue import ItemView, build_issue_view, interests_text, paper_base
 from newsletter.message import MessageHeaders, build_message, message_id_for
 from newsletter.models import (
@@ -79,6 +79,14 @@ OPEN = (DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.CLAIMED)
 SLOW_DOWN_CODES = frozenset({421, 451, 454})
 _MAX_PAUSE = 60.0
 _RECORD_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+BUG_PREFIX = "bug: "
+
+
+class DeliveryError(NewsletterError):
+    """A delivery worker failed for a reason other than the relay (a bug, a broken
+    template): what it had sent is recorded, the rest is given back."""
+
+
 _OWN_CLAIMS_RECHECK = 0.05
 _DELIVERIES = cast(Table, Delivery.__table__)
 
@@ -1053,6 +1061,9 @@ def _child_main(
         )
     except SmtpUnavailable as exc:
         error = str(exc)
+    except Exception as exc:  # reported to the parent, which fails the run
+        log.exception("delivery worker failed")
+        error = f"{BUG_PREFIX}{type(exc).__name__}: {exc}"
     finally:
         engine.dispose()
         results.put({**summary.as_dict(), "error": error})
@@ -1105,6 +1116,9 @@ def deliver(
         return summary
     errors = _run_processes(settings, options, workers, summary)
     _finish_editions(session_factory, edition_id)
+    bugs = [e for e in errors if e.startswith(BUG_PREFIX)]
+    if bugs:
+        raise DeliveryError(f"a delivery worker failed: {bugs[0].removeprefix(BUG_PREFIX)}")
     if errors:
         raise SmtpUnavailable(errors[0])
     return summary
@@ -1144,7 +1158,7 @@ def _run_processes(
                         result = None
                         break
             if result is None:
-                errors.append("a delivery worker process died without a report")
+                errors.append(f"{BUG_PREFIX}a delivery worker process died without a report")
                 break
             summary.add(_summary_from(result))
             if result["error"]:

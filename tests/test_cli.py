@@ -218,3 +218,16 @@ def test_deliver_bounces_and_serve_have_help_with_examples(run: Run) -> None:
         result = run(command, "--help")
         assert result.returncode == 0, command
         assert "Example" in result.stdout, command
+
+
+def test_admin_create_user(run: Run) -> None:
+    assert run("db", "upgrade").returncode == 0
+    created = run("admin", "create-user", "alice", "--password", "a-long-passphrase")
+    assert created.returncode == 0, created.stderr
+    assert "operator alice created" in created.stdout
+    again = run("admin", "create-user", "alice", "--password", "a-long-passphrase")
+    assert again.returncode == 1
+    assert again.stderr.startswith("error:")
+    short = run("admin", "create-user", "bob", "--password", "short")
+    assert short.returncode == 1
+    assert "error:" in short.stderr

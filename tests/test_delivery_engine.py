@@ -464,3 +464,26 @@ def test_each_subscriber_gets_the_issue_in_their_language(planned: Planned) -> N
     assert "Mehr davon" in german_text.get_content()
     assert "More like this" not in german_text.get_content()
     assert "More like this" in english_text.get_content()
+
+
+def test_a_worker_process_that_fails_fails_the_run(crowd: Planned, tmp_path: Path) -> None:
+    """A template that compiles but cannot be filled breaks every worker: the run must
+    say so (not report success with nothing sent), and nothing may be left claimed."""
+    from newsletter.delivery import DeliveryError
+    from newsletter.errors import TemplateError
+    from tests.test_delivery import broken_templates
+
+    templates = broken_templates(
+        tmp_path, "issue.txt", lambda text: text + "\n{{ no_such_variable }}\n"
+    )
+    with FaultyServer() as server:
+        settings = settings_for(crowd.database_url, server, templates_dir=str(templates))
+        expected: type[Exception] = (
+            DeliveryError if "postgresql" in crowd.database_url else TemplateError
+        )
+        with pytest.raises(expected, match="no_such_variable"):
+            deliver(crowd.sessions, settings=settings, edition=EDITION, workers=2)
+        assert server.messages == []
+    rows = deliveries(crowd.sessions)
+    assert {r.status for r in rows.values()} == {DeliveryStatus.PENDING}
+    assert all(r.lease_owner is None for r in rows.values())

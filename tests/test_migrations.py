@@ -24,6 +24,7 @@ TABLES = {
     "editions",
     "deliveries",
     "delivery_items",
+    "operators",
     "suppressions",
     "bounces",
     "send_rate",

@@ -17,6 +17,7 @@ from newsletter.issue import LIST_NAME
 from newsletter.service import Service
 from newsletter.settings import Settings, check_secret
 from newsletter.tokens import InvalidToken, Tokens
+from newsletter.web import admin, api, observability
 from newsletter.web.csrf import Csrf
 from newsletter.web.errors import WebError
 from newsletter.web.links import Links
@@ -54,15 +55,19 @@ def create_app(settings: Settings, *, options: WebOptions | None = None) -> Fast
     app = FastAPI(
         title=LIST_NAME,
         lifespan=lifespan,
+        # The OpenAPI document describes the JSON API only; no HTML docs pages.
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
+        openapi_url=api.OPENAPI_URL,
     )
     app.state.web = state
     for module in (subscribe, unsubscribe, manage, feedback):
         app.include_router(module.router)
+    admin.install(app)
+    observability.install(app, state.sessions)
     app.mount("/static", StaticFiles(directory=web_templates_dir() / "static"), name="static")
     install_handlers(app, state)
+    api.install(app)  # after install_handlers: JSON errors under /api/, pages elsewhere
     app.add_middleware(BodyLimit, max_bytes=options.max_body_bytes)
     app.add_middleware(SecurityHeaders)
     return app

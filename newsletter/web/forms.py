@@ -35,10 +35,17 @@ def timezones() -> tuple[str, ...]:
     return ("UTC", *zones)
 
 
+# Control characters (NUL, which PostgreSQL refuses in text, among them) and lone
+# surrogates (which no encoding accepts) have no place in any form field.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
 def bounded(raw: str | None, limit: int, label: str) -> str:
     value = raw or ""
     if len(value) > limit:
         raise FormError(f"{label} is too long (at most {limit} characters).")
+    if _UNPRINTABLE.search(value):
+        raise FormError(f"{label} contains characters that cannot be stored.")
     return value
 
 

@@ -369,3 +369,15 @@ def test_confirm_page_links_match_the_public_url(client: TestClient, mails: Mail
     subscribe(client, "url@example.org")
     link = mails()[0].link("/confirm/")
     assert re.fullmatch(r"http://testserver/confirm/[\w.\-]+", link)
+
+
+@pytest.mark.parametrize("keyword", ["nul\x00byte", "bell\x07"], ids=["nul", "bell"])
+def test_unstorable_characters_are_refused_not_a_server_error(
+    client: TestClient, sessions: SessionFactory, keyword: str
+) -> None:
+    form = subscribe_form("nul@example.org", keywords=keyword)
+    response = post_form(client, "/", "/subscribe", form)
+    assert response.status_code == 400
+    assert "cannot be stored" in response.text
+    with sessions() as session:
+        assert session.scalar(select(func.count(Subscriber.id))) == 0

@@ -1,0 +1,331 @@
+"""The admin area: login, overview with charts, editions, subscribers, test send, preview."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Form, Query
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+
+from newsletter import operators
+from newsletter.errors import NewsletterError
+from newsletter.models import SubscriberStatus, utcnow
+from newsletter.preview import preview
+from newsletter.testsend import send_test_issue
+from newsletter.web.admin import auth, charts, stats
+from newsletter.web.admin.auth import CurrentOperator, LoginRequired, SignedIn
+from newsletter.web.guards import FormGuard, State
+from newsletter.web.security import VIEW_CSP
+from newsletter.web.state import WebState
+
+router = APIRouter(prefix="/admin")
+
+STATUSES = [status.value for status in SubscriberStatus]
+
+
+def install(app: FastAPI) -> None:
+    """Add the admin routes, and the redirect to the login page they rely on."""
+    app.include_router(router)
+
+    async def to_login(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, LoginRequired)
+        return RedirectResponse(auth.login_url(exc.next_url), status_code=303)
+
+    app.add_exception_handler(LoginRequired, to_login)
+
+
+def _page(
+    request: Request,
+    state: WebState,
+    name: str,
+    operator: SignedIn | None,
+    context: dict[str, Any],
+    *,
+    status: int = 200,
+) -> Response:
+    values = {"operator": operator, "path": request.url.path, **context}
+    return state.pages.render(request, f"admin/{name}", values, status=status)
+
+
+# Login and logout.
+
+
+@router.get("/login")
+def login_page(request: Request, state: State, next: str = auth.PATH) -> Response:
+    if auth.signed_in(request, state) is not None:
+        return RedirectResponse(auth.safe_next(next), status_code=303)
+    return _page(request, state, "login.html", None, {"next": auth.safe_next(next), "error": ""})
+
+
+@router.post("/login", dependencies=FormGuard)
+def login(
+    request: Request,
+    state: State,
+    username: Annotated[str, Form(max_length=200)] = "",
+    password: Annotated[str, Form(max_length=2000)] = "",
+    next: Annotated[str, Form(max_length=2000)] = auth.PATH,
+) -> Response:
+    with state.sessions.begin() as session:
+        operator = operators.authenticate(session, username, password)
+        if operator is not None:
+            response = RedirectResponse(auth.safe_next(next), status_code=303)
+            auth.start_session(state, response, operator)
+            return response
+    return _page(
+        request,
+        state,
+        "login.html",
+        None,
+        {
+            "next": auth.safe_next(next),
+            "username": username,
+            "error": "That username and password do not match. Please try again.",
+        },
+        status=401,
+    )
+
+
+@router.post("/logout", dependencies=FormGuard)
+def logout(state: State) -> Response:
+    response = RedirectResponse(auth.PATH + "/login?out=1", status_code=303)
+    auth.end_session(state, response)
+    return response
+
+
+# Figures.
+
+
+@router.get("")
+def overview(request: Request, state: State, operator: CurrentOperator) -> Response:
+    with state.sessions() as session:
+        deliveries = stats.deliveries_by_status(session)
+        subscribers = stats.subscribers_by_status(session)
+        per_day = stats.deliveries_per_day(session)
+        over_time = stats.subscribers_over_time(session, today=utcnow().date())
+        topics = stats.top_topics(session)
+        latest = stats.editions(session, limit=1)
+    queued = deliveries["pending"] + deliveries["claimed"] + deliveries["retry"]
+    return _page(
+        request,
+        state,
+        "overview.html",
+        operator,
+        {
+            "deliveries": deliveries,
+            "subscribers": subscribers,
+            "queued": queued,
+            "latest": latest[0] if latest else None,
+            "deliveries_chart": charts.deliveries_chart(per_day),
+            "subscribers_chart": charts.subscribers_chart(over_time),
+            "topics_chart": charts.topics_chart(topics),
+            "colours": charts.COLOURS,
+        },
+    )
+
+
+@router.get("/editions")
+def editions(request: Request, state: State, operator: CurrentOperator) -> Response:
+    with state.sessions() as session:
+        rows = stats.editions(session)
+        failures = stats.recent_failures(session)
+    return _page(
+        request,
+        state,
+        "editions.html",
+        operator,
+        {"editions": rows, "failures": failures, "outcomes": stats.OUTCOMES},
+    )
+
+
+def _status_filter(status: str) -> str:
+    return status if status in STATUSES else ""
+
+
+@router.get("/subscribers")
+def subscribers(
+    request: Request,
+    state: State,
+    operator: CurrentOperator,
+    q: Annotated[str, Query(max_length=200)] = "",
+    status: Annotated[str, Query(max_length=20)] = "",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    search, wanted = q.strip(), _status_filter(status)
+    with state.sessions() as session:
+        rows, total = stats.subscribers(
+            session, search=search, status=wanted, offset=(page - 1) * stats.PAGE_SIZE
+        )
+        counts = stats.subscribers_by_status(session)
+    pages = max(1, -(-total // stats.PAGE_SIZE))
+    return _page(
+        request,
+        state,
+        "subscribers.html",
+        operator,
+        {
+            "rows": rows,
+            "total": total,
+            "q": search,
+            "status": wanted,
+            "statuses": STATUSES,
+            "counts": counts,
+            "page": page,
+            "pages": pages,
+        },
+    )
+
+
+CSV_COLUMNS = [
+    "email",
+    "name",
+    "status",
+    "paused",
+    "frequency",
+    "timezone",
+    "send_hour",
+    "created_at",
+    "confirmed_at",
+    "interests",
+]
+
+
+def _csv_cell(value: object) -> str:
+    text = "" if value is None else value.isoformat() if isinstance(value, date) else str(value)
+    # A cell starting with = + - @ is a formula to a spreadsheet: keep it text.
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@router.get("/subscribers.csv")
+def subscribers_csv(
+    state: State,
+    operator: CurrentOperator,
+    q: Annotated[str, Query(max_length=200)] = "",
+    status: Annotated[str, Query(max_length=20)] = "",
+) -> Response:
+    with state.sessions() as session:
+        rows, _ = stats.subscribers(
+            session, search=q.strip(), status=_status_filter(status), limit=None
+        )
+
+    def lines() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            writer.writerow([_csv_cell(getattr(row, column)) for column in CSV_COLUMNS])
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+        yield buffer.getvalue()
+
+    stamp = utcnow().strftime("%Y%m%d")
+    return StreamingResponse(
+        lines(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="subscribers-{stamp}.csv"'},
+    )
+
+
+# Test send and preview.
+
+
+def _words(text: str) -> list[str]:
+    return [part.strip() for part in text.replace(",", "\n").splitlines() if part.strip()]
+
+
+def _edition(text: str) -> date | None:
+    if not text.strip():
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise NewsletterError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+@router.get("/test-send")
+def send_test_page(request: Request, state: State, operator: CurrentOperator) -> Response:
+    return _page(
+        request,
+        state,
+        "test_send.html",
+        operator,
+        {"form": {}, "error": "", "result": "", "topics": sorted(state.catalogue)},
+    )
+
+
+@router.post("/test-send", dependencies=FormGuard)
+def send_test(
+    request: Request,
+    state: State,
+    operator: CurrentOperator,
+    to: Annotated[str, Form(max_length=320)] = "",
+    as_email: Annotated[str, Form(max_length=320)] = "",
+    topics: Annotated[str, Form(max_length=2000)] = "",
+    keywords: Annotated[str, Form(max_length=2000)] = "",
+    edition: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    form = {
+        "to": to,
+        "as_email": as_email,
+        "topics": topics,
+        "keywords": keywords,
+        "edition": edition,
+    }
+    error = result = ""
+    try:
+        if not to.strip():
+            raise NewsletterError("give the address the test issue should go to")
+        result = send_test_issue(
+            state.settings,
+            to=to.strip(),
+            as_email=as_email.strip() or None,
+            topics=_words(topics),
+            keywords=[k.strip() for k in keywords.splitlines() if k.strip()],
+            edition=_edition(edition),
+        )
+    except NewsletterError as exc:
+        error = str(exc)
+    return _page(
+        request,
+        state,
+        "test_send.html",
+        operator,
+        {"form": form, "error": error, "result": result, "topics": sorted(state.catalogue)},
+        status=400 if error else 200,
+    )
+
+
+@router.get("/preview")
+def preview_page(
+    request: Request,
+    state: State,
+    operator: CurrentOperator,
+    as_email: Annotated[str, Query(alias="as", max_length=320)] = "",
+    edition: Annotated[str, Query(max_length=20)] = "",
+) -> Response:
+    error = ""
+    if as_email.strip():
+        try:
+            html = preview(state.settings, as_email=as_email.strip(), edition=_edition(edition))
+        except NewsletterError as exc:
+            error = str(exc)
+        else:
+            # The issue's own HTML (email HTML, inline styles) under the view-online policy.
+            return Response(
+                html,
+                media_type="text/html; charset=utf-8",
+                headers={"Content-Security-Policy": VIEW_CSP},
+            )
+    return _page(
+        request,
+        state,
+        "preview.html",
+        operator,
+        {"as_email": as_email, "edition": edition, "error": error},
+        status=400 if error else 200,
+    )

@@ -1,0 +1,221 @@
+"""The figures of the admin pages, read straight from the database."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    EditionStatus,
+    Interest,
+    Subscriber,
+    SubscriberStatus,
+    Topic,
+)
+
+# Claimed counts as pending on the pages: it is in the middle of being sent.
+OUTCOMES = ("sent", "pending", "retry", "bounced", "failed", "suppressed")
+FAILURE_STATES = (DeliveryStatus.RETRY, DeliveryStatus.BOUNCED, DeliveryStatus.FAILED)
+
+
+def outcome_of(status: DeliveryStatus) -> str:
+    return "pending" if status == DeliveryStatus.CLAIMED else status.value
+
+
+@dataclass
+class EditionRow:
+    id: int
+    day: date
+    status: EditionStatus
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class Failure:
+    delivery_id: int
+    day: date
+    email: str
+    status: str
+    attempts: int
+    code: int | None
+    reply: str
+    next_attempt_at: datetime | None
+
+
+def editions(session: Session, *, limit: int = 60) -> list[EditionRow]:
+    rows = [
+        EditionRow(edition.id, edition.date, edition.status)
+        for edition in session.scalars(select(Edition).order_by(Edition.date.desc()).limit(limit))
+    ]
+    by_id = {row.id: row for row in rows}
+    if by_id:
+        counted = session.execute(
+            select(Delivery.edition_id, Delivery.status, func.count())
+            .where(Delivery.edition_id.in_(by_id))
+            .group_by(Delivery.edition_id, Delivery.status)
+        )
+        for edition_id, status, count in counted:
+            by_id[edition_id].counts[outcome_of(status)] += count
+    return rows
+
+
+def recent_failures(session: Session, *, limit: int = 25) -> list[Failure]:
+    query = (
+        select(Delivery, Edition.date, Subscriber.email)
+        .join(Edition, Delivery.edition_id == Edition.id)
+        .join(Subscriber, Delivery.subscriber_id == Subscriber.id)
+        .where(Delivery.status.in_(FAILURE_STATES))
+        .order_by(Delivery.id.desc())
+        .limit(limit)
+    )
+    return [
+        Failure(
+            delivery_id=delivery.id,
+            day=day,
+            email=email,
+            status=delivery.status.value,
+            attempts=delivery.attempts,
+            code=delivery.last_smtp_code,
+            reply=delivery.last_smtp_reply or "",
+            next_attempt_at=delivery.next_attempt_at,
+        )
+        for delivery, day, email in session.execute(query)
+    ]
+
+
+def deliveries_by_status(session: Session) -> dict[str, int]:
+    counts = dict.fromkeys((s.value for s in DeliveryStatus), 0)
+    for status, count in session.execute(
+        select(Delivery.status, func.count()).group_by(Delivery.status)
+    ):
+        counts[status.value] = count
+    return counts
+
+
+def subscribers_by_status(session: Session) -> dict[str, int]:
+    counts = dict.fromkeys((s.value for s in SubscriberStatus), 0)
+    for status, count in session.execute(
+        select(Subscriber.status, func.count()).group_by(Subscriber.status)
+    ):
+        counts[status.value] = count
+    return counts
+
+
+def deliveries_per_day(session: Session, *, days: int = 30) -> list[tuple[date, dict[str, int]]]:
+    """Outcomes per edition day, the newest ``days`` editions, oldest first."""
+    rows = editions(session, limit=days)
+    return [(row.day, row.counts) for row in reversed(rows)]
+
+
+def subscribers_over_time(
+    session: Session, *, today: date, days: int = 30
+) -> list[tuple[date, int]]:
+    """Confirmed subscribers (who are not gone) at the end of each of the last ``days`` days."""
+    confirmed = session.scalars(
+        select(Subscriber.confirmed_at).where(
+            Subscriber.confirmed_at.is_not(None),
+            Subscriber.status == SubscriberStatus.ACTIVE,
+        )
+    ).all()
+    per_day = Counter(moment.date() for moment in confirmed if moment is not None)
+    start = today - timedelta(days=days - 1)
+    running = sum(count for day, count in per_day.items() if day < start)
+    series = []
+    for offset in range(days):
+        day = start + timedelta(days=offset)
+        running += per_day.get(day, 0)
+        series.append((day, running))
+    return series
+
+
+def top_topics(session: Session, *, limit: int = 10) -> list[tuple[str, str, int]]:
+    """(code, name, followers) of the most followed topics among active subscribers."""
+    followers = func.count(Interest.subscriber_id.distinct())
+    query = (
+        select(Topic.id, Topic.name, followers)
+        .join(Interest, Interest.topic_id == Topic.id)
+        .join(Subscriber, Interest.subscriber_id == Subscriber.id)
+        .where(Subscriber.status == SubscriberStatus.ACTIVE)
+        .group_by(Topic.id, Topic.name)
+        .order_by(followers.desc(), Topic.id)
+        .limit(limit)
+    )
+    return [(code, name, count) for code, name, count in session.execute(query)]
+
+
+@dataclass(frozen=True)
+class SubscriberRow:
+    id: int
+    email: str
+    name: str
+    status: str
+    paused: bool
+    frequency: str
+    timezone: str
+    send_hour: int
+    created_at: datetime
+    confirmed_at: datetime | None
+    interests: str
+
+
+PAGE_SIZE = 50
+
+
+def subscribers(
+    session: Session,
+    *,
+    search: str = "",
+    status: str = "",
+    limit: int | None = PAGE_SIZE,
+    offset: int = 0,
+) -> tuple[list[SubscriberRow], int]:
+    """Subscribers matching a search (address or name) and status; and how many match."""
+    conditions = []
+    if search:
+        pattern = (
+            "%" + search.lower().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
+        )
+        conditions.append(
+            or_(
+                func.lower(Subscriber.email).like(pattern, escape="\\"),
+                func.lower(Subscriber.name).like(pattern, escape="\\"),
+            )
+        )
+    if status:
+        conditions.append(Subscriber.status == SubscriberStatus(status))
+    total = session.scalar(select(func.count()).select_from(Subscriber).where(*conditions)) or 0
+    query = select(Subscriber).where(*conditions).order_by(Subscriber.id.desc()).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    rows = []
+    for subscriber in session.scalars(query):
+        interests = "; ".join(
+            interest.topic_id or interest.keywords or "" for interest in subscriber.interests
+        )
+        rows.append(
+            SubscriberRow(
+                id=subscriber.id,
+                email=subscriber.email,
+                name=subscriber.name,
+                status=subscriber.status.value,
+                paused=subscriber.paused_at is not None,
+                frequency=subscriber.frequency.value,
+                timezone=subscriber.timezone,
+                send_hour=subscriber.send_hour,
+                created_at=subscriber.created_at,
+                confirmed_at=subscriber.confirmed_at,
+                interests=interests,
+            )
+        )
+    return rows, total
