@@ -935,15 +935,19 @@ def bench_stages(db: Database, sink: Sink, *, sample: int, batch: int, connectio
 
 
 def aiosmtplib_data_cost(message: bytes, repeat: int = 200) -> float | None:
-    """Seconds per message of what aiosmtplib does to every message before DATA:
-    line endings normalised, then leading dots doubled, each a regex over the bytes."""
+    """Seconds per message of what the engine's SMTP client does to every message
+    before DATA (line endings normalised, leading dots doubled): aiosmtplib's two
+    regex passes as newsletter.smtp replaces them (bytes.count/replace; the stock
+    regexes cost ~0.6 ms on a 58 KB issue)."""
     try:
-        from aiosmtplib.protocol import LINE_ENDINGS_REGEX, PERIOD_REGEX
+        import aiosmtplib.protocol as protocol
+
+        import newsletter.smtp  # noqa: F401 - installs the fast DATA encoding
     except ImportError:
         return None
     start = time.perf_counter()
     for _ in range(repeat):
-        PERIOD_REGEX.sub(b"..", LINE_ENDINGS_REGEX.sub(b"\r\n", message))
+        protocol.PERIOD_REGEX.sub(b"..", protocol.normalize_message_line_endings(message))
     return (time.perf_counter() - start) / repeat
 
 
@@ -1222,7 +1226,7 @@ def render_report(report: Report, args: argparse.Namespace) -> tuple[str, str]:
         if stage == "SMTP send":
             stage_rows.append(
                 (
-                    "  of which aiosmtplib's CRLF + dot-stuffing regexes",
+                    "  of which preparing DATA (CRLF + dot-stuffing)",
                     *[
                         f"{report.stages[n].smtp_regex * 1e6:,.0f} µs"
                         if report.stages[n].smtp_regex
