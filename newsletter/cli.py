@@ -292,6 +292,13 @@ def plan(state: State, edition: datetime | None) -> None:
         service.close()
 
 
+def _configure_logging(settings: Settings) -> None:
+    """One line per event on stderr, plain or JSON (setting log_json)."""
+    from newsletter.web.observability import configure_logging
+
+    configure_logging(json_lines=settings.log_json)
+
+
 def _report(summary: SendSummary) -> None:
     for recipient, reply in summary.failures[:50]:
         click.echo(f"failed {recipient}: {reply}", err=True)
@@ -362,6 +369,7 @@ def deliver(
       newsletter deliver --edition 2026-05-27 --workers 3 --concurrency 8
       newsletter deliver --wait
     """
+    _configure_logging(state.settings())
     service = state.service()
     try:
         _report(
@@ -541,13 +549,9 @@ def run(state: State) -> None:
       newsletter run
       NEWSLETTER_CONFIG=/etc/newsletter.toml newsletter run
     """
-    import logging
-
     from newsletter.scheduler import run_scheduler
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(state.settings())
     run_scheduler(state.settings())
 
 

@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     send_batch_size: int = Field(default=200, ge=1, le=10_000)
     lease_seconds: int = Field(default=600, ge=1)
     deliver_workers: int = Field(default=1, ge=1, le=64)
+    log_json: bool = False
     smtp_message_timeout: float = Field(default=120.0, gt=0)
     smtp_slowdown_seconds: float = Field(default=1.0, gt=0)
     rate_per_second: float | None = Field(default=None, gt=0)

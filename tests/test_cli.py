@@ -231,3 +231,19 @@ def test_admin_create_user(run: Run) -> None:
     short = run("admin", "create-user", "bob", "--password", "short")
     assert short.returncode == 1
     assert "error:" in short.stderr
+
+
+def test_deliver_logs_one_json_object_per_event_when_asked(run: Run) -> None:
+    assert run("db", "upgrade").returncode == 0
+    port = free_port()  # nothing listens: the relay is unreachable
+    result = run(
+        "deliver",
+        "--workers",
+        "2",
+        env={"NEWSLETTER_LOG_JSON": "true", "NEWSLETTER_SMTP_PORT": str(port)},
+    )
+    assert result.returncode == 1
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    warning = next(e for e in events if "single writer" in json.dumps(e))
+    assert warning["level"].lower().startswith("warn")
+    assert result.stderr.splitlines()[-1].startswith("error:")
