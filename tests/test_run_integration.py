@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 from newsletter.db import SessionFactory
 from newsletter.mailcapture import FaultyServer
 from newsletter.models import Delivery, DeliveryItem, DeliveryStatus, Paper, Subscriber
-from tests.sources.fakeserver import ATOM_FILE, FakeServer, Reply
+from tests.sources.fakeserver import FakeServer, Reply
+from tests.sources.test_arxiv_api import atom_pages
 from tests.test_scheduler import (
     Running,
     add_people,
@@ -36,6 +37,16 @@ NEWEST_TITLE = "Mathematical Logic in Computer Science"
 ZONE = "Asia/Tokyo"  # no daylight saving: the local send hour is unambiguous
 
 
+def planned(sessions: SessionFactory) -> dict[str, tuple[DeliveryStatus, datetime | None]]:
+    with sessions() as session:
+        rows = session.execute(
+            select(Subscriber.email, Delivery.status, Delivery.next_attempt_at).join(
+                Delivery, Delivery.subscriber_id == Subscriber.id
+            )
+        )
+        return {email: (status, at) for email, status, at in rows}
+
+
 def test_run_ingests_from_the_arxiv_api_plans_and_delivers_on_schedule(
     sessions: SessionFactory,
     database_url: str,
@@ -43,11 +54,17 @@ def test_run_ingests_from_the_arxiv_api_plans_and_delivers_on_schedule(
     start: Callable[..., Running],
     tmp_path: Path,
 ) -> None:
-    recorded = ATOM_FILE.read_bytes()
-    # A send slot an hour or two from now, and a clock ten minutes past it: the papers
-    # ingested now arrive before that slot, so the issue is due at the clock's time.
+    # The real recorded feed (10 entries) as three pages of 4, 4 and 2 entries.
+    pages = atom_pages([4, 4, 2])
+    # A send slot an hour or two from now: the papers ingested now arrive before it. The
+    # scheduler's clock starts 20 minutes before the slot (within the planning lookahead),
+    # then is moved 10 minutes past it.
     slot = (datetime.now(UTC) + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
-    clock = lambda: slot + timedelta(minutes=10)  # noqa: E731
+    now = [slot - timedelta(minutes=20)]
+
+    def clock() -> datetime:
+        return now[0]
+
     hour = slot.astimezone(ZoneInfo(ZONE)).hour
     add_people(
         sessions,
@@ -60,7 +77,8 @@ def test_run_ingests_from_the_arxiv_api_plans_and_delivers_on_schedule(
     )
     arxiv = FakeServer()
     try:
-        arxiv.add(*[Reply(body=recorded) for _ in range(1000)])  # one per ingest run
+        for _ in range(300):  # three pages per ingest run
+            arxiv.add(*[Reply(body=page) for page in pages])
         settings = settings_for(
             database_url,
             server,
@@ -69,7 +87,7 @@ def test_run_ingests_from_the_arxiv_api_plans_and_delivers_on_schedule(
                     "kind": "arxiv_api",
                     "base_url": arxiv.url + "/api/query",
                     "categories": ["cs.LO", "cs.DB"],
-                    "page_size": 10,
+                    "page_size": 4,
                     "delay_seconds": 0,
                 }
             },
@@ -85,6 +103,17 @@ def test_run_ingests_from_the_arxiv_api_plans_and_delivers_on_schedule(
         )
         try:
             wait_for(lambda: running.scheduler.runs["ingest"] >= 1, "an ingest run")
+            wait_for(lambda: bool(planned(sessions)), "the plan")
+            # Planned for the slot, and held back until it comes.
+            assert planned(sessions) == {"logic@example.org": (DeliveryStatus.PENDING, slot)}
+            deliver_runs = running.scheduler.runs["deliver"]
+            wait_for(
+                lambda: running.scheduler.runs["deliver"] >= deliver_runs + 3,
+                "three deliver runs before the slot",
+            )
+            assert server.received == 0
+            assert planned(sessions) == {"logic@example.org": (DeliveryStatus.PENDING, slot)}
+            now[0] = slot + timedelta(minutes=10)
             wait_for(lambda: server.received >= 1, "the issue at the SMTP server")
             deliver_runs = running.scheduler.runs["deliver"]
             wait_for(
@@ -101,7 +130,8 @@ def test_run_ingests_from_the_arxiv_api_plans_and_delivers_on_schedule(
     first = arxiv.requests[0]
     assert first.path == "/api/query"
     assert first.query["search_query"].startswith("(cat:cs.LO OR cat:cs.DB) AND submittedDate:")
-    assert first.query["max_results"] == "10"
+    assert first.query["max_results"] == "4"
+    assert [r.query["start"] for r in arxiv.requests[:3]] == ["0", "4", "8"]
     with sessions() as session:
         papers = {p.external_id: p for p in session.scalars(select(Paper))}
     assert len(papers) == 10
@@ -121,7 +151,7 @@ def test_run_ingests_from_the_arxiv_api_plans_and_delivers_on_schedule(
         assert [email for email, _ in rows] == ["logic@example.org"]
         delivery = rows[0][1]
         assert delivery.status == DeliveryStatus.SENT
-        assert delivery.sent_at == clock()  # sent at the scheduler's clock, not before
+        assert delivery.sent_at == slot + timedelta(minutes=10)  # the scheduler's clock
         assert delivery.message_id
         picked = session.scalars(
             select(Paper.external_id)
