@@ -20,7 +20,7 @@ from typing import Protocol
 from newsletter.db import SessionFactory
 from newsletter.ingest import IngestSummary, upsert_papers
 from newsletter.settings import Settings
-from newsletter.sources.http import FetchError, setting
+from newsletter.sources.http import FetchError
 from newsletter.sources.registry import make_source
 
 DEFAULT_STATE_FILE = Path("newsletter-sources.json")
@@ -73,7 +73,7 @@ class StateFile:
 
 
 def state_file(settings: Settings) -> StateFile:
-    return StateFile(Path(setting(settings, "source_state_file", DEFAULT_STATE_FILE)))
+    return StateFile(settings.source_state_file or Path(DEFAULT_STATE_FILE))
 
 
 @dataclass

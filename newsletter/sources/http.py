@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any
 
 import httpx
 
@@ -32,12 +31,6 @@ class FetchError(NewsletterError):
     """A paper source could not be read; the message names the source, the URL and why."""
 
 
-def setting(settings: Settings, name: str, default: Any) -> Any:
-    """A setting that may not be declared yet (read with a default until it is)."""
-    value = getattr(settings, name, None)
-    return default if value is None else value
-
-
 @dataclass(frozen=True)
 class HttpOptions:
     timeout: float = 30.0
@@ -49,12 +42,12 @@ class HttpOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, delay_seconds: float) -> HttpOptions:
-        contact = setting(settings, "source_contact", "") or settings.sender_address
+        contact = settings.source_contact or settings.sender_address
         return cls(
-            timeout=float(setting(settings, "source_timeout", 30.0)),
-            retries=int(setting(settings, "source_retries", 4)),
-            backoff_seconds=float(setting(settings, "source_backoff_seconds", 2.0)),
-            max_wait_seconds=float(setting(settings, "source_max_wait_seconds", 300.0)),
+            timeout=settings.source_timeout,
+            retries=settings.source_retries,
+            backoff_seconds=settings.source_backoff_seconds,
+            max_wait_seconds=settings.source_max_wait_seconds,
             delay_seconds=delay_seconds,
             user_agent=(
                 f"paper-newsletter/{__version__} (+{settings.public_url}; mailto:{contact})"

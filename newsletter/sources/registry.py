@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from newsletter.errors import ConfigError
 from newsletter.settings import Settings
 from newsletter.sources import ParseReport
-from newsletter.sources.http import HttpClient, HttpOptions, setting
+from newsletter.sources.http import HttpClient, HttpOptions
 
 KINDS = ("arxiv_api", "oai_pmh", "hf_daily", "csv", "jsonl")
 
@@ -54,11 +54,8 @@ class Source(Protocol):
 
 
 def source_tables(settings: Settings) -> Mapping[str, Mapping[str, Any]]:
-    """The ``[sources.NAME]`` tables of the settings (empty until ``sources`` is declared)."""
-    tables = setting(settings, "sources", {})
-    if not isinstance(tables, Mapping):
-        raise ConfigError("invalid setting sources: must be a table of [sources.NAME] tables")
-    return tables
+    """The ``[sources.NAME]`` tables of the settings (validated as a mapping by Settings)."""
+    return settings.sources
 
 
 class _Options:
