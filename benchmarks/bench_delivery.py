@@ -765,11 +765,8 @@ def _engine_api() -> tuple[dict[str, Any], list[str]]:
             "Composer",
             "record",
             "smtp_config",
-            "Outgoing",
             "DeliverySummary",
         ),
-        "newsletter.issue": ("build_issue_view",),
-        "newsletter.message": ("MessageHeaders", "build_message", "message_id_for"),
         "newsletter.render": ("Renderer",),
         "newsletter.smtp": ("SmtpPool",),
         "newsletter.tokens": ("Tokens",),
@@ -792,8 +789,8 @@ def bench_stages(db: Database, sink: Sink, *, sample: int, batch: int, connectio
     """Each stage of the engine timed on its own, batch by batch, on ``sample`` deliveries.
 
     The steps are those of ``Worker._claim`` and ``Composer.compose``, called one by
-    one: claim a batch and load it (one transaction), build the view and fill the
-    templates, derive the Message-ID and assemble the bytes, send them over the
+    one: claim a batch and load it (one transaction), ``Composer.render`` (view and
+    templates), ``Composer.assemble`` (Message-ID, bytes, envelope), send them over the
     engine's pool with ``connections`` sessions (wall time per message, the sends
     overlapping as in a worker), and record the outcomes (one transaction).
     """
@@ -852,51 +849,14 @@ def bench_stages(db: Database, sink: Sink, *, sample: int, batch: int, connectio
                 outgoing = []
                 for job in jobs:
                     start = time.perf_counter()
-                    view = api["build_issue_view"](
-                        settings=settings,
-                        tokens=tokens,
-                        delivery_id=job.delivery_id,
-                        subscriber_id=job.subscriber_id,
-                        token_version=job.token_version,
-                        email=job.email,
-                        edition=job.edition,
-                        interests=job.interests,
-                        items=job.items,
-                    )
-                    rendered = renderer.render_issue(view)
+                    view, rendered = composer.render(job)
                     middle = time.perf_counter()
-                    message_id = api["message_id_for"](
-                        delivery_id=job.delivery_id,
-                        edition=job.edition,
-                        sender_address=settings.sender_address,
-                    )
-                    message = api["build_message"](
-                        rendered,
-                        api["MessageHeaders"](
-                            sender=settings.sender,
-                            to_address=job.email,
-                            to_name=job.name,
-                            message_id=message_id,
-                            list_id=settings.effective_list_id,
-                            list_name=view.list_name,
-                            unsubscribe_url=view.unsubscribe_url,
-                            date=now,
-                        ),
-                    )
+                    message = composer.assemble(job, view, rendered, now=now)
                     end = time.perf_counter()
                     totals["render (Jinja)"] += middle - start
                     totals["MIME assembly"] += end - middle
-                    outgoing.append(
-                        api["Outgoing"](
-                            delivery_id=job.delivery_id,
-                            recipient=job.email,
-                            message_id=message_id,
-                            message=message,
-                            attempts=job.attempts,
-                            envelope_from=settings.sender_address,
-                        )
-                    )
-                    sizes.append(len(message))
+                    outgoing.append(message)
+                    sizes.append(len(message.message))
                     # Cross-check: the engine's own compose() of the same job (both stages).
                     start = time.perf_counter()
                     composer.compose(job, now=now)

@@ -38,12 +38,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, Table, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.db import SessionFactory, make_engine, make_session_factory
+from newsletter.dkimsign import DkimSigner
 from newsletter.errors import ConfigError, EditionError, NewsletterError, SmtpUnavailable
 from newsletter.issue import ItemView, build_issue_view, interests_text, paper_base
 from newsletter.message import MessageHeaders, build_message, message_id_for
@@ -63,17 +64,15 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.ratelimit import RateLimiter
-from newsletter.render import PaperView, Renderer
+from newsletter.render import IssueView, PaperView, RenderedIssue, Renderer
 from newsletter.settings import Settings
 from newsletter.smtp import SendResult, SmtpConfig, SmtpPool
 from newsletter.suppression import apply_bounce
 from newsletter.tokens import Tokens
-from newsletter.verp import envelope_sender
+from newsletter.verp import return_path_base, verp_address
 
 log = logging.getLogger(__name__)
 
-# Kept for callers of the first version; the setting ``max_attempts`` is what counts.
-MAX_ATTEMPTS = 8
 OPEN = (DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.CLAIMED)
 # Replies that mean "you are sending too fast": the whole pool pauses, not one message.
 SLOW_DOWN_CODES = frozenset({421, 451, 454})
@@ -247,45 +246,36 @@ def renew_leases(session: Session, *, owner: str, now: datetime, lease: timedelt
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def release_owned(session: Session, owner: str) -> int:
-    """Give back everything ``owner`` still holds: nothing was sent for it.
-
-    A delivery that had been tried before goes back to ``retry`` (due now), one that
-    had not to ``pending``; the attempt is not counted.
-    """
-    released = 0
-    for was_tried, status in ((True, DeliveryStatus.RETRY), (False, DeliveryStatus.PENDING)):
-        result = session.execute(
-            update(Delivery)
-            .where(
-                Delivery.lease_owner == owner,
-                Delivery.status == DeliveryStatus.CLAIMED,
-                (Delivery.attempts > 0) if was_tried else (Delivery.attempts == 0),
-            )
-            .values(status=status, lease_owner=None, lease_until=None)
+def _give_back(session: Session, *conditions: ColumnElement[bool]) -> int:
+    """Return claimed deliveries to the queue, nothing having been sent for them: one
+    tried before goes back to ``retry`` (due now), one never tried to ``pending``; the
+    attempt is not counted."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.status == DeliveryStatus.CLAIMED, *conditions)
+        .values(
+            status=case(
+                (Delivery.attempts > 0, DeliveryStatus.RETRY), else_=DeliveryStatus.PENDING
+            ),
+            lease_owner=None,
+            lease_until=None,
         )
-        released += int(getattr(result, "rowcount", 0) or 0)
-    return released
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def release_owned(session: Session, owner: str) -> int:
+    """Give back everything ``owner`` still holds."""
+    return _give_back(session, Delivery.lease_owner == owner)
 
 
 def release(session: Session, ids: Sequence[int], owner: str | None = None) -> int:
     """Give back some claimed deliveries (of ``owner``, when given)."""
     if not ids:
         return 0
-    released = 0
-    for was_tried, status in ((True, DeliveryStatus.RETRY), (False, DeliveryStatus.PENDING)):
-        statement = update(Delivery).where(
-            Delivery.id.in_(ids),
-            Delivery.status == DeliveryStatus.CLAIMED,
-            (Delivery.attempts > 0) if was_tried else (Delivery.attempts == 0),
-        )
-        if owner is not None:
-            statement = statement.where(Delivery.lease_owner == owner)
-        result = session.execute(
-            statement.values(status=status, lease_owner=None, lease_until=None)
-        )
-        released += int(getattr(result, "rowcount", 0) or 0)
-    return released
+    if owner is None:
+        return _give_back(session, Delivery.id.in_(ids))
+    return _give_back(session, Delivery.id.in_(ids), Delivery.lease_owner == owner)
 
 
 def record(
@@ -453,9 +443,12 @@ class Composer:
         self.tokens = tokens
         self._papers: dict[int, PaperView] = {}
         self._editions: dict[int, date] = {}
-        self._signer = _dkim_signer(settings)
-        self._verp = settings.verp
-        self._return_path = envelope_sender(settings, 0) if not settings.verp else ""
+        self._signer = DkimSigner.from_settings(settings)
+        # Derived from the settings once, not per message (parsing the sender costs).
+        self._sender_address = settings.sender_address
+        self._list_id = settings.effective_list_id
+        self._return_path = return_path_base(settings)
+        self._secret = settings.secret_key.get_secret_value()
 
     def load(self, session: Session, ids: Sequence[int]) -> tuple[list[Job], list[int]]:
         """The jobs of claimed ``ids``, and the ids that must not be sent."""
@@ -569,9 +562,13 @@ class Composer:
 
     def compose(self, job: Job, *, now: datetime) -> Outgoing:
         """Render and assemble one message (templates, headers, DKIM, envelope)."""
-        settings = self.settings
+        view, rendered = self.render(job)
+        return self.assemble(job, view, rendered, now=now)
+
+    def render(self, job: Job) -> tuple[IssueView, RenderedIssue]:
+        """The issue's view and its subject, HTML and text."""
         view = build_issue_view(
-            settings=settings,
+            settings=self.settings,
             tokens=self.tokens,
             delivery_id=job.delivery_id,
             subscriber_id=job.subscriber_id,
@@ -582,9 +579,15 @@ class Composer:
             items=job.items,
             locale=job.locale,
         )
-        rendered = self.renderer.render_issue(view)
+        return view, self.renderer.render_issue(view)
+
+    def assemble(
+        self, job: Job, view: IssueView, rendered: RenderedIssue, *, now: datetime
+    ) -> Outgoing:
+        """The message as bytes (headers, MIME, DKIM) and its envelope."""
+        settings = self.settings
         message_id = message_id_for(
-            delivery_id=job.delivery_id, edition=job.edition, sender_address=settings.sender_address
+            delivery_id=job.delivery_id, edition=job.edition, sender_address=self._sender_address
         )
         mailto = None
         if settings.unsubscribe_mailto:
@@ -597,7 +600,7 @@ class Composer:
                 to_address=job.email,
                 to_name=job.name,
                 message_id=message_id,
-                list_id=settings.effective_list_id,
+                list_id=self._list_id,
                 list_name=view.list_name,
                 unsubscribe_url=view.unsubscribe_url,
                 unsubscribe_mailto=mailto,
@@ -606,31 +609,19 @@ class Composer:
         )
         if self._signer is not None:
             message = self._signer.sign(message)
+        envelope_from = self._return_path
+        if settings.verp:
+            envelope_from = verp_address(
+                job.delivery_id, return_path=self._return_path, secret=self._secret
+            )
         return Outgoing(
             delivery_id=job.delivery_id,
             recipient=job.email,
             message_id=message_id,
             message=message,
             attempts=job.attempts,
-            envelope_from=self._envelope_from(job.delivery_id),
+            envelope_from=envelope_from,
         )
-
-    def _envelope_from(self, delivery_id: int) -> str:
-        if not self._verp:
-            return self._return_path
-        return envelope_sender(self.settings, delivery_id)
-
-
-class _Signer(Protocol):
-    def sign(self, message: bytes) -> bytes: ...
-
-
-def _dkim_signer(settings: Settings) -> _Signer | None:
-    if not (settings.dkim_domain or settings.dkim_selector or settings.dkim_key_file):
-        return None
-    from newsletter.dkimsign import DkimSigner
-
-    return DkimSigner.from_settings(settings)
 
 
 def select_renderable() -> Select[Delivery]:
