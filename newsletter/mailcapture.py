@@ -20,7 +20,7 @@ import threading
 import weakref
 from collections.abc import Collection, Mapping
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, Self
+from typing import Any, ClassVar, Literal, NamedTuple, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
@@ -83,6 +83,8 @@ class _FreePortController(Controller):
 class _BaseServer:
     """Lifecycle shared by the capture servers: start on enter, stop on exit."""
 
+    controller_class: ClassVar[type[_FreePortController]] = _FreePortController
+
     def __init__(
         self,
         *,
@@ -119,10 +121,12 @@ class _BaseServer:
             # handle_MAIL enforces the login instead of auth_required, which
             # would make aiosmtpd warn about plaintext AUTH.
             smtp_kwargs.update(authenticator=self._authenticate, auth_require_tls=False)
-        controller = _FreePortController(
+        controller = self.controller_class(
             self,
             hostname=_HOST,
-            port=0,
+            # 0 the first time (a free port); the same port again after a stop, so a
+            # restarted server is the same relay to its clients.
+            port=self.port,
             ready_timeout=_READY_TIMEOUT,
             ssl_context=self._ssl_context if self._tls == "tls" else None,
             server_hostname="localhost",

@@ -50,8 +50,6 @@ from newsletter.delivery import DeliverySummary
 from newsletter.editions import PlanOptions, plan_edition
 from newsletter.ingest import ingest_file
 from newsletter.mailcapture import (
-    _HOST,
-    _READY_TIMEOUT,
     CapturedMessage,
     _BaseServer,
     _FreePortController,
@@ -236,29 +234,14 @@ class ChaosServer(_BaseServer):
 
     # ------------------------------------------------------------------ lifecycle
 
+    controller_class = _ChaosController
+
     def start(self) -> None:
         """Start on a free port, or on the port it had before (to come back)."""
-        if self._controller is not None:
-            raise RuntimeError("server already running")
-        controller = _ChaosController(
-            self,
-            hostname=_HOST,
-            port=self.port,
-            ready_timeout=_READY_TIMEOUT,
-            server_hostname="localhost",
-        )
-        try:
-            controller.start()
-        except BaseException:
-            controller.stop(no_assert=True)
-            if not controller.loop.is_closed():
-                controller.loop.close()
-            raise
+        super().start()
         with self._lock:
             self._gone = False
         self.vanished.clear()
-        self._controller = controller
-        self.port = controller.port
         self.starts += 1
 
     def come_back(self) -> None:
