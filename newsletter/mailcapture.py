@@ -44,17 +44,34 @@ class CapturedMessage(NamedTuple):
     data: bytes
 
 
+class _TrackedSMTP(SMTPServer):
+    """aiosmtpd's protocol, remembering the raw transport of every connection.
+
+    After a failed STARTTLS handshake aiosmtpd swaps ``transport`` for the TLS one and
+    closes the raw socket transport only in a callback; a server stopped before that
+    callback runs would leave it to be garbage-collected unclosed (a ResourceWarning).
+    """
+
+    def __init__(
+        self, handler: object, *, tracker: weakref.WeakSet[asyncio.BaseTransport], **kwargs: Any
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        self._tracker = tracker
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._tracker.add(transport)
+        super().connection_made(transport)
+
+
 class _FreePortController(Controller):
     """A ``Controller`` on a kernel-chosen port that hangs up on clients when stopped."""
 
     def __init__(self, handler: object, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
-        self._protocols: weakref.WeakSet[SMTPServer] = weakref.WeakSet()
+        self._transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
 
     def factory(self) -> SMTPServer:
-        protocol = super().factory()  # type: ignore[no-untyped-call]
-        self._protocols.add(protocol)
-        return protocol  # type: ignore[no-any-return]
+        return _TrackedSMTP(self.handler, tracker=self._transports, **self.SMTP_kwargs)
 
     def _trigger_server(self) -> None:
         # Binding port 0 avoids the race of probing for a free port and binding it
@@ -72,12 +89,23 @@ class _FreePortController(Controller):
         super().stop(no_assert)
 
     async def _abort_connections(self) -> None:
-        for protocol in list(self._protocols):
-            if isinstance(protocol.transport, asyncio.Transport):
-                protocol.transport.abort()
-        # abort() closes the socket in a callback; give the loop a turn to run it.
-        for _ in range(3):
-            await asyncio.sleep(0)
+        for transport in list(self._transports):
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
+        # abort() closes the socket in a callback; give the loop turns until every
+        # socket is closed (bounded: a transport that never lets go is left to GC).
+        for _ in range(200):
+            if not any(_socket_open(t) for t in list(self._transports)):
+                return
+            await asyncio.sleep(0.005)
+
+
+def _socket_open(transport: asyncio.BaseTransport) -> bool:
+    try:
+        sock = transport.get_extra_info("socket")
+    except AttributeError:  # a TLS transport whose TLS layer is already gone
+        return False
+    return sock is not None and sock.fileno() != -1
 
 
 class _BaseServer:
