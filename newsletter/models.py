@@ -149,6 +149,9 @@ class Subscriber(Base):
     paused_at: Mapped[datetime | None]
     # The language of the subscriber's issues (migration 0005; see newsletter.i18n).
     locale: Mapped[str] = mapped_column(String(16), default="en", server_default="en")
+    # The day a weekly issue goes out, Python's numbering: 0 Monday … 6 Sunday, in the
+    # subscriber's own timezone (migration 0007). Daily subscribers ignore it.
+    send_weekday: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
 
     interests: Mapped[list[Interest]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", order_by="Interest.id"
@@ -157,6 +160,7 @@ class Subscriber(Base):
     __table_args__ = (
         CheckConstraint("send_hour >= 0 AND send_hour <= 23", name="send_hour_range"),
         CheckConstraint("max_papers IS NULL OR max_papers >= 1", name="max_papers_positive"),
+        CheckConstraint("send_weekday >= 0 AND send_weekday <= 6", name="send_weekday_range"),
     )
 
 
