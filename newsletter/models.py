@@ -259,6 +259,9 @@ class Delivery(Base):
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
+    # When the issue was due (the subscriber's send time, set when the scheduler plans
+    # it; retries move next_attempt_at, not this): send latency is sent_at - due_at.
+    due_at: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None]
     message_id: Mapped[str | None] = mapped_column(String(255))

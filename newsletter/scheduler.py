@@ -242,7 +242,7 @@ def set_send_times(
         session.execute(
             update(Delivery)
             .where(unset, Delivery.subscriber_id.in_(members))
-            .values(next_attempt_at=at)
+            .values(next_attempt_at=at, due_at=at)
             .execution_options(synchronize_session=False)
         )
         times[key] = at

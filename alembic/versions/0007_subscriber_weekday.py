@@ -1,4 +1,4 @@
-"""Subscriber weekday: the day a weekly issue goes out (run as a service, issue 6)
+"""Subscriber weekday (the day a weekly issue goes out) and delivery due time (run as a service, issue 6)
 
 Revision ID: 0007
 Revises: 0006
@@ -28,8 +28,13 @@ def upgrade() -> None:
             op.f("ck_subscribers_send_weekday_range"), "send_weekday >= 0 AND send_weekday <= 6"
         )
 
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("due_at", sa.DateTime(timezone=True), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.drop_column("due_at")
     with op.batch_alter_table("subscribers", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_subscribers_send_weekday_range"), type_="check")
         batch_op.drop_column("send_weekday")
