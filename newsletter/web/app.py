@@ -68,7 +68,11 @@ def create_app(settings: Settings, *, options: WebOptions | None = None) -> Fast
     app.mount("/static", StaticFiles(directory=web_templates_dir() / "static"), name="static")
     install_handlers(app, state)
     api.install(app)  # after install_handlers: JSON errors under /api/, pages elsewhere
-    app.add_middleware(BodyLimit, max_bytes=options.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=options.max_body_bytes,
+        paths={admin.IMPORT_PATH: options.max_import_bytes + admin.IMPORT_FORM_SLACK},
+    )
     app.add_middleware(SecurityHeaders)
     return app
 

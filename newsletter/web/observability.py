@@ -3,24 +3,32 @@
 The figures live in the database, which every worker and the scheduler share, so a
 scrape asks it directly (a few grouped counts) rather than keeping counters in one
 process that the others would not see. Each app has its own registry.
+
+``/metrics`` tells how many people subscribe and how mail flows, so it is not public:
+with the setting ``metrics_token`` a scrape must bring ``Authorization: Bearer <token>``
+(401 otherwise); without it only a client on this machine that did not come through a
+proxy may scrape (403 otherwise).
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import ColumnElement, Float, case, cast, func, or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from newsletter.db import SessionFactory
 from newsletter.models import (
@@ -40,8 +48,40 @@ router = APIRouter()
 State = Annotated[WebState, Depends(web_state)]
 
 
+# Upper bounds (seconds) of the send latency histogram: from on time to an hour late.
+LATENCY_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
+LATENCY_WINDOW = timedelta(hours=24)
+
+
 def _timestamp(moment: datetime | None) -> float:
     return moment.timestamp() if moment is not None else 0.0
+
+
+def _seconds_late(dialect: str) -> ColumnElement[float]:
+    """``sent_at - coalesce(due_at, created_at)`` in seconds (never below 0), in SQL."""
+    due = func.coalesce(Delivery.due_at, Delivery.created_at)
+    if dialect == "postgresql":
+        seconds: ColumnElement[float] = cast(func.extract("epoch", Delivery.sent_at - due), Float)
+    else:  # SQLite keeps timestamps as ISO text; julianday reads it (days, fractional)
+        seconds = (func.julianday(Delivery.sent_at) - func.julianday(due)) * 86400.0
+    return case((seconds < 0, 0.0), else_=seconds)
+
+
+def send_latency(
+    session: Session, *, now: datetime, buckets: Iterable[float] = LATENCY_BUCKETS
+) -> tuple[list[tuple[float, int]], int, float]:
+    """Cumulative (bound, count) pairs, the count and the sum of seconds late of the
+    deliveries sent in the last 24 hours: one query, no rows loaded."""
+    bounds = list(buckets)
+    late = _seconds_late(session.get_bind().dialect.name)
+    columns = [func.sum(case((late <= bound, 1), else_=0)) for bound in bounds]
+    row = session.execute(
+        select(func.count(), func.sum(late), *columns).where(
+            Delivery.sent_at.is_not(None), Delivery.sent_at >= now - LATENCY_WINDOW
+        )
+    ).one()
+    count, total, *cumulative = row
+    return [(b, int(c or 0)) for b, c in zip(bounds, cumulative, strict=True)], count, total or 0.0
 
 
 class DatabaseCollector(Collector):
@@ -76,6 +116,11 @@ class DatabaseCollector(Collector):
             "When an issue was last accepted by the SMTP relay (0: never).",
         )
         up = GaugeMetricFamily("newsletter_database_up", "1 if the database answered the scrape.")
+        latency = HistogramMetricFamily(
+            "newsletter_send_latency_seconds",
+            "How late issues were accepted by the relay (sent_at - due_at), over those sent "
+            "in the last 24 hours; recomputed per scrape (use histogram_quantile without rate).",
+        )
         try:
             with self._sessions() as session:
                 by_status = dict.fromkeys((s.value for s in DeliveryStatus), 0)
@@ -102,6 +147,7 @@ class DatabaseCollector(Collector):
                 last_ingest = session.scalar(select(func.max(Paper.updated_at)))
                 last_plan = session.scalar(select(func.max(Edition.created_at)))
                 last_sent = session.scalar(select(func.max(Delivery.sent_at)))
+                late_buckets, late_count, late_sum = send_latency(session, now=utcnow())
         except SQLAlchemyError as exc:
             log.warning("metrics: the database did not answer: %s", exc)
             up.add_metric([], 0.0)
@@ -115,8 +161,14 @@ class DatabaseCollector(Collector):
         ingest.add_metric([], _timestamp(last_ingest))
         plan.add_metric([], _timestamp(last_plan))
         sent.add_metric([], _timestamp(last_sent))
+        latency.add_metric(
+            [],
+            [(repr(float(bound)), float(count)) for bound, count in late_buckets]
+            + [("+Inf", float(late_count))],
+            float(late_sum),
+        )
         up.add_metric([], 1.0)
-        yield from (deliveries, subscribers, queue, ingest, plan, sent, up)
+        yield from (deliveries, subscribers, queue, ingest, plan, sent, latency, up)
 
 
 def install(app: FastAPI, sessions: SessionFactory) -> None:
@@ -127,8 +179,48 @@ def install(app: FastAPI, sessions: SessionFactory) -> None:
     app.include_router(router)
 
 
+_PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+
+
+def is_local(request: Request) -> bool:
+    """A client on this machine (127.0.0.0/8, ::1) that did not come through a proxy."""
+    if request.client is None or any(h in request.headers for h in _PROXY_HEADERS):
+        return False
+    try:
+        address = ipaddress.ip_address(request.client.host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def bearer_matches(request: Request, token: str) -> bool:
+    """Whether the request carries ``Authorization: Bearer <token>`` (constant time)."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
+
+
 @router.get("/metrics", include_in_schema=False)
-def metrics(request: Request) -> Response:
+def metrics(request: Request, state: State) -> Response:
+    """The Prometheus exposition: to the token's bearer, or to local clients if no token."""
+    secret = state.settings.metrics_token
+    token = secret.get_secret_value() if secret is not None else ""
+    if token:
+        if not bearer_matches(request, token):
+            return PlainTextResponse(
+                "A bearer token is needed (the setting metrics_token).\n",
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
+    elif not is_local(request):
+        return PlainTextResponse(
+            "Metrics are served to this machine only; set metrics_token to scrape "
+            "them from elsewhere.\n",
+            status_code=403,
+        )
     registry = request.app.state.metrics_registry
     if not isinstance(registry, CollectorRegistry):
         raise RuntimeError("the app was not built by create_app")

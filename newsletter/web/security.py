@@ -6,6 +6,8 @@ parsed, and so the headers are added to every response, error pages included.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -61,19 +63,24 @@ class BodyLimit:
     """Refuses request bodies over ``max_bytes`` with 413, declared or streamed.
 
     The body is read up front (it is small by definition) and replayed to the app,
-    so a chunked upload without Content-Length is bounded too.
+    so a chunked upload without Content-Length is bounded too. ``paths`` gives a few
+    exact paths (an upload form) a limit of their own.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, paths: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.paths = dict(paths or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.paths.get(str(scope.get("path", "")), self.max_bytes)
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
             await _too_large(send)
             return
         chunks: list[bytes] = []
@@ -84,7 +91,7 @@ class BodyLimit:
                 return
             body = message.get("body", b"")
             size += len(body)
-            if size > self.max_bytes:
+            if size > max_bytes:
                 await _too_large(send)
                 return
             chunks.append(body)

@@ -45,6 +45,9 @@ PAGES = [
     "/admin/subscribers",
     "/admin/subscribers?q=ada&status=active",
     "/admin/subscribers.csv",
+    "/admin/subscribers/import",
+    "/admin/topics",
+    "/admin/topics?sort=followers",
     "/admin/test-send",
     "/admin/preview",
     "/admin/preview?as=ada%40example.org",
@@ -93,7 +96,7 @@ def test_every_page_sends_strangers_to_the_login(client: TestClient, path: str) 
     assert "Operator log in" in client.get(location).text
 
 
-@pytest.mark.parametrize("path", ["/admin/test-send"])
+@pytest.mark.parametrize("path", ["/admin/test-send", "/admin/subscribers/import"])
 def test_posts_without_a_session_change_nothing(
     client: TestClient, path: str, mails: Callable[[], list[Mail]]
 ) -> None:
@@ -252,6 +255,7 @@ def test_forged_expired_and_orphaned_sessions_are_refused(
         ("/admin/login", {"username": "grace", "password": PASSWORD}),
         ("/admin/logout", {}),
         ("/admin/test-send", {"to": "x@example.org", "topics": "cs.CL"}),
+        ("/admin/subscribers/import", {}),
     ],
 )
 @pytest.mark.parametrize("token", [None, "forged"])

@@ -2,9 +2,10 @@
 
 Three real listing days are ingested, planned and sent over SMTP to a server that
 refuses two of the readers (one for good, one for now); an operator then logs in and
-sees those deliveries in the overview, the charts and the editions page, searches the
-subscribers, sends a test issue and previews one. Screenshots at 1280 and 375 px go
-to screenshots/admin/ (override with ADMIN_SCREENSHOTS_DIR).
+sees those deliveries in the overview, the charts, the editions page and its failures,
+searches the subscribers, imports a CSV of them, reads the topics catalogue, sends a
+test issue and previews one; /metrics tells the same story. Screenshots at 1280 and
+375 px go to screenshots/admin/ (override with ADMIN_SCREENSHOTS_DIR).
 """
 
 from __future__ import annotations
@@ -15,18 +16,27 @@ import os
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    FilePayload,
+    Page,
+    ViewportSize,
+    sync_playwright,
+)
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, func, select
 
 from newsletter.db import SessionFactory, make_session_factory
 from newsletter.mailcapture import FaultyServer
-from newsletter.models import Delivery, Interest, SubscriberStatus, utcnow
+from newsletter.models import Delivery, Interest, Paper, SubscriberStatus, utcnow
 from newsletter.operators import create_operator
 from newsletter.service import Service
 from newsletter.settings import Settings
@@ -170,6 +180,49 @@ def snap(page: Page, name: str, *, enabled: bool) -> None:
     page.set_viewport_size(DESKTOP)
 
 
+def snap_part(page: Page, selector: str, name: str, *, enabled: bool) -> None:
+    """One part of a page (at both widths), when a full page would bury it."""
+    if not enabled:
+        return
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator(selector).screenshot(path=str(SHOTS / f"{name}-1280.png"))
+    page.set_viewport_size(PHONE)
+    page.locator(selector).screenshot(path=str(SHOTS / f"{name}-375.png"))
+    page.set_viewport_size(DESKTOP)
+
+
+IMPORT_CSV = (
+    "email,name,topics,keywords,timezone,frequency,source\n"
+    "marie@example.org,Marie Curie,cs.LG,,Europe/Paris,weekly,conference\n"
+    "lise@example.org,Lise Meitner,cs.CL;stat.ML,nuclear data,Europe/Vienna,daily,mailing list\n"
+    "ada@example.org,Ada,cs.CL;cs.LG,,UTC,daily,\n"
+    "not-an-address,Nobody,cs.CL,,UTC,daily,\n"
+    "emmy@example.org,Emmy Noether,math.XX,,UTC,daily,\n"
+)
+
+
+def papers_in(sessions: SessionFactory, category: str) -> int:
+    """Papers first seen in the last week listed in ``category``, counted in Python."""
+    since = utcnow() - timedelta(days=7)
+    with sessions() as session:
+        return sum(
+            1
+            for categories, seen in session.execute(select(Paper.categories, Paper.first_seen))
+            if category in categories and seen >= since
+        )
+
+
+def scrape(url: str) -> dict[str, float]:
+    """The live /metrics (this test is on the same machine, so no token is needed)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:  # noqa: S310
+        text = response.read().decode()
+    return {
+        sample.name + str(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 def counts(sessions: SessionFactory) -> dict[str, int]:
     with sessions() as session:
         rows = session.execute(select(Delivery.status, func.count()).group_by(Delivery.status))
@@ -225,7 +278,9 @@ def test_an_operator_sees_the_real_figures(
         failures = page.locator("#failure-list").inner_text()
         assert "User unknown" in failures
         assert "Greylisted" in failures
+        assert "550" in failures
         snap(page, "02-editions", enabled=shots)
+        snap_part(page, "#failures", "02b-failures", enabled=shots)
 
         # The overview: tiles and charts.
         page.click("nav >> text=Overview")
@@ -254,6 +309,44 @@ def test_an_operator_sees_the_real_figures(
         assert page.locator("#subscriber-list tbody tr").count() == len(READERS) - 1
         snap(page, "04-subscribers", enabled=shots)
 
+        # Import a CSV through the form on the subscribers page: good rows in, bad ones named.
+        assert "without a confirmation mail" in page.locator("#import-consent").inner_text()
+        page.set_input_files(
+            "#file",
+            files=FilePayload(
+                name="from-the-old-list.csv", mimeType="text/csv", buffer=IMPORT_CSV.encode()
+            ),
+        )
+        page.click("button:has-text('Import subscribers')")
+        assert page.locator("h1").inner_text() == "Import subscribers"
+        assert page.locator("#import-created").inner_text() == "2"
+        assert page.locator("#import-updated").inner_text() == "1"
+        assert page.locator("#import-skipped").inner_text() == "2"
+        problems = page.locator("#import-problems tbody tr")
+        assert problems.count() == 2
+        assert problems.nth(0).locator("td.line").inner_text() == "5"
+        assert "invalid address" in problems.nth(0).inner_text()
+        assert problems.nth(1).locator("td.line").inner_text() == "6"
+        assert "unknown topic 'math.XX'" in problems.nth(1).inner_text()
+        assert "source" in page.locator("#import-ignored").inner_text()
+        snap(page, "04b-import", enabled=shots)
+        page.click("nav >> text=Subscribers")
+        assert page.locator("#match-count").inner_text() == "13 subscribers."
+
+        # The topics catalogue: followers (the import's included) and the week's papers.
+        page.click("nav >> text=Topics")
+        lg = page.locator("tr[data-topic='cs.LG']")
+        assert lg.locator("td.followers").inner_text() == "6"
+        assert lg.locator("td.papers").inner_text() == str(papers_in(db, "cs.LG"))
+        assert papers_in(db, "cs.LG") > 50
+        cl = page.locator("tr[data-topic='cs.CL']")
+        assert cl.locator("td.followers").inner_text() == "3"  # gone@ bounced: not counted
+        assert cl.locator("td.papers").inner_text() == str(papers_in(db, "cs.CL"))
+        page.click("th >> text=Followers")
+        first = page.locator("#topic-list tbody tr").first
+        assert first.get_attribute("data-topic") == "cs.LG"
+        snap(page, "04c-topics", enabled=shots)
+
         # A test send through the production path; nothing recorded.
         before = counts(db)
         received = live.smtp.received
@@ -278,6 +371,13 @@ def test_an_operator_sees_the_real_figures(
         page.click("button:has-text('Show the issue')")
         assert "new paper" in page.locator("body").inner_text()
         snap(page, "07-preview-issue", enabled=shots)
+
+        # /metrics: the sends of this test, and how late they went (no due_at: created_at).
+        metrics = scrape(live.url)
+        assert metrics["newsletter_deliveries[('status', 'sent')]"] == figures["sent"]
+        assert metrics["newsletter_send_latency_seconds_count[]"] == figures["sent"]
+        assert metrics["newsletter_send_latency_seconds_bucket[('le', '+Inf')]"] == figures["sent"]
+        assert metrics["newsletter_last_ingest_timestamp_seconds[]"] > 0
 
         # Log out: the pages are closed again.
         page.goto(live.url + "/admin")

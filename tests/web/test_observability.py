@@ -6,18 +6,33 @@ import dataclasses
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from datetime import date, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine, select
+from sqlalchemy import Engine, create_engine, select
 
 from newsletter.db import SessionFactory, make_session_factory
 from newsletter.models import Delivery, DeliveryStatus, Edition, Paper, SubscriberStatus, utcnow
-from newsletter.web.observability import JsonFormatter, configure_logging
+from newsletter.settings import Settings
+from newsletter.web.app import create_app
+from newsletter.web.observability import LATENCY_BUCKETS, JsonFormatter, configure_logging
+from newsletter.web.options import WebOptions
 from newsletter.web.state import WebState
+from tests.conftest import make_settings
 from tests.web.helpers import add_delivery, add_subscriber
+
+LOCAL = ("127.0.0.1", 50000)
+TOKEN = "scrape-token-0123456789abcdef"
+
+
+@pytest.fixture
+def client(engine: Engine, web_settings: Settings, options: WebOptions) -> Iterator[TestClient]:
+    """The app, asked from this machine (where /metrics answers without a token)."""
+    with TestClient(create_app(web_settings, options=options), client=LOCAL) as test_client:
+        yield test_client
 
 
 def samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -180,3 +195,148 @@ def test_configure_logging_switches_format(capsys: pytest.CaptureFixture[str]) -
         for handler in saved:
             root.addHandler(handler)
         root.setLevel(level)
+
+
+# Send latency: sent_at - coalesce(due_at, created_at), over the last 24 hours.
+
+
+def test_send_latency_histogram_counts_known_deliveries(
+    client: TestClient, sessions: SessionFactory
+) -> None:
+    now = utcnow()
+    # (seconds late, status, sent this long ago, due_at known)
+    cases = [
+        (0.5, DeliveryStatus.SENT, timedelta(hours=1), True),
+        (-30.0, DeliveryStatus.SENT, timedelta(hours=1), True),  # early: counts as 0
+        (3.0, DeliveryStatus.SENT, timedelta(hours=2), True),
+        (45.0, DeliveryStatus.SENT, timedelta(hours=3), True),
+        (200.0, DeliveryStatus.SENT, timedelta(hours=4), False),  # no due_at: created_at
+        (2000.0, DeliveryStatus.SENT, timedelta(hours=23), True),
+        (5000.0, DeliveryStatus.SENT, timedelta(minutes=5), True),  # over an hour: +Inf only
+        (10.0, DeliveryStatus.SENT, timedelta(hours=25), True),  # too long ago
+    ]
+    with sessions.begin() as session:
+        for index, (late, status, ago, has_due) in enumerate(cases):
+            person = add_subscriber(session, f"l{index}@example.org")
+            delivery = add_delivery(session, person, status=status, papers=0)
+            delivery.sent_at = now - ago
+            due = delivery.sent_at - timedelta(seconds=late)
+            delivery.due_at = due if has_due else None
+            delivery.created_at = due if not has_due else due - timedelta(days=2)
+        waiting = add_delivery(session, add_subscriber(session, "w@example.org"), papers=0)
+        waiting.status = DeliveryStatus.PENDING
+        waiting.due_at = now - timedelta(hours=2)
+    values = samples(client)
+    bucket = {
+        dict(labels)["le"]: value
+        for (name, labels), value in values.items()
+        if name == "newsletter_send_latency_seconds_bucket"
+    }
+    assert list(bucket) == [repr(b) for b in LATENCY_BUCKETS] + ["+Inf"]
+    expected = {
+        "1.0": 2,
+        "5.0": 3,
+        "15.0": 3,
+        "30.0": 3,
+        "60.0": 4,
+        "120.0": 4,
+        "300.0": 5,
+        "600.0": 5,
+        "900.0": 5,
+        "1800.0": 5,
+        "3600.0": 6,
+        "+Inf": 7,
+    }
+    assert bucket == expected
+    assert values[("newsletter_send_latency_seconds_count", ())] == 7
+    total = values[("newsletter_send_latency_seconds_sum", ())]
+    assert total == pytest.approx(0.5 + 0 + 3 + 45 + 200 + 2000 + 5000, abs=0.05)
+
+
+def test_send_latency_of_nothing_sent(client: TestClient) -> None:
+    values = samples(client)
+    assert values[("newsletter_send_latency_seconds_count", ())] == 0
+    assert values[("newsletter_send_latency_seconds_bucket", (("le", "+Inf"),))] == 0
+    assert values[("newsletter_send_latency_seconds_sum", ())] == 0
+
+
+# Who may scrape.
+
+
+@pytest.mark.parametrize(
+    ("address", "headers", "status"),
+    [
+        ("127.0.0.1", {}, 200),
+        ("127.0.0.2", {}, 200),
+        ("::1", {}, 200),
+        ("::ffff:127.0.0.1", {}, 200),
+        ("192.0.2.7", {}, 403),
+        ("testclient", {}, 403),
+        ("2001:db8::1", {}, 403),
+        # Through a reverse proxy on this machine: a request from anywhere.
+        ("127.0.0.1", {"X-Forwarded-For": "192.0.2.7"}, 403),
+        ("127.0.0.1", {"Forwarded": "for=192.0.2.7"}, 403),
+    ],
+)
+def test_without_a_token_metrics_answer_local_clients_only(
+    engine: Engine,
+    web_settings: Settings,
+    options: WebOptions,
+    address: str,
+    headers: dict[str, str],
+    status: int,
+) -> None:
+    app = create_app(web_settings, options=options)
+    with TestClient(app, client=(address, 40000)) as visitor:
+        response = visitor.get("/metrics", headers=headers)
+    assert response.status_code == status
+    if status == 403:
+        assert "set metrics_token" in response.text
+        assert "newsletter_deliveries" not in response.text
+    else:
+        assert "newsletter_send_latency_seconds_bucket" in response.text
+
+
+@pytest.fixture
+def guarded(engine: Engine, database_url: str, options: WebOptions) -> Iterator[TestClient]:
+    settings = make_settings(database_url, metrics_token=TOKEN)
+    with TestClient(create_app(settings, options=options), client=LOCAL) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer wrong",
+        f"Basic {TOKEN}",
+        f"Bearer {TOKEN}x",
+        f"Bearer {TOKEN[:-1]}",
+    ],
+)
+def test_with_a_token_metrics_need_it_even_locally(
+    guarded: TestClient, authorization: str | None
+) -> None:
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    response = guarded.get("/metrics", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="metrics"'
+    assert "newsletter_" not in response.text
+
+
+@pytest.mark.parametrize("authorization", [f"Bearer {TOKEN}", f"bearer  {TOKEN} "])
+def test_the_token_opens_metrics_from_anywhere(
+    engine: Engine, database_url: str, options: WebOptions, authorization: str
+) -> None:
+    settings = make_settings(database_url, metrics_token=TOKEN)
+    with TestClient(create_app(settings, options=options), client=("192.0.2.7", 1)) as remote:
+        assert remote.get("/metrics").status_code == 401
+        response = remote.get("/metrics", headers={"Authorization": authorization})
+    assert response.status_code == 200
+    assert "newsletter_queue_depth" in response.text
+
+
+def test_healthz_stays_open(guarded: TestClient) -> None:
+    assert guarded.get("/healthz").status_code == 200

@@ -6,7 +6,7 @@ import csv
 import io
 from collections.abc import Iterator
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Form, Query
 from starlette.requests import Request
@@ -17,11 +17,11 @@ from newsletter.errors import NewsletterError
 from newsletter.models import SubscriberStatus, utcnow
 from newsletter.preview import preview
 from newsletter.testsend import send_test_issue
-from newsletter.web.admin import auth, charts, stats
-from newsletter.web.admin.auth import CurrentOperator, LoginRequired, SignedIn
+from newsletter.web.admin import auth, charts, imports, stats, topics
+from newsletter.web.admin.auth import CurrentOperator, LoginRequired
+from newsletter.web.admin.page import render as _page
 from newsletter.web.guards import FormGuard, State
 from newsletter.web.security import VIEW_CSP
-from newsletter.web.state import WebState
 
 router = APIRouter(prefix="/admin")
 
@@ -31,25 +31,14 @@ STATUSES = [status.value for status in SubscriberStatus]
 def install(app: FastAPI) -> None:
     """Add the admin routes, and the redirect to the login page they rely on."""
     app.include_router(router)
+    app.include_router(imports.router)
+    app.include_router(topics.router)
 
     async def to_login(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)
         return RedirectResponse(auth.login_url(exc.next_url), status_code=303)
 
     app.add_exception_handler(LoginRequired, to_login)
-
-
-def _page(
-    request: Request,
-    state: WebState,
-    name: str,
-    operator: SignedIn | None,
-    context: dict[str, Any],
-    *,
-    status: int = 200,
-) -> Response:
-    values = {"operator": operator, "path": request.url.path, **context}
-    return state.pages.render(request, f"admin/{name}", values, status=status)
 
 
 # Login and logout.
@@ -176,6 +165,7 @@ def subscribers(
             "counts": counts,
             "page": page,
             "pages": pages,
+            **imports.form_context(state),
         },
     )
 

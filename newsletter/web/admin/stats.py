@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, true
 from sqlalchemy.orm import Session
 
 from newsletter.models import (
@@ -15,6 +16,7 @@ from newsletter.models import (
     Edition,
     EditionStatus,
     Interest,
+    Paper,
     Subscriber,
     SubscriberStatus,
     Topic,
@@ -219,3 +221,39 @@ def subscribers(
             )
         )
     return rows, total
+
+
+# The topics catalogue page.
+
+
+def topic_followers(session: Session) -> dict[str, int]:
+    """Active subscribers following each topic (topics nobody follows are absent)."""
+    query = (
+        select(Interest.topic_id, func.count(Interest.subscriber_id.distinct()))
+        .join(Subscriber, Interest.subscriber_id == Subscriber.id)
+        .where(Interest.topic_id.is_not(None), Subscriber.status == SubscriberStatus.ACTIVE)
+        .group_by(Interest.topic_id)
+    )
+    return {topic: count for topic, count in session.execute(query) if topic is not None}
+
+
+def recent_papers_per_category(
+    session: Session, categories: Collection[str], *, since: datetime
+) -> dict[str, int]:
+    """Papers first seen since ``since`` listed in each of ``categories``: one grouped
+    query over the papers' JSON category lists (json_each / json_array_elements_text)."""
+    if not categories:
+        return {}
+    if session.get_bind().dialect.name == "postgresql":
+        listed = func.json_array_elements_text(Paper.categories).table_valued("value")
+    else:
+        listed = func.json_each(Paper.categories).table_valued("value")
+    each = listed.alias("listed")
+    query = (
+        select(each.c.value, func.count(Paper.id.distinct()))
+        .select_from(Paper)
+        .join(each, true())
+        .where(Paper.first_seen >= since, each.c.value.in_(sorted(categories)))
+        .group_by(each.c.value)
+    )
+    return {str(category): count for category, count in session.execute(query)}

@@ -1,0 +1,193 @@
+"""The admin's CSV import (the CLI's import behind a form), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from newsletter.db import SessionFactory
+from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.web.options import WebOptions
+from tests.web.helpers import add_subscriber, csrf_from
+from tests.web.test_admin import admin, operator  # noqa: F401 - fixtures
+
+LIMIT = 4096
+GOOD = (
+    "email,name,topics,keywords,timezone,frequency,company\r\n"
+    "ada@example.org,Ada Lovelace,cs.CL;cs.LG,,Europe/London,daily,ACME\r\n"
+    'alan@example.org,"Turing, Alan",,program synthesis; proofs,UTC,weekly,\r\n'
+)
+BAD = (
+    "email,name,topics\n"
+    "ada@example.org,Ada,cs.CL\n"
+    "not-an-address,Nobody,cs.CL\n"
+    "grace@example.org,Grace,cs.XX\n"
+    "edsger@example.org,<b>Edsger</b>,cs.DS\n"
+)
+
+
+@pytest.fixture
+def options() -> WebOptions:
+    return WebOptions(
+        subscribe_per_ip="1000/minute",
+        mails_per_address="1000/minute",
+        posts_per_ip="1000/minute",
+        max_import_bytes=LIMIT,
+    )
+
+
+def upload(
+    client: TestClient, content: bytes, *, filename: str = "people.csv", token: str | None = ""
+) -> Any:
+    """POST a file to the import form, with this browser's CSRF token unless told otherwise."""
+    if token == "":
+        token = csrf_from(client.get("/admin/login"))
+    data = {"csrf_token": token} if token is not None else {}
+    return client.post(
+        "/admin/subscribers/import",
+        data=data,
+        files={"file": (filename, content, "text/csv")},
+        follow_redirects=False,
+    )
+
+
+def tile(html: str, name: str) -> int:
+    match = re.search(rf'id="import-{name}">(\d+)<', html)
+    assert match, f"no {name} figure on the page"
+    return int(match.group(1))
+
+
+def problems(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<td class="num line">(\d+)</td><td class="reason">([^<]*)</td>', html))
+
+
+def people(sessions: SessionFactory) -> dict[str, Subscriber]:
+    with sessions() as session:
+        return {s.email: s for s in session.scalars(select(Subscriber))}
+
+
+def test_the_subscribers_page_has_the_upload_form(admin: TestClient) -> None:
+    page = admin.get("/admin/subscribers")
+    assert 'action="/admin/subscribers/import" enctype="multipart/form-data"' in page.text
+    assert 'name="csrf_token"' in page.text.split('id="import"')[1]
+    assert "become <em>active</em> subscribers at once" in page.text
+    assert "up to 4 KB" in page.text
+    assert '<a href="/admin/topics"' in page.text
+
+
+def test_a_good_file_with_a_bom_creates_active_subscribers(
+    admin: TestClient,
+    sessions: SessionFactory,
+) -> None:
+    response = upload(admin, "\ufeff".encode() + GOOD.encode())
+    assert response.status_code == 200
+    html = response.text
+    assert (tile(html, "created"), tile(html, "updated"), tile(html, "skipped")) == (2, 0, 0)
+    assert "Ignored columns: <code>company</code>" in html
+    assert "Imported people.csv" in html
+    stored = people(sessions)
+    assert set(stored) == {"ada@example.org", "alan@example.org"}
+    ada, alan = stored["ada@example.org"], stored["alan@example.org"]
+    assert ada.status == SubscriberStatus.ACTIVE
+    assert ada.confirmed_at is not None
+    assert ada.timezone == "Europe/London"
+    assert alan.name == "Turing, Alan"
+    assert alan.frequency.value == "weekly"
+    listing = admin.get("/admin/subscribers?q=turing").text
+    assert "alan@example.org" in listing
+    assert "program synthesis; proofs" in listing
+
+    again = upload(admin, GOOD.encode()).text
+    assert (tile(again, "created"), tile(again, "unchanged")) == (0, 2)
+
+
+def test_bad_rows_are_skipped_by_line_and_the_good_ones_imported(
+    admin: TestClient,
+    sessions: SessionFactory,
+) -> None:
+    with sessions.begin() as session:
+        add_subscriber(session, "ada@example.org", status=SubscriberStatus.UNSUBSCRIBED)
+    html = upload(admin, BAD.encode(), filename="<script>x.csv").text
+    assert (tile(html, "created"), tile(html, "updated"), tile(html, "skipped")) == (1, 1, 2)
+    found = problems(html)
+    assert set(found) == {"3", "4"}
+    assert "invalid address" in found["3"]
+    assert "unknown topic" in found["4"]
+    assert "Imported &lt;script&gt;x.csv" in html
+    assert "<script>" not in html
+    stored = people(sessions)
+    assert set(stored) == {"ada@example.org", "edsger@example.org"}
+    # An import never subscribes again someone who left; it only updates their choices.
+    assert stored["ada@example.org"].status == SubscriberStatus.UNSUBSCRIBED
+    assert stored["edsger@example.org"].name == "<b>Edsger</b>"
+    assert "&lt;b&gt;Edsger&lt;/b&gt;" in admin.get("/admin/subscribers").text
+
+
+def test_the_list_of_problems_is_bounded(admin: TestClient) -> None:
+    rows = "".join(f"bad{i}\n" for i in range(70))
+    html = upload(admin, ("email\n" + rows).encode()).text
+    assert tile(html, "skipped") == 70
+    assert len(problems(html)) == 50
+    assert "…and 20 more skipped rows not shown" in html
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "not a CSV file"),
+        ("email\ngérard@example.org\n".encode("latin-1"), "not UTF-8 text"),
+        (b"name,topics\nAda,cs.CL\n", "must have an &#39;email&#39; column"),
+        (b"", "upload was empty"),
+    ],
+)
+def test_files_that_are_not_a_subscriber_csv_are_refused(
+    admin: TestClient,
+    sessions: SessionFactory,
+    content: bytes,
+    message: str,
+) -> None:
+    response = upload(admin, content)
+    assert response.status_code == 400
+    assert message in response.text
+    assert 'id="import-result"' not in response.text
+    assert people(sessions) == {}
+
+
+def test_an_oversize_file_is_refused_with_a_clear_message(
+    admin: TestClient,
+    sessions: SessionFactory,
+) -> None:
+    row = "someone@example.org,,cs.CL\n"
+    content = ("email,name,topics\n" + row * (LIMIT // len(row) + 1)).encode()
+    assert LIMIT < len(content) < LIMIT + 1024
+    response = upload(admin, content)
+    assert response.status_code == 413
+    assert "The file is larger than 4 KB" in response.text
+    # Far over the limit the body is cut off before it is even parsed.
+    huge = upload(admin, b"email\n" + b"x@example.org\n" * 20_000)
+    assert huge.status_code == 413
+    assert people(sessions) == {}
+
+
+@pytest.mark.parametrize("token", [None, "forged"])
+def test_an_import_without_the_csrf_token_is_refused(
+    admin: TestClient,
+    sessions: SessionFactory,
+    token: str | None,
+) -> None:
+    response = upload(admin, GOOD.encode(), token=token)
+    assert response.status_code == 403
+    assert people(sessions) == {}
+
+
+def test_strangers_cannot_import(client: TestClient, sessions: SessionFactory) -> None:
+    response = upload(client, GOOD.encode())
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/admin/login")
+    assert client.get("/admin/subscribers/import", follow_redirects=False).status_code == 303
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
