@@ -79,10 +79,14 @@ class Settings(BaseSettings):
     feedback_liked: float = Field(default=1.0, ge=0.0)
     feedback_disliked: float = Field(default=0.5, ge=0.0)
     feedback_half_life_days: float = Field(default=120.0, gt=0.0)
+    # Semantic ranking (issue 8): None uses it when the extra is installed.
+    semantic: bool | None = None
     send_batch_size: int = Field(default=200, ge=1, le=10_000)
     lease_seconds: int = Field(default=600, ge=1)
     deliver_workers: int = Field(default=1, ge=1, le=64)
     log_json: bool = False
+    # Bearer token /metrics asks for; unset, /metrics answers loopback clients only.
+    metrics_token: SecretStr | None = None
     smtp_message_timeout: float = Field(default=120.0, gt=0)
     smtp_slowdown_seconds: float = Field(default=1.0, gt=0)
     rate_per_second: float | None = Field(default=None, gt=0)

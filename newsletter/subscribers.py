@@ -6,7 +6,7 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
@@ -18,7 +18,9 @@ from newsletter.errors import InvalidAddress, NewsletterError
 from newsletter.models import Frequency, Interest, Subscriber, SubscriberStatus, Suppression, utcnow
 from newsletter.sources import Problem, normalise_space
 
-CSV_COLUMNS = ("email", "name", "topics", "keywords", "timezone", "frequency")
+CSV_COLUMNS = ("email", "name", "topics", "keywords", "timezone", "frequency", "weekday")
+# The weekday a weekly issue goes out, 0 = Monday (as ``datetime.date.weekday``).
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 Outcome = Literal["created", "updated", "unchanged"]
 
 
@@ -62,6 +64,25 @@ def check_frequency(raw: str) -> Frequency:
         raise InvalidSubscriber(f"frequency must be 'daily' or 'weekly', not {raw!r}") from None
 
 
+def check_weekday(raw: str | int) -> int:
+    """A weekday as 0 (Monday) .. 6 (Sunday), from that number or an English name
+    ("monday", "Mon")."""
+    value = str(raw).strip().lower()
+    if value.isdigit() and int(value) <= 6:
+        return int(value)
+    for number, name in enumerate(WEEKDAYS):
+        if value in (name, name[:3]):
+            return number
+    raise InvalidSubscriber(
+        f"weekday must be 0 (Monday) to 6 (Sunday) or a day's name such as monday, not {raw!r}"
+    )
+
+
+def weekday_name(number: int) -> str:
+    """The English name of weekday ``number`` (0 = monday), as ``check_weekday`` reads it."""
+    return WEEKDAYS[number]
+
+
 @dataclass(frozen=True)
 class SubscriberInput:
     email: str
@@ -71,6 +92,8 @@ class SubscriberInput:
     timezone: str = "UTC"
     frequency: Frequency = Frequency.DAILY
     always_send: bool = False
+    # None: not given (a new subscriber gets Monday, an existing one keeps theirs).
+    send_weekday: int | None = None
 
 
 def build_input(
@@ -83,8 +106,12 @@ def build_input(
     timezone: str = "UTC",
     frequency: str = "daily",
     always_send: bool = False,
+    weekday: str | int | None = None,
 ) -> SubscriberInput:
-    """Validate raw fields into a ``SubscriberInput`` (raises a ``NewsletterError``)."""
+    """Validate raw fields into a ``SubscriberInput`` (raises a ``NewsletterError``).
+
+    ``weekday``: the day a weekly issue goes out (see ``check_weekday``); None or
+    blank leaves it as it is."""
     resolved = tuple(dict.fromkeys(resolve_topic(catalogue, t).id for t in topics))
     kept_keywords = tuple(dict.fromkeys(k for k in (normalise_space(k) for k in keywords) if k))
     if not resolved and not kept_keywords:
@@ -100,6 +127,7 @@ def build_input(
         timezone=check_timezone(timezone.strip() or "UTC"),
         frequency=check_frequency(frequency or "daily"),
         always_send=always_send,
+        send_weekday=None if weekday in (None, "") else check_weekday(weekday),
     )
 
 
@@ -134,6 +162,7 @@ def upsert_subscriber(session: Session, data: SubscriberInput) -> Outcome:
                 timezone=data.timezone,
                 frequency=data.frequency,
                 always_send=data.always_send,
+                send_weekday=data.send_weekday or 0,
                 confirmed_at=utcnow(),
                 interests=wanted,
             )
@@ -145,6 +174,9 @@ def upsert_subscriber(session: Session, data: SubscriberInput) -> Outcome:
         if getattr(subscriber, attribute) != getattr(data, attribute):
             setattr(subscriber, attribute, getattr(data, attribute))
             changed = True
+    if data.send_weekday is not None and subscriber.send_weekday != data.send_weekday:
+        subscriber.send_weekday = data.send_weekday
+        changed = True
     if sorted(map(_interest_key, subscriber.interests)) != sorted(map(_interest_key, wanted)):
         subscriber.interests = wanted
         changed = True
@@ -167,42 +199,58 @@ class ImportSummary:
         )
 
 
-def import_csv(session: Session, path: Path, catalogue: dict[str, CatalogueTopic]) -> ImportSummary:
+def import_csv(
+    session: Session,
+    source: Path | TextIO,
+    catalogue: dict[str, CatalogueTopic],
+    *,
+    name: str | None = None,
+) -> ImportSummary:
     """Import a CSV with a header row; bad rows are reported by line and skipped.
 
-    Each row runs in a savepoint, so a row that fails half-way leaves nothing behind.
+    ``source`` is a path (read as UTF-8, with or without a BOM) or an open text stream
+    (opened with ``newline=""``; the admin upload); ``name`` is what problems and errors
+    call it ("line N" alone for a stream without a name). Each row runs in a savepoint,
+    so a row that fails half-way leaves nothing behind.
     """
+    if isinstance(source, Path):
+        try:
+            with source.open(newline="", encoding="utf-8-sig") as handle:
+                return import_csv(session, handle, catalogue, name=name or str(source))
+        except OSError as exc:
+            raise InvalidSubscriber(f"cannot read {source}: {exc}") from None
+    label = name or "the file"
     summary = ImportSummary()
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            header = [h.strip().lower() for h in (reader.fieldnames or [])]
-            if "email" not in header:
-                raise InvalidSubscriber(f"{path}: the header row must have an 'email' column")
-            summary.ignored_columns = [h for h in header if h not in CSV_COLUMNS]
-            reader.fieldnames = header
-            seen: set[str] = set()
-            for row in reader:
-                location = f"{path}:{reader.line_num}"
-                try:
-                    data = build_input(
-                        catalogue,
-                        email=row.get("email") or "",
-                        name=row.get("name") or "",
-                        topics=split_list(row.get("topics")),
-                        keywords=split_list(row.get("keywords")),
-                        timezone=row.get("timezone") or "UTC",
-                        frequency=row.get("frequency") or "daily",
-                    )
-                    if data.email in seen:
-                        raise InvalidSubscriber(f"{data.email} appears twice in this file")
-                    seen.add(data.email)
-                    with session.begin_nested():
-                        outcome = upsert_subscriber(session, data)
-                except NewsletterError as exc:
-                    summary.problems.append(Problem(location, str(exc)))
-                    continue
-                setattr(summary, outcome, getattr(summary, outcome) + 1)
+        reader = csv.DictReader(source)
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        if "email" not in header:
+            raise InvalidSubscriber(f"{label}: the header row must have an 'email' column")
+        summary.ignored_columns = [h for h in header if h not in CSV_COLUMNS]
+        reader.fieldnames = header
+        seen: set[str] = set()
+        for row in reader:
+            location = f"{name}:{reader.line_num}" if name else f"line {reader.line_num}"
+            try:
+                data = build_input(
+                    catalogue,
+                    email=row.get("email") or "",
+                    name=row.get("name") or "",
+                    topics=split_list(row.get("topics")),
+                    keywords=split_list(row.get("keywords")),
+                    timezone=row.get("timezone") or "UTC",
+                    frequency=row.get("frequency") or "daily",
+                    weekday=row.get("weekday") or None,
+                )
+                if data.email in seen:
+                    raise InvalidSubscriber(f"{data.email} appears twice in this file")
+                seen.add(data.email)
+                with session.begin_nested():
+                    outcome = upsert_subscriber(session, data)
+            except NewsletterError as exc:
+                summary.problems.append(Problem(location, str(exc)))
+                continue
+            setattr(summary, outcome, getattr(summary, outcome) + 1)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InvalidSubscriber(f"cannot read {path}: {exc}") from None
+        raise InvalidSubscriber(f"cannot read {label}: {exc}") from None
     return summary

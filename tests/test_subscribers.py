@@ -11,12 +11,15 @@ from newsletter.db import SessionFactory
 from newsletter.errors import InvalidAddress, UnknownTopic
 from newsletter.models import Frequency, Subscriber, SubscriberStatus, Suppression
 from newsletter.subscribers import (
+    WEEKDAYS,
     InvalidSubscriber,
     build_input,
+    check_weekday,
     import_csv,
     normalise_email,
     split_list,
     upsert_subscriber,
+    weekday_name,
 )
 
 CATALOGUE = load_catalogue()
@@ -155,3 +158,65 @@ def test_unknown_columns_are_ignored_not_counted_as_skipped(
     assert summary.created == 1
     assert summary.problems == []
     assert summary.ignored_columns == ["company"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (0, 0),
+        ("6", 6),
+        (" 4 ", 4),
+        ("monday", 0),
+        ("Mon", 0),
+        ("FRIDAY", 4),
+        ("sun", 6),
+        ("Thu", 3),
+    ],
+)
+def test_check_weekday_reads_numbers_and_names(raw: str | int, expected: int) -> None:
+    assert check_weekday(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["7", "-1", "funday", "mo", "", "1.0", 9])
+def test_check_weekday_refuses_anything_else(raw: str | int) -> None:
+    with pytest.raises(InvalidSubscriber, match="weekday"):
+        check_weekday(raw)
+
+
+def test_weekday_names_round_trip() -> None:
+    assert [check_weekday(weekday_name(n)) for n in range(7)] == list(range(7))
+    assert weekday_name(4) == "friday" == WEEKDAYS[4]
+
+
+def test_import_csv_reads_the_weekday_and_keeps_it_when_left_out(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
+    path = tmp_path / "weekly.csv"
+    path.write_text(
+        "email,topics,frequency,weekday\n"
+        "fri@example.org,cs.CL,weekly,fri\n"
+        "sun@example.org,cs.CL,weekly,6\n"
+        "mon@example.org,cs.CL,weekly,\n"
+        "bad@example.org,cs.CL,weekly,funday\n"
+    )
+    with sessions.begin() as session:
+        summary = import_csv(session, path, CATALOGUE)
+    assert (summary.created, summary.ignored_columns) == (3, [])
+    assert [(p.location.rsplit(":", 1)[1], "weekday" in p.reason) for p in summary.problems] == [
+        ("5", True)
+    ]
+    with sessions() as session:
+        days = dict(session.execute(select(Subscriber.email, Subscriber.send_weekday)).all())
+    assert days == {"fri@example.org": 4, "sun@example.org": 6, "mon@example.org": 0}
+    # A file without the column (or with it blank) changes nobody's weekday.
+    path.write_text("email,topics,frequency\nfri@example.org,cs.CL,weekly\n")
+    with sessions.begin() as session:
+        again = import_csv(session, path, CATALOGUE)
+    assert (again.updated, again.unchanged) == (0, 1)
+    path.write_text("email,topics,frequency,weekday\nfri@example.org,cs.CL,weekly,Tuesday\n")
+    with sessions.begin() as session:
+        changed = import_csv(session, path, CATALOGUE)
+    assert changed.updated == 1
+    with sessions() as session:
+        fri = session.scalars(select(Subscriber).where(Subscriber.email == "fri@example.org")).one()
+    assert fri.send_weekday == 1

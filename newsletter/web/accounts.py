@@ -40,6 +40,7 @@ class Choices:
     send_hour: int
     max_papers: int | None = None
     always_send: bool = False
+    send_weekday: int = 0  # 0 = Monday; the day a weekly issue goes out
 
 
 SignupOutcome = Literal["confirm", "already", "nothing"]
@@ -58,6 +59,7 @@ def apply_choices(subscriber: Subscriber, choices: Choices) -> None:
     subscriber.frequency = choices.frequency
     subscriber.timezone = choices.timezone
     subscriber.send_hour = choices.send_hour
+    subscriber.send_weekday = choices.send_weekday
     subscriber.max_papers = choices.max_papers
     subscriber.always_send = choices.always_send
 
@@ -279,6 +281,7 @@ def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
         "frequency": subscriber.frequency.value,
         "timezone": subscriber.timezone,
         "send_hour": subscriber.send_hour,
+        "send_weekday": subscriber.send_weekday,
         "max_papers": subscriber.max_papers,
         "always_send": subscriber.always_send,
         "interests": [

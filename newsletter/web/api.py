@@ -40,6 +40,7 @@ from newsletter.web import accounts
 from newsletter.web.errors import WebError
 from newsletter.web.forms import (
     DEFAULT_SEND_HOUR,
+    DEFAULT_WEEKDAY,
     MAX_EMAIL,
     MAX_KEYWORD_LENGTH,
     MAX_KEYWORDS,
@@ -266,6 +267,10 @@ class KeywordWeight(BaseModel):
 
 FrequencyName = Literal["daily", "weekly"]
 SendHour = Annotated[int, Field(ge=0, le=23, description="Local hour the issue is sent.")]
+SendWeekday = Annotated[
+    int,
+    Field(ge=0, le=6, description="Day a weekly issue is sent: 0 = Monday ... 6 = Sunday."),
+]
 TopicIds = Annotated[
     list[Annotated[Text, _text(64)]],
     Field(max_length=_MAX_TOPICS, description="Topic ids from the catalogue, e.g. cs.CL."),
@@ -282,6 +287,7 @@ class SubscribeRequest(_Model):
     frequency: FrequencyName = "daily"
     timezone: Timezone = "UTC"
     send_hour: SendHour = DEFAULT_SEND_HOUR
+    send_weekday: SendWeekday = DEFAULT_WEEKDAY
 
 
 class Accepted(BaseModel):
@@ -302,6 +308,10 @@ class PreferencesUpdate(_Model):
     frequency: FrequencyName = "daily"
     timezone: Timezone = "UTC"
     send_hour: SendHour = DEFAULT_SEND_HOUR
+    send_weekday: Annotated[
+        SendWeekday | None,
+        Field(description="Day a weekly issue is sent, 0 = Monday; left out, it stays."),
+    ] = None
     max_papers: Annotated[int | None, Field(ge=1, le=MAX_PAPERS)] = None
     always_send: bool = False
     language: Annotated[
@@ -319,6 +329,7 @@ class Preferences(BaseModel):
     frequency: str
     timezone: str
     send_hour: int
+    send_weekday: int = Field(description="0 = Monday ... 6 = Sunday (weekly issues).")
     max_papers: int | None
     always_send: bool
     language: str
@@ -375,6 +386,7 @@ def _preferences(subscriber: Subscriber) -> Preferences:
         frequency=subscriber.frequency.value,
         timezone=subscriber.timezone,
         send_hour=subscriber.send_hour,
+        send_weekday=subscriber.send_weekday,
         max_papers=subscriber.max_papers,
         always_send=subscriber.always_send,
         language=subscriber.locale,
@@ -410,6 +422,7 @@ def subscribe(
             frequency=body.frequency,
             timezone=body.timezone,
             send_hour=str(body.send_hour),
+            weekday=str(body.send_weekday),
         )
     except FormError as exc:
         raise invalid_input(str(exc)) from None
@@ -477,6 +490,9 @@ def put_preferences(state: State, token: Token, body: PreferencesUpdate) -> Pref
                 frequency=body.frequency,
                 timezone=body.timezone,
                 send_hour=str(body.send_hour),
+                weekday=str(
+                    subscriber.send_weekday if body.send_weekday is None else body.send_weekday
+                ),
                 max_papers=str(body.max_papers) if body.max_papers is not None else "",
                 always_send=body.always_send,
             )

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from functools import cache
 from zoneinfo import available_timezones
 
+from babel.dates import get_day_names
+
 from newsletter.catalogue import CatalogueTopic, resolve_topic
 from newsletter.errors import NewsletterError
 from newsletter.models import Frequency
@@ -20,6 +22,8 @@ MAX_KEYWORD_LENGTH = 200
 MAX_KEYWORDS_TEXT = MAX_KEYWORDS * (MAX_KEYWORD_LENGTH + 2)
 MAX_PAPERS = 50
 DEFAULT_SEND_HOUR = 7
+DEFAULT_WEEKDAY = 0  # Monday
+_WEEKDAY_VALUES = frozenset(str(day) for day in range(7))
 # How much a keyword counts beside a topic (1.0): the choices the form offers.
 WEIGHTS = {"0.5": 0.5, "1": 1.0, "2": 2.0}
 
@@ -33,6 +37,14 @@ def timezones() -> tuple[str, ...]:
     """IANA zones a person would pick (Area/City), and UTC first."""
     zones = sorted(z for z in available_timezones() if "/" in z and not z.startswith("Etc/"))
     return ("UTC", *zones)
+
+
+@cache
+def weekday_choices(locale: str = "en") -> tuple[tuple[str, str], ...]:
+    """The weekday select's options, ("0", "Monday") .. ("6", "Sunday"), named in
+    ``locale`` from Babel's locale data (no strings of ours to translate)."""
+    names = get_day_names("wide", locale=locale)
+    return tuple((str(day), str(names[day])) for day in range(7))
 
 
 # Control characters (NUL, which PostgreSQL refuses in text, among them) and lone
@@ -111,6 +123,15 @@ def parse_timezone(raw: str | None) -> str:
         raise FormError("Please pick a time zone from the list.") from None
 
 
+def parse_weekday(raw: str | None) -> int:
+    value = bounded(raw, 8, "The weekday").strip()
+    if not value:
+        return DEFAULT_WEEKDAY
+    if value not in _WEEKDAY_VALUES:  # "0".."6" only ("٣" and "²" are digits too)
+        raise FormError("Please pick a weekday from the list.")
+    return int(value)
+
+
 def parse_int(raw: str | None, *, low: int, high: int, label: str) -> int:
     value = bounded(raw, 8, label).strip()
     if not value.isdigit() or not low <= int(value) <= high:
@@ -129,6 +150,7 @@ def parse_choices(
     send_hour: str | None,
     max_papers: str | None = None,
     always_send: bool = False,
+    weekday: str | None = None,
 ) -> Choices:
     """Validate a whole preferences form (the subscribe form is one too)."""
     chosen_topics = parse_topics(catalogue, topics)
@@ -146,4 +168,5 @@ def parse_choices(
             parse_int(papers, low=1, high=MAX_PAPERS, label="Papers per issue") if papers else None
         ),
         always_send=always_send,
+        send_weekday=parse_weekday(weekday),
     )

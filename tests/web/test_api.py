@@ -86,6 +86,7 @@ def signup(address: str, **overrides: Any) -> dict[str, Any]:
         "frequency": "weekly",
         "timezone": "Europe/Berlin",
         "send_hour": 8,
+        "send_weekday": 4,
     }
     body.update(overrides)
     return body
@@ -165,6 +166,7 @@ def test_subscribe_and_confirm(client: TestClient, sessions: SessionFactory, mai
     assert prefs["status"] == "active"
     assert prefs["frequency"] == "weekly"
     assert prefs["send_hour"] == 8
+    assert prefs["send_weekday"] == 4
 
 
 def test_the_answer_is_the_same_for_every_address(
@@ -335,6 +337,7 @@ def test_get_and_put_preferences(
         "frequency": "daily",
         "timezone": "UTC",
         "send_hour": 7,
+        "send_weekday": 0,
         "max_papers": None,
         "always_send": False,
         "language": "en",
@@ -350,6 +353,7 @@ def test_get_and_put_preferences(
         "frequency": "weekly",
         "timezone": "America/Chicago",
         "send_hour": 18,
+        "send_weekday": 4,
         "max_papers": 5,
         "always_send": True,
         "language": "de",
@@ -366,6 +370,10 @@ def test_get_and_put_preferences(
     assert (stored.timezone, stored.send_hour, stored.max_papers) == ("America/Chicago", 18, 5)
     assert stored.always_send
     assert stored.locale == "de"
+    assert stored.send_weekday == after.json()["send_weekday"] == 4
+    # Left out, the weekday stays (as the language does).
+    unchanged = client.put(url, json={k: v for k, v in wanted.items() if k != "send_weekday"})
+    assert unchanged.json()["send_weekday"] == 4
 
 
 @pytest.mark.parametrize(
@@ -375,6 +383,8 @@ def test_get_and_put_preferences(
         ({"topics": ["cs.CL"], "keywords": [{"phrase": "x", "weight": 3}]}, "weight"),
         ({"topics": ["cs.CL"], "language": "xx"}, "language"),
         ({"topics": ["cs.CL"], "max_papers": 51}, "body.max_papers"),
+        ({"topics": ["cs.CL"], "send_weekday": 7}, "body.send_weekday"),
+        ({"topics": ["cs.CL"], "send_weekday": "friday"}, "body.send_weekday"),
         ({"topics": ["cs.CL"], "timezone": "../../etc/passwd"}, "time zone"),
         ({"topics": ["cs.CL"], "keywords": [{"phrase": ""}]}, "body.keywords.0.phrase"),
     ],

@@ -104,6 +104,19 @@ def test_saving_preferences(client: TestClient, sessions: SessionFactory, reader
     assert saved.always_send is True
 
 
+def test_saving_the_weekday(client: TestClient, sessions: SessionFactory, reader: int) -> None:
+    path = manage_path(reader)
+    assert '<option value="0" selected>Monday</option>' in client.get(path).text
+    response = post_form(client, path, f"{path}/preferences", preferences(weekday="4"))
+    assert response.status_code == 303
+    assert load(sessions, reader).send_weekday == 4
+    assert '<option value="4" selected>Friday</option>' in client.get(path).text
+    # A form without the field (an old page) keeps it.
+    post_form(client, path, f"{path}/preferences", preferences())
+    assert load(sessions, reader).send_weekday == 4
+    assert client.get(path + "/export").json()["send_weekday"] == 4
+
+
 def test_saved_markup_is_shown_as_text(
     client: TestClient, sessions: SessionFactory, reader: int
 ) -> None:
@@ -124,6 +137,7 @@ def test_saved_markup_is_shown_as_text(
         ({"max_papers": "500"}, "Papers per issue"),
         ({"keyword": ["k" * 250]}, "too long"),
         ({"timezone": "Nowhere/Else"}, "time zone"),
+        ({"weekday": "8"}, "weekday"),
     ],
 )
 def test_invalid_preferences_change_nothing(

@@ -206,6 +206,8 @@ def test_subscribing_twice_before_confirming_keeps_both_links_working(
         ({"topics": ["no.such"]}, "Please pick topics from the list"),
         ({"timezone": "Mars/Olympus"}, "Please pick a time zone"),
         ({"send_hour": "24"}, "from 0 to 23"),
+        ({"weekday": "7"}, "Please pick a weekday"),
+        ({"weekday": "friday"}, "Please pick a weekday"),
         ({"frequency": "hourly"}, "daily or weekly"),
         ({"keywords": "x" * 201}, "too long"),
         ({"keywords": "\n".join(f"k{i}" for i in range(21))}, "Too many keywords"),
@@ -220,6 +222,27 @@ def test_invalid_input_shows_the_form_again(
     assert message in response.text
     assert 'name="email"' in response.text  # the form, to correct and send again
     assert mails() == []
+
+
+def test_a_weekly_signup_keeps_its_weekday(client: TestClient, sessions: SessionFactory) -> None:
+    page = client.get("/").text
+    # Always there (no script needed), Monday first, named from Babel's locale data.
+    assert '<select id="weekday" name="weekday"' in page
+    assert '<option value="0" selected>Monday</option>' in page
+    assert '<option value="6">Sunday</option>' in page
+    response = post_form(
+        client, "/", "/subscribe", subscribe_form("wf@example.org", frequency="weekly", weekday="4")
+    )
+    assert response.status_code == 200
+    pending = subscriber_by_email(sessions, "wf@example.org")
+    assert pending is not None
+    assert (pending.frequency.value, pending.send_weekday) == ("weekly", 4)
+    # A refused form comes back with the weekday still chosen.
+    again = post_form(
+        client, "/", "/subscribe", subscribe_form("", frequency="weekly", weekday="5")
+    )
+    assert again.status_code == 400
+    assert '<option value="5" selected>Saturday</option>' in again.text
 
 
 def test_typed_markup_comes_back_as_text(client: TestClient) -> None:

@@ -23,6 +23,7 @@ from newsletter.web.forms import (
     parse_choices,
     parse_email,
     timezones,
+    weekday_choices,
 )
 from newsletter.web.guards import FormGuard, State, subscriber_for
 from newsletter.web.links import AddressChange
@@ -60,6 +61,7 @@ def _form_values(subscriber: Subscriber) -> dict[str, Any]:
         "frequency": subscriber.frequency.value,
         "timezone": subscriber.timezone,
         "send_hour": str(subscriber.send_hour),
+        "weekday": str(subscriber.send_weekday),
         "max_papers": str(subscriber.max_papers or ""),
         "always_send": subscriber.always_send,
         "language": subscriber.locale,
@@ -86,6 +88,7 @@ def _page(
         "status": _status(subscriber),
         "catalogue": sorted(state.catalogue.values(), key=lambda t: t.name),
         "timezones": timezones(),
+        "weekdays": weekday_choices(),
         "form": values | {"keywords": rows},
         "weights": [("0.5", "a little"), ("1", "normal"), ("2", "a lot")],
         "languages": sorted(LOCALES.items()),
@@ -126,6 +129,7 @@ def save_preferences(
     frequency: Text = "daily",
     timezone: Text = "UTC",
     send_hour: Text = str(DEFAULT_SEND_HOUR),
+    weekday: Text = "",
     max_papers: Text = "",
     always_send: Text = "",
     language: Text = "",
@@ -143,6 +147,7 @@ def save_preferences(
                 frequency=frequency,
                 timezone=timezone,
                 send_hour=send_hour,
+                weekday=weekday or str(subscriber.send_weekday),
                 max_papers=max_papers,
                 always_send=always_send == "on",
             )
@@ -157,6 +162,7 @@ def save_preferences(
                 "frequency": frequency[:16],
                 "timezone": timezone[:64],
                 "send_hour": send_hour[:4],
+                "weekday": weekday[:4],
                 "max_papers": max_papers[:4],
                 "always_send": always_send == "on",
                 "language": language[:8] if language in LOCALES else subscriber.locale,

@@ -14,11 +14,13 @@ from newsletter.web import accounts
 from newsletter.web.errors import WebError
 from newsletter.web.forms import (
     DEFAULT_SEND_HOUR,
+    DEFAULT_WEEKDAY,
     FormError,
     parse_choices,
     parse_email,
     split_keywords,
     timezones,
+    weekday_choices,
 )
 from newsletter.web.guards import FormGuard, State, subscriber_for
 from newsletter.web.mailer import Mail
@@ -38,11 +40,13 @@ def form_context(state: WebState, values: dict[str, Any]) -> dict[str, Any]:
         "frequency": "daily",
         "timezone": "UTC",
         "send_hour": str(DEFAULT_SEND_HOUR),
+        "weekday": str(DEFAULT_WEEKDAY),
     }
     defaults.update(values)
     return {
         "catalogue": sorted(state.catalogue.values(), key=lambda t: t.name),
         "timezones": timezones(),
+        "weekdays": weekday_choices(),
         "form": defaults,
         "error": None,
     }
@@ -66,6 +70,7 @@ def subscribe(
     frequency: Text = "daily",
     timezone: Text = "UTC",
     send_hour: Text = str(DEFAULT_SEND_HOUR),
+    weekday: Text = str(DEFAULT_WEEKDAY),
 ) -> Response:
     """Record the sign-up and mail a link; the page is the same for every address."""
     state.limits.require("subscribe", client_ip(request))
@@ -76,6 +81,7 @@ def subscribe(
         "frequency": frequency[:16],
         "timezone": timezone[:64],
         "send_hour": send_hour[:4],
+        "weekday": weekday[:4],
     }
     try:
         address = parse_email(email)
@@ -87,6 +93,7 @@ def subscribe(
             frequency=frequency,
             timezone=timezone,
             send_hour=send_hour,
+            weekday=weekday,
         )
     except FormError as exc:
         context = form_context(state, typed) | {"error": str(exc)}
