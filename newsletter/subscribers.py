@@ -18,7 +18,9 @@ from newsletter.errors import InvalidAddress, NewsletterError
 from newsletter.models import Frequency, Interest, Subscriber, SubscriberStatus, Suppression, utcnow
 from newsletter.sources import Problem, normalise_space
 
-CSV_COLUMNS = ("email", "name", "topics", "keywords", "timezone", "frequency", "weekday")
+CSV_COLUMNS = (
+    "email", "name", "topics", "keywords", "timezone", "frequency", "weekday", "send_hour"
+)  # fmt: skip
 # The weekday a weekly issue goes out, 0 = Monday (as ``datetime.date.weekday``).
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 Outcome = Literal["created", "updated", "unchanged"]
@@ -78,6 +80,14 @@ def check_weekday(raw: str | int) -> int:
     )
 
 
+def check_send_hour(raw: str | int) -> int:
+    """An hour of the day, 0..23 (the subscriber's own clock)."""
+    value = str(raw).strip()
+    if value.isdigit() and int(value) <= 23:
+        return int(value)
+    raise InvalidSubscriber(f"send_hour must be a whole hour from 0 to 23, not {raw!r}")
+
+
 def weekday_name(number: int) -> str:
     """The English name of weekday ``number`` (0 = monday), as ``check_weekday`` reads it."""
     return WEEKDAYS[number]
@@ -94,6 +104,8 @@ class SubscriberInput:
     always_send: bool = False
     # None: not given (a new subscriber gets Monday, an existing one keeps theirs).
     send_weekday: int | None = None
+    # None: not given (a new subscriber gets 7 o'clock, an existing one keeps theirs).
+    send_hour: int | None = None
 
 
 def build_input(
@@ -107,11 +119,13 @@ def build_input(
     frequency: str = "daily",
     always_send: bool = False,
     weekday: str | int | None = None,
+    send_hour: str | int | None = None,
 ) -> SubscriberInput:
     """Validate raw fields into a ``SubscriberInput`` (raises a ``NewsletterError``).
 
-    ``weekday``: the day a weekly issue goes out (see ``check_weekday``); None or
-    blank leaves it as it is."""
+    ``weekday``: the day a weekly issue goes out (see ``check_weekday``); ``send_hour``:
+    the hour of the day, 0..23, in the subscriber's timezone. None or blank leaves
+    either as it is."""
     resolved = tuple(dict.fromkeys(resolve_topic(catalogue, t).id for t in topics))
     kept_keywords = tuple(dict.fromkeys(k for k in (normalise_space(k) for k in keywords) if k))
     if not resolved and not kept_keywords:
@@ -128,6 +142,7 @@ def build_input(
         frequency=check_frequency(frequency or "daily"),
         always_send=always_send,
         send_weekday=None if weekday in (None, "") else check_weekday(weekday),
+        send_hour=None if send_hour in (None, "") else check_send_hour(send_hour),
     )
 
 
@@ -163,6 +178,8 @@ def upsert_subscriber(session: Session, data: SubscriberInput) -> Outcome:
                 frequency=data.frequency,
                 always_send=data.always_send,
                 send_weekday=data.send_weekday or 0,
+                # Unset: the model's default hour.
+                **({} if data.send_hour is None else {"send_hour": data.send_hour}),
                 confirmed_at=utcnow(),
                 interests=wanted,
             )
@@ -174,9 +191,10 @@ def upsert_subscriber(session: Session, data: SubscriberInput) -> Outcome:
         if getattr(subscriber, attribute) != getattr(data, attribute):
             setattr(subscriber, attribute, getattr(data, attribute))
             changed = True
-    if data.send_weekday is not None and subscriber.send_weekday != data.send_weekday:
-        subscriber.send_weekday = data.send_weekday
-        changed = True
+    for attribute, value in (("send_weekday", data.send_weekday), ("send_hour", data.send_hour)):
+        if value is not None and getattr(subscriber, attribute) != value:
+            setattr(subscriber, attribute, value)
+            changed = True
     if sorted(map(_interest_key, subscriber.interests)) != sorted(map(_interest_key, wanted)):
         subscriber.interests = wanted
         changed = True
@@ -241,6 +259,7 @@ def import_csv(
                     timezone=row.get("timezone") or "UTC",
                     frequency=row.get("frequency") or "daily",
                     weekday=row.get("weekday") or None,
+                    send_hour=row.get("send_hour") or None,
                 )
                 if data.email in seen:
                     raise InvalidSubscriber(f"{data.email} appears twice in this file")

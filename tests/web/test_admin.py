@@ -417,7 +417,8 @@ def test_the_csv_export_is_every_match_and_safe_in_a_spreadsheet(
     assert len(rows) == 7
     ada = next(row for row in rows if row["email"] == "ada@example.org")
     assert ada["name"] == "Ada Lovelace"
-    assert ada["interests"] == "cs.CL; cs.LG"
+    assert (ada["topics"], ada["keywords"]) == ("cs.CL; cs.LG", "")
+    assert (ada["weekday"], ada["send_hour"]) == ("monday", "7")
     assert ada["status"] == "active"
     everyone = list(csv.DictReader(io.StringIO(admin.get("/admin/subscribers.csv").text)))
     assert len(everyone) == 10

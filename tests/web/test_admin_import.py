@@ -191,3 +191,39 @@ def test_strangers_cannot_import(client: TestClient, sessions: SessionFactory) -
     assert client.get("/admin/subscribers/import", follow_redirects=False).status_code == 303
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+
+
+def test_an_export_imports_back_unchanged_and_keeps_the_schedule(
+    admin: TestClient, sessions: SessionFactory
+) -> None:
+    weekly = (
+        "email,name,topics,keywords,timezone,frequency,weekday,send_hour\n"
+        "ada@example.org,Ada,cs.CL; cs.LG,proof search,Europe/London,weekly,fri,18\n"
+        "alan@example.org,Alan,,program synthesis,UTC,daily,,\n"
+    )
+    assert tile(upload(admin, weekly.encode()).text, "created") == 2
+    ada = people(sessions)["ada@example.org"]
+    assert (ada.send_weekday, ada.send_hour) == (4, 18)
+    assert people(sessions)["alan@example.org"].send_hour == 7  # the default hour
+
+    exported = admin.get("/admin/subscribers.csv").content
+    back = upload(admin, exported, filename="export.csv").text
+    assert (tile(back, "created"), tile(back, "updated"), tile(back, "unchanged")) == (0, 0, 2)
+    assert tile(back, "skipped") == 0
+    ada = people(sessions)["ada@example.org"]
+    assert (ada.send_weekday, ada.send_hour, ada.frequency.value) == (4, 18, "weekly")
+
+
+def test_the_export_reads_subscribers_in_batches(sessions: SessionFactory) -> None:
+    from newsletter.web.admin.stats import all_subscribers
+
+    with sessions() as session:
+        for n in range(5):
+            add_subscriber(session, f"reader{n}@example.org", topics=("cs.CL",))
+        session.commit()
+    rows = list(all_subscribers(sessions, batch=2))
+    assert [row.email for row in rows] == [f"reader{n}@example.org" for n in reversed(range(5))]
+    assert len({row.id for row in rows}) == 5
+    assert [r.email for r in all_subscribers(sessions, search="reader3", batch=2)] == [
+        "reader3@example.org"
+    ]

@@ -16,6 +16,7 @@ from newsletter import operators
 from newsletter.errors import NewsletterError
 from newsletter.models import SubscriberStatus, utcnow
 from newsletter.preview import preview
+from newsletter.subscribers import CSV_COLUMNS as IMPORT_COLUMNS
 from newsletter.testsend import send_test_issue
 from newsletter.web.admin import auth, charts, imports, stats, topics
 from newsletter.web.admin.auth import CurrentOperator, LoginRequired
@@ -170,17 +171,14 @@ def subscribers(
     )
 
 
+# The import's columns first (newsletter.subscribers.CSV_COLUMNS), so an export imports
+# back; the import ignores the rest.
 CSV_COLUMNS = [
-    "email",
-    "name",
+    *IMPORT_COLUMNS,
     "status",
     "paused",
-    "frequency",
-    "timezone",
-    "send_hour",
     "created_at",
     "confirmed_at",
-    "interests",
 ]
 
 
@@ -197,10 +195,7 @@ def subscribers_csv(
     q: Annotated[str, Query(max_length=200)] = "",
     status: Annotated[str, Query(max_length=20)] = "",
 ) -> Response:
-    with state.sessions() as session:
-        rows, _ = stats.subscribers(
-            session, search=q.strip(), status=_status_filter(status), limit=None
-        )
+    rows = stats.all_subscribers(state.sessions, search=q.strip(), status=_status_filter(status))
 
     def lines() -> Iterator[str]:
         buffer = io.StringIO()

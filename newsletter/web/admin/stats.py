@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, func, or_, select, true
+from sqlalchemy.orm import Session, selectinload
 
 from newsletter.models import (
     Delivery,
@@ -21,6 +21,7 @@ from newsletter.models import (
     SubscriberStatus,
     Topic,
 )
+from newsletter.subscribers import weekday_name
 
 # Claimed counts as pending on the pages: it is in the middle of being sent.
 OUTCOMES = ("sent", "pending", "retry", "bounced", "failed", "suppressed")
@@ -164,26 +165,25 @@ class SubscriberRow:
     status: str
     paused: bool
     frequency: str
+    weekday: str
     timezone: str
     send_hour: int
     created_at: datetime
     confirmed_at: datetime | None
-    interests: str
+    # "; "-separated, as the CSV import reads them, so an export imports back.
+    topics: str
+    keywords: str
+
+    @property
+    def interests(self) -> str:
+        return "; ".join(part for part in (self.topics, self.keywords) if part)
 
 
 PAGE_SIZE = 50
 
 
-def subscribers(
-    session: Session,
-    *,
-    search: str = "",
-    status: str = "",
-    limit: int | None = PAGE_SIZE,
-    offset: int = 0,
-) -> tuple[list[SubscriberRow], int]:
-    """Subscribers matching a search (address or name) and status; and how many match."""
-    conditions = []
+def _subscriber_filter(search: str, status: str) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
     if search:
         pattern = (
             "%" + search.lower().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
@@ -196,31 +196,70 @@ def subscribers(
         )
     if status:
         conditions.append(Subscriber.status == SubscriberStatus(status))
+    return conditions
+
+
+def _row(subscriber: Subscriber) -> SubscriberRow:
+    chosen = subscriber.interests
+    return SubscriberRow(
+        id=subscriber.id,
+        email=subscriber.email,
+        name=subscriber.name,
+        status=subscriber.status.value,
+        paused=subscriber.paused_at is not None,
+        frequency=subscriber.frequency.value,
+        weekday=weekday_name(subscriber.send_weekday),
+        timezone=subscriber.timezone,
+        send_hour=subscriber.send_hour,
+        created_at=subscriber.created_at,
+        confirmed_at=subscriber.confirmed_at,
+        topics="; ".join(i.topic_id for i in chosen if i.topic_id is not None),
+        keywords="; ".join(i.keywords for i in chosen if i.keywords is not None),
+    )
+
+
+def _newest_first(conditions: list[ColumnElement[bool]]) -> Select[tuple[Subscriber]]:
+    return (
+        select(Subscriber)
+        .where(*conditions)
+        .options(selectinload(Subscriber.interests))
+        .order_by(Subscriber.id.desc())
+    )
+
+
+def subscribers(
+    session: Session,
+    *,
+    search: str = "",
+    status: str = "",
+    limit: int = PAGE_SIZE,
+    offset: int = 0,
+) -> tuple[list[SubscriberRow], int]:
+    """One page of the subscribers matching a search (address or name) and status; and
+    how many match."""
+    conditions = _subscriber_filter(search, status)
     total = session.scalar(select(func.count()).select_from(Subscriber).where(*conditions)) or 0
-    query = select(Subscriber).where(*conditions).order_by(Subscriber.id.desc()).offset(offset)
-    if limit is not None:
-        query = query.limit(limit)
-    rows = []
-    for subscriber in session.scalars(query):
-        interests = "; ".join(
-            interest.topic_id or interest.keywords or "" for interest in subscriber.interests
-        )
-        rows.append(
-            SubscriberRow(
-                id=subscriber.id,
-                email=subscriber.email,
-                name=subscriber.name,
-                status=subscriber.status.value,
-                paused=subscriber.paused_at is not None,
-                frequency=subscriber.frequency.value,
-                timezone=subscriber.timezone,
-                send_hour=subscriber.send_hour,
-                created_at=subscriber.created_at,
-                confirmed_at=subscriber.confirmed_at,
-                interests=interests,
-            )
-        )
-    return rows, total
+    query = _newest_first(conditions).offset(offset).limit(limit)
+    return [_row(subscriber) for subscriber in session.scalars(query)], total
+
+
+def all_subscribers(
+    sessions: Callable[[], Session], *, search: str = "", status: str = "", batch: int = 1000
+) -> Iterator[SubscriberRow]:
+    """Every matching subscriber, newest first, read in batches (keyset on id, a short
+    session each), so an export of a million subscribers never holds them all."""
+    conditions = _subscriber_filter(search, status)
+    below: int | None = None
+    while True:
+        query = _newest_first(conditions).limit(batch)
+        if below is not None:
+            query = query.where(Subscriber.id < below)
+        with sessions() as session:
+            rows = [_row(subscriber) for subscriber in session.scalars(query)]
+        yield from rows
+        if len(rows) < batch:
+            return
+        below = rows[-1].id
 
 
 # The topics catalogue page.
