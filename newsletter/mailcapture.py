@@ -66,12 +66,14 @@ class _TrackedSMTP(SMTPServer):
 class _FreePortController(Controller):
     """A ``Controller`` on a kernel-chosen port that hangs up on clients when stopped."""
 
+    protocol_class: ClassVar[type[_TrackedSMTP]] = _TrackedSMTP
+
     def __init__(self, handler: object, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
 
     def factory(self) -> SMTPServer:
-        return _TrackedSMTP(self.handler, tracker=self._transports, **self.SMTP_kwargs)
+        return self.protocol_class(self.handler, tracker=self._transports, **self.SMTP_kwargs)
 
     def _trigger_server(self) -> None:
         # Binding port 0 avoids the race of probing for a free port and binding it

@@ -53,6 +53,7 @@ from newsletter.mailcapture import (
     CapturedMessage,
     _BaseServer,
     _FreePortController,
+    _TrackedSMTP,
 )
 from newsletter.models import (
     Bounce,
@@ -162,7 +163,7 @@ class Event:
     message_id: str | None = None
 
 
-class _ChaosSMTP(SMTPServer):
+class _ChaosSMTP(_TrackedSMTP):
     """aiosmtpd's SMTP protocol with a DATA command that can hang up before or midway."""
 
     def __init__(self, handler: ChaosServer, **kwargs: Any) -> None:
@@ -191,18 +192,14 @@ class _ChaosSMTP(SMTPServer):
 class _ChaosController(_FreePortController):
     """A free-port (or fixed-port, to come back) controller speaking ``_ChaosSMTP``."""
 
-    def factory(self) -> SMTPServer:
-        protocol = _ChaosSMTP(self.handler, **self.SMTP_kwargs)
-        self._protocols.add(protocol)
-        return protocol
+    protocol_class = _ChaosSMTP
 
     def hang_up_everyone(self) -> None:
         """From the server's own loop: close the port and every client connection."""
         if isinstance(self.server, asyncio.Server):
             self.server.close()
-        for protocol in list(self._protocols):
-            if isinstance(protocol.transport, asyncio.Transport):
-                protocol.transport.close()
+        for transport in list(self._transports):
+            transport.close()
 
 
 class ChaosServer(_BaseServer):
