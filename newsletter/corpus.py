@@ -22,25 +22,44 @@ from sqlalchemy.orm import Session
 
 from newsletter import modelstore
 from newsletter.models import Paper
+from newsletter.progress import ProgressHook
 from recommender import Document, TfidfModel, fit_transform
+
+REFIT_STEPS = 3  # load the papers, fit, store
 
 
 def _document(paper: Paper) -> Document:
     return Document(paper.title, paper.abstract)
 
 
-def refit(session: Session, directory: Path, *, corpus_limit: int) -> modelstore.StoredModel:
-    """Fit on the newest ``corpus_limit`` papers and store model and vectors."""
+def refit(
+    session: Session,
+    directory: Path,
+    *,
+    corpus_limit: int,
+    progress: ProgressHook | None = None,
+) -> modelstore.StoredModel:
+    """Fit on the newest ``corpus_limit`` papers and store model and vectors.
+
+    ``progress`` counts three steps: papers loaded, model fitted, model stored.
+    """
     corpus = session.scalars(
         select(Paper).order_by(Paper.listed_on.desc(), Paper.id.desc()).limit(corpus_limit)
     ).all()
+    if progress is not None:
+        progress(1, REFIT_STEPS)
     model, vectors = fit_transform([_document(p) for p in corpus])
-    return modelstore.save(
+    if progress is not None:
+        progress(1, REFIT_STEPS)
+    stored = modelstore.save(
         directory,
         model,
         paper_ids=np.array([p.id for p in corpus], dtype=np.int64),
         vectors=vectors,
     )
+    if progress is not None:
+        progress(1, REFIT_STEPS)
+    return stored
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ from newsletter.models import (
     Topic,
     utcnow,
 )
+from newsletter.progress import ProgressHook
 from newsletter.ratelimit import RateLimiter
 from newsletter.render import IssueView, PaperView, RenderedIssue, Renderer
 from newsletter.settings import Settings
@@ -689,11 +690,13 @@ class Worker:
         options: _Options,
         renderer: Renderer,
         clock: Callable[[], datetime] = utcnow,
+        progress: ProgressHook | None = None,
     ) -> None:
         self.sessions = session_factory
         self.settings = settings
         self.options = options
         self.clock = clock
+        self.progress = progress  # called with each batch of outcomes recorded
         self.owner = worker_name()
         self.summary = DeliverySummary()
         self.composer = Composer(settings, renderer, Tokens(settings.secret_key.get_secret_value()))
@@ -730,7 +733,9 @@ class Worker:
                     summary=self.summary,
                     blocked=blocked,
                 )
-            return jobs, blocked, ids
+        if blocked and self.progress is not None:
+            self.progress(len(blocked), None)
+        return jobs, blocked, ids
 
     def _batch_size(self) -> int:
         size = self.settings.send_batch_size
@@ -750,6 +755,8 @@ class Worker:
                 summary=self.summary,
             )
             self.summary.released += release(session, released, self.owner)
+        if outcomes and self.progress is not None:
+            self.progress(len(outcomes), None)
 
     def _next_due(self) -> float | None:
         """Seconds until something of this run may be claimed again; None if nothing is open.
@@ -1017,10 +1024,16 @@ def _run_worker(
     options: _Options,
     renderer: Renderer,
     clock: Callable[[], datetime],
+    progress: ProgressHook | None = None,
 ) -> DeliverySummary:
     async def main() -> DeliverySummary:
         worker = Worker(
-            session_factory, settings=settings, options=options, renderer=renderer, clock=clock
+            session_factory,
+            settings=settings,
+            options=options,
+            renderer=renderer,
+            clock=clock,
+            progress=progress,
         )
         loop = asyncio.get_running_loop()
         installed = _install_stop_handlers(loop, worker)
@@ -1070,13 +1083,16 @@ def deliver(
     wait: bool = False,
     renderer: Renderer | None = None,
     clock: Callable[[], datetime] = utcnow,
+    progress: ProgressHook | None = None,
 ) -> DeliverySummary:
     """Send every due delivery (of ``edition``, or of all editions).
 
     ``workers`` processes (PostgreSQL; SQLite runs one) with ``concurrency`` SMTP
     sessions each. ``wait``: stay until nothing is open, sleeping until retries are
     due. Raises ``SmtpUnavailable`` when the relay cannot be reached, after recording
-    every known outcome and giving back the rest.
+    every known outcome and giving back the rest. ``progress`` is told the number
+    due at the start, then each batch of outcomes (with several worker processes,
+    each worker's total when it ends).
     """
     renderer = renderer or Renderer(settings.templates_dir)
     renderer.check()  # a broken template fails here, before anything is claimed
@@ -1091,6 +1107,10 @@ def deliver(
     edition_id = _start_edition(session_factory, edition)
     options = _Options(edition_id=edition_id, concurrency=concurrency, wait=wait, workers=workers)
     summary = DeliverySummary(edition=edition)
+    if progress is not None:
+        with session_factory() as session:
+            due = select(func.count()).select_from(Delivery).where(_due(clock(), edition_id))
+            progress(0, session.scalar(due) or 0)
     if workers == 1:
         try:
             summary.add(
@@ -1100,12 +1120,13 @@ def deliver(
                     options=options,
                     renderer=renderer,
                     clock=clock,
+                    progress=progress,
                 )
             )
         finally:
             _finish_editions(session_factory, edition_id)
         return summary
-    errors = _run_processes(settings, options, workers, summary)
+    errors = _run_processes(settings, options, workers, summary, progress)
     _finish_editions(session_factory, edition_id)
     bugs = [e for e in errors if e.startswith(BUG_PREFIX)]
     if bugs:
@@ -1116,7 +1137,11 @@ def deliver(
 
 
 def _run_processes(
-    settings: Settings, options: _Options, workers: int, summary: DeliverySummary
+    settings: Settings,
+    options: _Options,
+    workers: int,
+    summary: DeliverySummary,
+    progress: ProgressHook | None = None,
 ) -> list[str]:
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.queues.Queue[dict[str, Any]] = context.Queue()
@@ -1151,7 +1176,11 @@ def _run_processes(
             if result is None:
                 errors.append(f"{BUG_PREFIX}a delivery worker process died without a report")
                 break
-            summary.add(_summary_from(result))
+            done = _summary_from(result)
+            summary.add(done)
+            if progress is not None:
+                settled = done.sent + done.retried + done.bounced + done.failed
+                progress(settled + done.suppressed, None)
             if result["error"]:
                 errors.append(str(result["error"]))
         for process in processes:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
+from newsletter.cli.exitcodes import ExitCode
 from newsletter.db import make_engine, make_session_factory
 from newsletter.mailcapture import MaildirServer
 from newsletter.models import Delivery, DeliveryStatus
@@ -58,14 +59,14 @@ def test_help_lists_the_commands(run: Run) -> None:
 
 def test_missing_secret_is_refused_with_the_setting_named(run: Run) -> None:
     result = run("db", "current", env={"NEWSLETTER_SECRET_KEY": ""})
-    assert result.returncode == 1
+    assert result.returncode == ExitCode.CONFIG
     assert result.stderr.startswith("error: invalid setting secret_key (NEWSLETTER_SECRET_KEY)")
     assert "Traceback" not in result.stderr
 
 
 def test_invalid_setting_is_named(run: Run) -> None:
     result = run("db", "current", env={"NEWSLETTER_SMTP_TLS": "maybe"})
-    assert result.returncode == 1
+    assert result.returncode == ExitCode.CONFIG
     assert "NEWSLETTER_SMTP_TLS" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -73,14 +74,14 @@ def test_invalid_setting_is_named(run: Run) -> None:
 def test_database_that_does_not_connect(run: Run) -> None:
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/none"
     result = run("db", "upgrade", env={"NEWSLETTER_DATABASE_URL": url})
-    assert result.returncode == 1
+    assert result.returncode == ExitCode.DATABASE
     assert "error: cannot connect to database" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_commands_refuse_an_unmigrated_database(run: Run) -> None:
     result = run("ingest", str(DAILY / "2026-05-27.jsonl"))
-    assert result.returncode == 1
+    assert result.returncode == ExitCode.DATABASE
     assert "run: newsletter db upgrade" in result.stderr
 
 
@@ -107,6 +108,28 @@ def test_bad_input_is_reported_and_nothing_is_lost(run: Run, tmp_path: Path) -> 
     nothing = run("send", "--edition", "2026-05-04")
     assert nothing.returncode == 1
     assert "edition 2026-05-04 has not been planned" in nothing.stderr
+
+
+def test_subscribers_add_takes_the_weekly_schedule(run: Run) -> None:
+    assert run("db", "upgrade").returncode == 0
+    weekly = ("--topic", "cs.CL", "--frequency", "weekly", "--weekday", "fri", "--send-hour", "18")
+    assert run("subscribers", "add", "ada@example.org", *weekly).returncode == 0
+    assert run("subscribers", "add", "alan@example.org", "--topic", "cs.AI").returncode == 0
+    listed = json.loads(run("subscribers", "list", "--json").stdout)["subscribers"]
+    schedule = {s["email"]: (s["frequency"], s["weekday"], s["send_hour"]) for s in listed}
+    assert schedule == {
+        "ada@example.org": ("weekly", "friday", 18),
+        "alan@example.org": ("daily", "monday", 7),
+    }
+    # Updating without the options keeps the schedule; a bad day or hour is refused.
+    assert run("subscribers", "add", "ada@example.org", "--topic", "cs.LG").returncode == 0
+    listed = json.loads(run("subscribers", "list", "--json").stdout)["subscribers"]
+    assert (listed[0]["weekday"], listed[0]["send_hour"]) == ("friday", 18)
+    bad_day = run("subscribers", "add", "ada@example.org", "--topic", "cs.CL", "--weekday", "fun")
+    assert bad_day.returncode == 1
+    assert "weekday must be 0 (Monday) to 6 (Sunday)" in bad_day.stderr
+    bad_hour = run("subscribers", "add", "ada@example.org", "--topic", "cs.CL", "--send-hour", "24")
+    assert bad_hour.returncode == 2
 
 
 def test_whole_flow_with_unreachable_then_reachable_smtp(
@@ -208,7 +231,7 @@ def test_ingest_from_a_configured_source_and_usage_errors(run: Run, tmp_path: Pa
         assert wrong.returncode == 2
         assert "Usage" in wrong.stderr
     unknown = run("--config", str(config), "ingest", "--source", "nowhere")
-    assert unknown.returncode == 1
+    assert unknown.returncode == ExitCode.CONFIG
     assert unknown.stderr.startswith("error:")
     assert "nowhere" in unknown.stderr
 

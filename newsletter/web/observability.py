@@ -24,20 +24,16 @@ from fastapi import APIRouter, Depends, FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import ColumnElement, Float, case, cast, func, or_, select, text
+from sqlalchemy import ColumnElement, Float, case, cast, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from newsletter import stats
 from newsletter.db import SessionFactory
 from newsletter.models import (
     Delivery,
-    DeliveryStatus,
-    Edition,
-    Paper,
-    Subscriber,
-    SubscriberStatus,
     utcnow,
 )
 from newsletter.web.state import WebState, web_state
@@ -101,7 +97,7 @@ class DatabaseCollector(Collector):
         )
         queue = GaugeMetricFamily(
             "newsletter_queue_depth",
-            "Deliveries due to be sent now (pending, or retry whose time has come).",
+            "Deliveries a worker may claim now (pending or retry whose send time has come).",
         )
         ingest = GaugeMetricFamily(
             "newsletter_last_ingest_timestamp_seconds",
@@ -123,31 +119,14 @@ class DatabaseCollector(Collector):
         )
         try:
             with self._sessions() as session:
-                by_status = dict.fromkeys((s.value for s in DeliveryStatus), 0)
-                for delivery_status, count in session.execute(
-                    select(Delivery.status, func.count()).group_by(Delivery.status)
-                ):
-                    by_status[delivery_status.value] = count
-                people = dict.fromkeys((s.value for s in SubscriberStatus), 0)
-                for subscriber_status, count in session.execute(
-                    select(Subscriber.status, func.count()).group_by(Subscriber.status)
-                ):
-                    people[subscriber_status.value] = count
+                now = utcnow()
+                by_status = stats.deliveries_by_status(session)
+                people = stats.subscribers_by_status(session)
                 due = session.scalar(
-                    select(func.count())
-                    .select_from(Delivery)
-                    .where(
-                        or_(
-                            Delivery.status == DeliveryStatus.PENDING,
-                            (Delivery.status == DeliveryStatus.RETRY)
-                            & (Delivery.next_attempt_at <= utcnow()),
-                        )
-                    )
+                    select(func.count()).select_from(Delivery).where(stats.due_now_condition(now))
                 )
-                last_ingest = session.scalar(select(func.max(Paper.updated_at)))
-                last_plan = session.scalar(select(func.max(Edition.created_at)))
-                last_sent = session.scalar(select(func.max(Delivery.sent_at)))
-                late_buckets, late_count, late_sum = send_latency(session, now=utcnow())
+                last = stats.activity(session)
+                late_buckets, late_count, late_sum = send_latency(session, now=now)
         except SQLAlchemyError as exc:
             log.warning("metrics: the database did not answer: %s", exc)
             up.add_metric([], 0.0)
@@ -158,9 +137,9 @@ class DatabaseCollector(Collector):
         for name, count in people.items():
             subscribers.add_metric([name], float(count))
         queue.add_metric([], float(due or 0))
-        ingest.add_metric([], _timestamp(last_ingest))
-        plan.add_metric([], _timestamp(last_plan))
-        sent.add_metric([], _timestamp(last_sent))
+        ingest.add_metric([], _timestamp(last.last_ingest))
+        plan.add_metric([], _timestamp(last.last_plan))
+        sent.add_metric([], _timestamp(last.last_sent))
         latency.add_metric(
             [],
             [(repr(float(bound)), float(count)) for bound, count in late_buckets]

@@ -10,10 +10,9 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import ColumnElement, Select, func, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
+from newsletter import stats as shared
 from newsletter.models import (
-    Delivery,
     DeliveryStatus,
-    Edition,
     EditionStatus,
     Interest,
     Paper,
@@ -21,15 +20,19 @@ from newsletter.models import (
     SubscriberStatus,
     Topic,
 )
+
+# The dashboard's counts are the CLI's (`newsletter status`).
+from newsletter.stats import deliveries_by_status as deliveries_by_status
+from newsletter.stats import subscribers_by_status as subscribers_by_status
 from newsletter.subscribers import weekday_name
 
 # Claimed counts as pending on the pages: it is in the middle of being sent.
 OUTCOMES = ("sent", "pending", "retry", "bounced", "failed", "suppressed")
-FAILURE_STATES = (DeliveryStatus.RETRY, DeliveryStatus.BOUNCED, DeliveryStatus.FAILED)
 
 
-def outcome_of(status: DeliveryStatus) -> str:
-    return "pending" if status == DeliveryStatus.CLAIMED else status.value
+def outcome_of(status: DeliveryStatus | str) -> str:
+    value = DeliveryStatus(status).value
+    return "pending" if value == DeliveryStatus.CLAIMED else value
 
 
 @dataclass
@@ -44,75 +47,19 @@ class EditionRow:
         return sum(self.counts.values())
 
 
-@dataclass(frozen=True)
-class Failure:
-    delivery_id: int
-    day: date
-    email: str
-    status: str
-    attempts: int
-    code: int | None
-    reply: str
-    next_attempt_at: datetime | None
-
-
 def editions(session: Session, *, limit: int = 60) -> list[EditionRow]:
-    rows = [
-        EditionRow(edition.id, edition.date, edition.status)
-        for edition in session.scalars(select(Edition).order_by(Edition.date.desc()).limit(limit))
-    ]
-    by_id = {row.id: row for row in rows}
-    if by_id:
-        counted = session.execute(
-            select(Delivery.edition_id, Delivery.status, func.count())
-            .where(Delivery.edition_id.in_(by_id))
-            .group_by(Delivery.edition_id, Delivery.status)
-        )
-        for edition_id, status, count in counted:
-            by_id[edition_id].counts[outcome_of(status)] += count
+    """The newest editions with their deliveries per outcome (claimed as pending)."""
+    rows = []
+    for edition in shared.editions(session, limit=limit):
+        row = EditionRow(edition.id, edition.day, EditionStatus(edition.status))
+        for status, count in edition.counts.items():
+            row.counts[outcome_of(status)] += count
+        rows.append(row)
     return rows
 
 
-def recent_failures(session: Session, *, limit: int = 25) -> list[Failure]:
-    query = (
-        select(Delivery, Edition.date, Subscriber.email)
-        .join(Edition, Delivery.edition_id == Edition.id)
-        .join(Subscriber, Delivery.subscriber_id == Subscriber.id)
-        .where(Delivery.status.in_(FAILURE_STATES))
-        .order_by(Delivery.id.desc())
-        .limit(limit)
-    )
-    return [
-        Failure(
-            delivery_id=delivery.id,
-            day=day,
-            email=email,
-            status=delivery.status.value,
-            attempts=delivery.attempts,
-            code=delivery.last_smtp_code,
-            reply=delivery.last_smtp_reply or "",
-            next_attempt_at=delivery.next_attempt_at,
-        )
-        for delivery, day, email in session.execute(query)
-    ]
-
-
-def deliveries_by_status(session: Session) -> dict[str, int]:
-    counts = dict.fromkeys((s.value for s in DeliveryStatus), 0)
-    for status, count in session.execute(
-        select(Delivery.status, func.count()).group_by(Delivery.status)
-    ):
-        counts[status.value] = count
-    return counts
-
-
-def subscribers_by_status(session: Session) -> dict[str, int]:
-    counts = dict.fromkeys((s.value for s in SubscriberStatus), 0)
-    for status, count in session.execute(
-        select(Subscriber.status, func.count()).group_by(Subscriber.status)
-    ):
-        counts[status.value] = count
-    return counts
+def recent_failures(session: Session, *, limit: int = 25) -> list[shared.Failure]:
+    return shared.recent_failures(session, limit=limit)
 
 
 def deliveries_per_day(session: Session, *, days: int = 30) -> list[tuple[date, dict[str, int]]]:
@@ -218,7 +165,7 @@ def _row(subscriber: Subscriber) -> SubscriberRow:
     )
 
 
-def _newest_first(conditions: list[ColumnElement[bool]]) -> Select[tuple[Subscriber]]:
+def _newest_first(conditions: list[ColumnElement[bool]]) -> Select[Subscriber]:
     return (
         select(Subscriber)
         .where(*conditions)

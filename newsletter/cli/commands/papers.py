@@ -1,0 +1,175 @@
+"""Papers in: ``newsletter ingest``, ``newsletter topics``, ``newsletter recommender``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from newsletter.cli import progress
+from newsletter.cli.app import (
+    DATE_FORMATS,
+    JsonOption,
+    QuietOption,
+    app,
+    echo_json,
+    make_app,
+    report_problems,
+    state,
+    today_utc,
+)
+
+if TYPE_CHECKING:
+    from newsletter.ingest import IngestSummary
+
+
+def ingest_dict(summary: IngestSummary) -> dict[str, Any]:
+    return {
+        "new": summary.new,
+        "updated": summary.updated,
+        "unchanged": summary.unchanged,
+        "skipped": summary.skipped,
+        "problems": [str(problem) for problem in summary.problems],
+    }
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            show_default=False,
+            metavar="FILES",
+            help="JSON Lines listings.",
+        ),
+    ] = None,
+    source_name: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            metavar="NAME",
+            help="Fetch from the source configured as \\[sources.NAME] instead of FILES.",
+        ),
+    ] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=DATE_FORMATS,
+            metavar="DATE",
+            help="With --source: papers from this date on (default: where the last run stopped).",
+        ),
+    ] = None,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Ingest papers from FILES or from a configured --source.
+
+    FILES are JSON Lines in the arXiv daily listing format (.gz allowed); a --source
+    is fetched (arXiv API, OAI-PMH, Hugging Face daily papers, CSV, JSONL). A failed
+    fetch commits nothing.
+
+    Examples:
+      newsletter ingest listings/2026-05-29.jsonl.gz
+      newsletter ingest --source arxiv --since 2026-05-25
+      newsletter ingest --json listings/*.jsonl | jq .new
+    """
+    if bool(files) == bool(source_name):
+        ctx.fail("give FILES or --source NAME, not both")
+    if since is not None and not source_name:
+        ctx.fail("--since needs --source")
+    show = progress.wanted(quiet=quiet, json_output=json_output)
+    service = state(ctx).service()
+    try:
+        if source_name:
+            from newsletter.fetch import fetch_source
+
+            with progress.progress_bar(f"ingest {source_name}", enabled=show) as hook:
+                fetched = fetch_source(
+                    service.sessions,
+                    service.settings,
+                    source_name,
+                    since=since.date() if since else None,
+                    progress=hook,
+                )
+            report_problems(fetched.problems)
+            if json_output:
+                echo_json(
+                    {
+                        "source": fetched.source,
+                        "fetched": fetched.fetched,
+                        "requests": fetched.requests,
+                        **ingest_dict(fetched),
+                    }
+                )
+            else:
+                typer.echo(str(fetched))
+            return
+        results = []
+        for path in files or []:
+            with progress.progress_bar(f"ingest {path.name}", enabled=show) as hook:
+                summary = service.ingest(path, today=today_utc(), progress=hook)
+            report_problems(summary.problems)
+            if json_output:
+                results.append({"path": str(path), **ingest_dict(summary)})
+            else:
+                typer.echo(f"{path}: {summary}")
+        if json_output:
+            totals = {
+                key: sum(result[key] for result in results)
+                for key in ("new", "updated", "unchanged", "skipped")
+            }
+            echo_json({**totals, "files": results})
+    finally:
+        service.close()
+
+
+@app.command()
+def topics(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """List the topic catalogue (id and name, tab-separated).
+
+    Examples:
+      newsletter topics
+      newsletter topics --json | jq -r '.topics[].id'
+    """
+    from newsletter.catalogue import load_catalogue
+
+    catalogue = load_catalogue(state(ctx).settings().topics_file)
+    if json_output:
+        echo_json({"topics": [{"id": t.id, "name": t.name} for t in catalogue.values()]})
+        return
+    for topic in catalogue.values():
+        typer.echo(f"{topic.id}\t{topic.name}")
+
+
+recommender_app = make_app(
+    """The stored recommender model.
+
+    Examples:
+      newsletter recommender refit
+    """
+)
+app.add_typer(recommender_app, name="recommender")
+
+
+@recommender_app.command("refit")
+def recommender_refit(ctx: typer.Context, quiet: QuietOption = False) -> None:
+    """Fit the TF-IDF model on the newest papers now (it is otherwise refitted as it ages).
+
+    Needs the setting model_dir (NEWSLETTER_MODEL_DIR).
+
+    Examples:
+      newsletter recommender refit
+      NEWSLETTER_MODEL_DIR=/var/lib/newsletter/model newsletter recommender refit
+    """
+    service = state(ctx).service()
+    try:
+        with progress.progress_bar("refit", enabled=progress.wanted(quiet=quiet)) as hook:
+            described = service.refit(progress=hook)
+        typer.echo(described)
+    finally:
+        service.close()
