@@ -7,17 +7,18 @@ already has a delivery for the edition is left alone.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from pathlib import Path
 
 import numpy as np
 from scipy import sparse
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.corpus import EditionModel, model_for_edition
+from newsletter.embeddings import edition_inputs
 from newsletter.models import (
     Delivery,
     DeliveryItem,
@@ -30,6 +31,7 @@ from newsletter.models import (
     Suppression,
 )
 from newsletter.profiles import build_subscriber_profiles, load_ratings
+from newsletter.progress import ProgressHook
 from recommender import (
     FeedbackWeights,
     RankResult,
@@ -37,8 +39,13 @@ from recommender import (
     explain,
     rank,
 )
+from recommender.hybrid import HybridWeights, rank_hybrid
 
+# An issue covers the listing days since the subscriber's previous issue: at least
+# WINDOW_DAYS (a first issue, or a changed frequency), at most MAX_WINDOW_DAYS (one
+# catch-up issue after a long downtime does not reach back for ever).
 WINDOW_DAYS = {Frequency.DAILY: 1, Frequency.WEEKLY: 7}
+MAX_WINDOW_DAYS = {Frequency.DAILY: 7, Frequency.WEEKLY: 14}
 # Deliveries in these states hold papers that are (or will be) in someone's inbox.
 _HOLDING = (DeliveryStatus.PENDING, DeliveryStatus.CLAIMED, DeliveryStatus.SENT)
 
@@ -58,6 +65,10 @@ class PlanOptions:
     # Where the fitted model is kept between editions (None: fit for every edition).
     model_dir: Path | None = None
     refit_growth: float = 0.2
+    # Hybrid TF-IDF + sentence-embedding ranking (issue 8); None: when the extra is
+    # installed and the candidates were embedded at ingest. False: TF-IDF alone.
+    semantic: bool | None = None
+    hybrid: HybridWeights = field(default_factory=HybridWeights)
 
 
 @dataclass
@@ -78,8 +89,53 @@ class PlanSummary:
 
 
 def window(edition: date, frequency: Frequency) -> tuple[date, date]:
-    """The listing dates (inclusive) an issue of ``frequency`` covers."""
+    """The listing dates (inclusive) an issue of ``frequency`` covers at least."""
     return edition - timedelta(days=WINDOW_DAYS[frequency] - 1), edition
+
+
+def window_start(edition: date, frequency: Frequency, previous: date | None) -> date:
+    """The first listing date an issue of ``edition`` covers for a subscriber whose
+    previous issue (sent or planned) was the edition ``previous`` (before the first
+    issue: the day before they subscribed): the day after it, never later than the
+    nominal window's start, never earlier than the cap's. None: the nominal window."""
+    nominal = edition - timedelta(days=WINDOW_DAYS[frequency] - 1)
+    if previous is None:
+        return nominal
+    earliest = edition - timedelta(days=MAX_WINDOW_DAYS[frequency] - 1)
+    return max(earliest, min(previous + timedelta(days=1), nominal))
+
+
+def previous_issues(session: Session, day: date) -> dict[int, date]:
+    """Each subscriber's newest edition before ``day`` with an issue sent or on its way.
+
+    One grouped query over the editions the longest window can reach back to (an
+    older issue changes nothing: the window is capped), not one per subscriber.
+    """
+    reach = day - timedelta(days=max(MAX_WINDOW_DAYS.values()))
+    rows = session.execute(
+        select(Delivery.subscriber_id, func.max(Edition.date))
+        .join(Edition, Edition.id == Delivery.edition_id)
+        .where(
+            Edition.date < day,
+            Edition.date >= reach,
+            Delivery.status.in_((*_HOLDING, DeliveryStatus.RETRY)),
+        )
+        .group_by(Delivery.subscriber_id)
+    )
+    return {subscriber_id: last for subscriber_id, last in rows}
+
+
+def _since(subscriber: Subscriber, previous: Mapping[int, date]) -> date | None:
+    """The listing date an issue for ``subscriber`` follows on from: their previous
+    issue's edition, or (none within reach) the day before they subscribed. None for
+    a profile not stored (a test send): the nominal window."""
+    last = previous.get(subscriber.id)
+    if last is not None:
+        return last
+    joined = subscriber.confirmed_at or subscriber.created_at
+    if joined is None:
+        return None
+    return joined.astimezone(UTC).date() - timedelta(days=1)
 
 
 def _get_or_create_edition(session: Session, day: date) -> Edition:
@@ -112,9 +168,11 @@ def _already_sent(
     return pairs
 
 
-def candidate_papers(session: Session, day: date) -> list[Paper]:
-    """Every paper an issue of the edition of ``day`` may pick (the widest window)."""
-    earliest = min(window(day, f)[0] for f in Frequency)
+def candidate_papers(session: Session, day: date, *, earliest: date | None = None) -> list[Paper]:
+    """Every paper an issue of the edition of ``day`` may pick: listed from ``earliest``
+    (default: the start of the widest nominal window) up to ``day``."""
+    if earliest is None:
+        earliest = min(window(day, f)[0] for f in Frequency)
     return list(
         session.scalars(
             select(Paper)
@@ -141,19 +199,25 @@ def rank_issues(
     edition_id: int | None,
     options: PlanOptions,
     fitted: EditionModel | None = None,
+    previous: Mapping[int, date] | None = None,
 ) -> tuple[list[RankedIssue], int]:
     """Rank ``papers`` for ``subscribers`` in memory, writing nothing.
 
     Returns the issues of subscribers with picks (in planning order) and how many
     subscribers had nothing new. ``fitted``: the model to rank with (default: the
     edition's, see ``model_for_edition``). ``edition_id``: deliveries of this edition
-    do not count as already sent.
+    do not count as already sent. ``previous``: each subscriber's previous issue (see
+    ``previous_issues``, queried when not given); a subscriber's issue covers the
+    papers listed since it (see ``window_start``).
     """
+    if previous is None:
+        previous = previous_issues(session, day)
     if fitted is None:
+        nominal = min(window(day, f)[0] for f in Frequency)
         fitted = model_for_edition(
             session,
             papers,
-            earliest=min(window(day, f)[0] for f in Frequency),
+            earliest=min([nominal, *(p.listed_on for p in papers)]),
             corpus_limit=options.corpus_limit,
             model_dir=options.model_dir,
             refit_growth=options.refit_growth,
@@ -161,6 +225,16 @@ def rank_issues(
     model, paper_vectors = fitted.model, fitted.vectors
 
     ratings = load_ratings(session, subscribers)
+    # The dense half of the hybrid score (issue 8), or None: TF-IDF alone.
+    dense = edition_inputs(
+        session,
+        subscribers,
+        papers,
+        ratings=ratings,
+        today=day,
+        weights=options.feedback,
+        setting=options.semantic,
+    )
     profiles = build_subscriber_profiles(
         session,
         model,
@@ -176,15 +250,17 @@ def rank_issues(
         session, subscriber_ids, [p.id for p in papers], -1 if edition_id is None else edition_id
     )
     excluded |= ratings.rated_pairs(subscriber_ids)
-    groups: dict[Frequency, list[int]] = defaultdict(list)
+    # One ranking per window start: on a regular schedule that is one per frequency;
+    # catch-up issues after a downtime reach further back, up to the cap.
+    groups: dict[date, list[int]] = defaultdict(list)
     for row, subscriber in enumerate(subscribers):
-        groups[subscriber.frequency].append(row)
+        start = window_start(day, subscriber.frequency, _since(subscriber, previous))
+        groups[start].append(row)
 
     issues: list[RankedIssue] = []
     nothing_new = 0
-    for frequency, group_rows in groups.items():
-        start, end = window(day, frequency)
-        paper_cols = [i for i, p in enumerate(papers) if start <= p.listed_on <= end]
+    for start, group_rows in groups.items():
+        paper_cols = [i for i, p in enumerate(papers) if start <= p.listed_on <= day]
         if not paper_cols:
             nothing_new += len(group_rows)
             continue
@@ -200,6 +276,7 @@ def rank_issues(
                 [papers[c].id for c in paper_cols],
             ),
             options=options,
+            dense=None if dense is None else (dense.profiles[group_rows], dense.papers[paper_cols]),
         )
         reasons = explain(group_profiles, group_papers, picks, feature_names=model.feature_names)
         for i, row in enumerate(group_rows):
@@ -225,11 +302,13 @@ def plan_edition(
     *,
     options: PlanOptions,
     only: Collection[int] | None = None,
+    progress: ProgressHook | None = None,
 ) -> PlanSummary:
     """Write one ranked delivery per active, unsuppressed subscriber with new papers.
 
     ``only``: plan just these subscriber ids (the scheduler plans those whose send
-    time is near); everyone else is left for a later run.
+    time is near); everyone else is left for a later run. ``progress`` counts the
+    subscribers settled (planned, or with nothing new) out of those to plan.
     """
     summary = PlanSummary(edition=day)
     edition = _get_or_create_edition(session, day)
@@ -253,14 +332,30 @@ def plan_edition(
         )
         if s.id not in planned_ids and (wanted is None or s.id in wanted)
     ]
-    papers = candidate_papers(session, day)
+    previous = previous_issues(session, day)
+    earliest = min(
+        (window_start(day, s.frequency, _since(s, previous)) for s in subscribers), default=day
+    )
+    papers = candidate_papers(
+        session, day, earliest=min(earliest, window(day, Frequency.WEEKLY)[0])
+    )
     summary.candidates = len(papers)
+    if progress is not None:
+        progress(0, len(subscribers))
     if not subscribers or not papers:
         summary.nothing_new = len(subscribers)
+        if progress is not None:
+            progress(len(subscribers), len(subscribers))
         return summary
 
     issues, summary.nothing_new = rank_issues(
-        session, day, subscribers, papers, edition_id=edition.id, options=options
+        session,
+        day,
+        subscribers,
+        papers,
+        edition_id=edition.id,
+        options=options,
+        previous=previous,
     )
     for issue in issues:
         delivery = Delivery(edition_id=edition.id, subscriber_id=issue.subscriber.id)
@@ -272,6 +367,10 @@ def plan_edition(
         summary.planned += 1
         top_paper, top_score, _ = issue.picks[0]
         summary.top_picks.append((issue.subscriber.email, top_paper.title, top_score))
+        if progress is not None:
+            progress(1, len(subscribers))
+    if progress is not None and summary.nothing_new:
+        progress(summary.nothing_new, len(subscribers))
     session.flush()
     return summary
 
@@ -295,6 +394,7 @@ def _pick(
     subscribers: list[Subscriber],
     exclude: sparse.csr_matrix,
     options: PlanOptions,
+    dense: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> RankResult:
     """Each subscriber's picks: top-k above the minimum score, diversified by MMR.
 
@@ -305,7 +405,12 @@ def _pick(
     k = int(limits.max())
     always = np.array([s.always_send for s in subscribers])
     width = k * _MMR_POOL if options.diversity < 1.0 else k
-    result = rank(profiles, papers, k=width, exclude=exclude, min_score=0.0)
+    if dense is None:
+        result = rank(profiles, papers, k=width, exclude=exclude, min_score=0.0)
+    else:
+        result = rank_hybrid(
+            profiles, papers, *dense, k=width, weights=options.hybrid, exclude=exclude
+        )
     # Below the minimum score a pick is dropped, unless the row would be left
     # empty and its subscriber asked to always get an issue.
     weak = (result.scores <= options.min_score) & (result.indices >= 0)

@@ -1,79 +1,39 @@
 """Fetch papers from a configured source and upsert them: one transaction per run.
 
 Everything is read first (all pages, with the source's courtesy delays and retries),
-then upserted in one transaction, and only after that commits is the source's state
-(e.g. the OAI-PMH from-date) advanced. A failure anywhere (network, a broken page, a
+then upserted in one transaction, which also advances the source's state (e.g. the
+OAI-PMH from-date, table ``source_state``). A failure anywhere (network, a broken page, a
 looping server, the database) commits nothing and leaves the state where it was; the
 next run simply starts from the same point again (upserts are idempotent).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
-from typing import Protocol
+
+from sqlalchemy.orm import Session
 
 from newsletter.db import SessionFactory
 from newsletter.ingest import IngestSummary, upsert_papers
+from newsletter.models import SourceState
+from newsletter.progress import ProgressHook
 from newsletter.settings import Settings
-from newsletter.sources.http import FetchError
 from newsletter.sources.registry import make_source
 
-DEFAULT_STATE_FILE = Path("newsletter-sources.json")
+
+def source_state(session: Session, name: str) -> str | None:
+    """Where source ``name`` resumes (table ``source_state``), or None the first time."""
+    row = session.get(SourceState, name)
+    return None if row is None else row.value
 
 
-class StateStore(Protocol):
-    """Where each source's state (a short string, e.g. a from-date) lives between runs."""
-
-    def get(self, name: str) -> str | None: ...
-
-    def set(self, name: str, value: str) -> None: ...
-
-
-class StateFile:
-    """Per-source state (a short string each) kept in a small JSON file, replaced atomically."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def _load(self) -> dict[str, str]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise FetchError(f"cannot read the source state file {self.path}: {exc}") from None
-        if not isinstance(data, dict):
-            raise FetchError(f"the source state file {self.path} is not a JSON object")
-        return {str(k): str(v) for k, v in data.items()}
-
-    def get(self, name: str) -> str | None:
-        return self._load().get(name)
-
-    def set(self, name: str, value: str) -> None:
-        data = self._load()
-        data[name] = value
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".sources-", dir=self.path.parent)
-        except OSError as exc:
-            raise FetchError(f"cannot write the source state file {self.path}: {exc}") from None
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=2, sort_keys=True)
-                handle.write("\n")
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
-            raise FetchError(f"cannot write the source state file {self.path}: {exc}") from None
-
-
-def state_file(settings: Settings) -> StateFile:
-    return StateFile(settings.source_state_file or Path(DEFAULT_STATE_FILE))
+def set_source_state(session: Session, name: str, value: str) -> None:
+    row = session.get(SourceState, name)
+    if row is None:
+        session.add(SourceState(name=name, value=value))
+    else:
+        row.value = value
 
 
 @dataclass
@@ -89,6 +49,13 @@ class FetchSummary(IngestSummary):
         return f"{self.source}: {self.fetched} fetched, {super().__str__()}"
 
 
+def _embed(settings: Settings) -> bool:
+    """Whether ingest stores sentence embeddings (the semantic extra, issue 8)."""
+    from newsletter.embeddings import semantic_enabled
+
+    return semantic_enabled(settings.semantic)
+
+
 def fetch_source(
     session_factory: SessionFactory,
     settings: Settings,
@@ -96,25 +63,34 @@ def fetch_source(
     *,
     since: date | None = None,
     today: date | None = None,
-    state: StateStore | None = None,
+    progress: ProgressHook | None = None,
+    now: datetime | None = None,
 ) -> FetchSummary:
     """Fetch everything new from source ``name`` and upsert it in one transaction.
 
     Raises ``ConfigError`` for a source that is not configured, ``FetchError`` when the
     source cannot be read; in both cases nothing is written. ``today`` (default: the UTC
-    date) ends the source's window; ``state`` replaces the settings' state file.
+    date) ends the source's window. The source's state (table ``source_state``) advances
+    in the same transaction as the papers.
+    ``now`` (default: the clock) is when new papers are first seen; its UTC date is
+    the default ``today``.
     """
-    today = today or datetime.now(UTC).date()
-    store: StateStore = state or state_file(settings)
-    previous = store.get(name)
+    now = now or datetime.now(UTC)
+    today = today or now.astimezone(UTC).date()
+    with session_factory() as session:
+        previous = source_state(session, name)
     source = make_source(name, settings)
     try:
         result = source.fetch(since=since, state=previous, today=today)
     finally:
         source.close()
     with session_factory.begin() as session:
-        ingest = upsert_papers(session, result.records)
-    summary = FetchSummary(
+        ingest = upsert_papers(
+            session, result.records, progress=progress, now=now, embed=_embed(settings)
+        )
+        if result.state is not None:
+            set_source_state(session, name, result.state)
+    return FetchSummary(
         new=ingest.new,
         updated=ingest.updated,
         unchanged=ingest.unchanged,
@@ -124,6 +100,3 @@ def fetch_source(
         requests=result.requests,
         state=result.state,
     )
-    if result.state is not None:
-        store.set(name, result.state)
-    return summary

@@ -43,7 +43,17 @@ from apscheduler.schedulers.background import BackgroundScheduler  # type: ignor
 from apscheduler.triggers.base import BaseTrigger  # type: ignore[import-untyped]
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
-from sqlalchemy import Connection, create_engine, func, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    case,
+    create_engine,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
@@ -54,12 +64,13 @@ from newsletter.models import (
     Delivery,
     DeliveryStatus,
     Edition,
+    Frequency,
     Paper,
     Subscriber,
     SubscriberStatus,
     utcnow,
 )
-from newsletter.schedule import MONDAY, Rule, due_cutoff, send_time
+from newsletter.schedule import Rule, due_cutoff, send_time
 from newsletter.settings import Settings
 
 if TYPE_CHECKING:
@@ -67,8 +78,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# There is no weekday column yet: weekly issues go out on Mondays.
-WEEKLY_WEEKDAY = MONDAY
 _OPEN = (DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.CLAIMED)
 _LOCK_NAME = "newsletter-scheduler"
 
@@ -134,14 +143,37 @@ def plan_options(settings: Settings) -> PlanOptions:
 # --- planning at each subscriber's own send time ----------------------------------------
 
 
-def _rule(timezone: str, send_hour: int, frequency: str) -> Rule:
+# A group of subscribers alike: (timezone, send hour, frequency, weekday). The weekday
+# of a daily subscriber is 0 whatever they stored: it would only split their group.
+GroupKey = tuple[str, int, str, int]
+
+
+def _group_weekday() -> ColumnElement[int]:
+    """The subscriber's weekday as their group has it (see ``GroupKey``)."""
+    return case((Subscriber.frequency == Frequency.WEEKLY, Subscriber.send_weekday), else_=0)
+
+
+def _rule(timezone: str, send_hour: int, frequency: str, weekday: int = 0) -> Rule:
+    """The schedule rule of one group, from a subscriber's stored settings."""
+    weekly = str(frequency) == Frequency.WEEKLY
+    weekday = weekday if weekly and 0 <= weekday <= 6 else 0
     try:
-        rule = Rule(timezone, send_hour, str(frequency), WEEKLY_WEEKDAY)
+        rule = Rule(timezone, send_hour, str(frequency), weekday)
         rule.zone  # noqa: B018 - validates the timezone name
     except (ZoneInfoNotFoundError, ValueError):
         log.warning("unknown timezone %r: sending at %d:00 UTC", timezone, send_hour)
-        return Rule("UTC", send_hour, str(frequency), WEEKLY_WEEKDAY)
+        return Rule("UTC", send_hour, str(frequency), weekday)
     return rule
+
+
+def rule_for(subscriber: Subscriber) -> Rule:
+    """When ``subscriber`` gets issues (their timezone, hour, frequency and weekday)."""
+    return _rule(
+        subscriber.timezone,
+        subscriber.send_hour,
+        str(subscriber.frequency),
+        subscriber.send_weekday,
+    )
 
 
 def latest_edition_day(session: Session, now: datetime) -> date | None:
@@ -171,7 +203,7 @@ def due_subscribers(
     missed, that is one issue (the catch-up after downtime); and a day without an
     issue for them does not make the next one go out early: it waits for their first
     slot after its papers arrived. One slot computation per (timezone, hour,
-    frequency) group.
+    frequency, weekday) group.
     """
     in_flight = select(Delivery.subscriber_id).where(Delivery.status.in_(_OPEN))
     last_sent = dict(
@@ -181,14 +213,15 @@ def due_subscribers(
             .group_by(Delivery.subscriber_id)
         ).all()
     )
-    cutoffs: dict[tuple[str, int, str], datetime] = {}
+    cutoffs: dict[GroupKey, datetime] = {}
     due: list[int] = []
-    for sid, timezone, hour, frequency, confirmed, created in session.execute(
+    for sid, timezone, hour, frequency, weekday, confirmed, created in session.execute(
         select(
             Subscriber.id,
             Subscriber.timezone,
             Subscriber.send_hour,
             Subscriber.frequency,
+            _group_weekday(),
             Subscriber.confirmed_at,
             Subscriber.created_at,
         )
@@ -199,7 +232,7 @@ def due_subscribers(
         )
         .order_by(Subscriber.id)
     ):
-        key = (timezone, hour, str(frequency))
+        key = (timezone, hour, str(frequency), weekday)
         cutoff = cutoffs.get(key)
         if cutoff is None:
             cutoff = cutoffs[key] = due_cutoff(_rule(*key), now=now, lookahead=lookahead)
@@ -213,9 +246,10 @@ def due_subscribers(
 
 def set_send_times(
     session: Session, edition_id: int, *, now: datetime, lookahead: timedelta
-) -> dict[tuple[str, int, str], datetime]:
+) -> dict[GroupKey, datetime]:
     """Give the edition's new pending deliveries (``next_attempt_at`` unset) their
-    subscriber's send time: one UPDATE per (timezone, send hour, frequency) group.
+    subscriber's send time: one UPDATE per (timezone, send hour, frequency, weekday)
+    group.
 
     Returns the send time set per group.
     """
@@ -225,19 +259,20 @@ def set_send_times(
         & Delivery.next_attempt_at.is_(None)
     )
     groups = session.execute(
-        select(Subscriber.timezone, Subscriber.send_hour, Subscriber.frequency)
+        select(Subscriber.timezone, Subscriber.send_hour, Subscriber.frequency, _group_weekday())
         .join(Delivery, Delivery.subscriber_id == Subscriber.id)
         .where(unset)
         .distinct()
     ).all()
-    times: dict[tuple[str, int, str], datetime] = {}
-    for timezone, hour, frequency in groups:
-        key = (timezone, hour, str(frequency))
+    times: dict[GroupKey, datetime] = {}
+    for timezone, hour, frequency, weekday in groups:
+        key = (timezone, hour, str(frequency), weekday)
         at = send_time(_rule(*key), now=now, lookahead=lookahead)
         members = select(Subscriber.id).where(
             Subscriber.timezone == timezone,
             Subscriber.send_hour == hour,
             Subscriber.frequency == frequency,
+            _group_weekday() == weekday,
         )
         session.execute(
             update(Delivery)
@@ -509,13 +544,16 @@ class Scheduler:
 
     def _ingest(self, service: Any) -> None:
         """Fetch every configured source; one failing source does not stop the others
-        (each fetch is its own transaction: a failure commits nothing)."""
+        (each fetch is its own transaction: a failure commits nothing). The scheduler's
+        clock says when the papers are first seen and which day's listing is newest,
+        as it says when planning and delivery happen."""
         from newsletter.fetch import fetch_source
 
         failures = []
         for name in sorted(self.settings.sources):
             try:
-                log.info("%s", fetch_source(service.sessions, self.settings, name))
+                now = self.clock()
+                log.info("%s", fetch_source(service.sessions, self.settings, name, now=now))
             except Exception as exc:
                 log.error("ingest from source %s failed: %s", name, exc)
                 failures.append(name)

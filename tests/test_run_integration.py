@@ -4,7 +4,6 @@ has come, and delivers the issue to a local SMTP server (issue 6, "Done when")."
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -17,7 +16,14 @@ from sqlalchemy import func, select
 
 from newsletter.db import SessionFactory
 from newsletter.mailcapture import FaultyServer
-from newsletter.models import Delivery, DeliveryItem, DeliveryStatus, Paper, Subscriber
+from newsletter.models import (
+    Delivery,
+    DeliveryItem,
+    DeliveryStatus,
+    Paper,
+    SourceState,
+    Subscriber,
+)
 from tests.sources.fakeserver import FakeServer, Reply
 from tests.sources.test_arxiv_api import atom_pages
 from tests.test_scheduler import (
@@ -91,7 +97,6 @@ def test_run_ingests_from_the_arxiv_api_plans_and_delivers_on_schedule(
                     "delay_seconds": 0,
                 }
             },
-            source_state_file=str(tmp_path / "sources.json"),
             source_timeout=5.0,
             source_retries=1,
             source_backoff_seconds=0.01,
@@ -138,8 +143,9 @@ def test_run_ingests_from_the_arxiv_api_plans_and_delivers_on_schedule(
     assert papers["1802.03292"].title == NEWEST_TITLE
     assert "cs.LO" in papers["1802.03292"].categories
     assert papers["1501.05039"].title == "Defining Data Science"
-    state = json.loads((tmp_path / "sources.json").read_text(encoding="utf-8"))
-    assert set(state) == {"arxiv"}
+    with sessions() as session:
+        states = dict(session.execute(select(SourceState.name, SourceState.value)).all())
+    assert set(states) == {"arxiv"}  # where the next run resumes, in the database
 
     # Planned for the subscriber whose hour came, at that hour; not for the other.
     with sessions() as session:

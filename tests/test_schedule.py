@@ -272,3 +272,99 @@ def test_invalid_rules_are_refused(make: object) -> None:
 def test_naive_datetimes_are_refused() -> None:
     with pytest.raises(ValueError, match="naive"):
         next_issue_at(Rule("UTC", 7), last_issue_at=None, now=datetime(2026, 1, 1))
+
+
+# --------------------------------------------------------------------------- weekly, every day
+
+
+ZONES = ["Europe/Berlin", "America/New_York", "Australia/Sydney", "Asia/Kolkata"]
+WEEKDAYS = range(7)
+
+
+@pytest.mark.parametrize("zone", ZONES)
+@pytest.mark.parametrize("weekday", WEEKDAYS)
+@pytest.mark.parametrize("hour", [2, 9])
+def test_a_year_of_weekly_issues_is_one_a_week_on_the_weekday(
+    zone: str, weekday: int, hour: int
+) -> None:
+    """Through both clock changes of each zone (and 02:00, which some Sundays lack
+    or have twice): every issue on the local weekday at the hour (or the first minute
+    after a gap), one a week, none skipped, none doubled."""
+    rule = Rule(zone, hour, "weekly", weekday)
+    tz = ZoneInfo(zone)
+    start = date(2025, 12, 29) + timedelta(days=weekday)  # that weekday, the week of 1 Jan
+    previous = local_slot(start, hour, tz)
+    last = previous + timedelta(seconds=5)
+    days = []
+    for _ in range(53):
+        due = next_issue_at(rule, last_issue_at=last, now=last)
+        local = due.astimezone(tz)
+        assert local.weekday() == weekday, local
+        if local.hour != hour:
+            assert (local.hour, local.minute) == (hour + 1, 0), local
+        # A week apart in local days; in UTC, a week give or take the clock change.
+        assert abs(due - previous - timedelta(days=7)) <= timedelta(hours=1)
+        days.append(local.date())
+        previous, last = due, due + timedelta(seconds=30)
+    assert days == [start + timedelta(weeks=n) for n in range(1, 54)]
+
+
+LOOKAHEAD = timedelta(minutes=30)
+
+# The Sunday of each clock change, a weekly issue that Sunday at 02:00 local time.
+DST_SUNDAYS = [
+    # Berlin, spring: 02:00 does not exist, 03:00 CEST is 01:00 UTC.
+    ("Europe/Berlin", utc(2026, 3, 22, 1, 0, 30), utc(2026, 3, 29, 1)),
+    # Berlin, autumn: 02:00 happens twice; the first (CEST) is 00:00 UTC.
+    ("Europe/Berlin", utc(2026, 10, 18, 0, 0, 30), utc(2026, 10, 25, 0)),
+    # New York, spring: 03:00 EDT is 07:00 UTC.
+    ("America/New_York", utc(2026, 3, 1, 7, 0, 30), utc(2026, 3, 8, 7)),
+    # New York, autumn: 01:00 EDT is 05:00 UTC, so 02:00 EST is 07:00 UTC (no fold at 02:00).
+    ("America/New_York", utc(2026, 10, 25, 6, 0, 30), utc(2026, 11, 1, 7)),
+    # Sydney, autumn (April): 02:00 twice, the first (AEDT) is 15:00 UTC the day before.
+    ("Australia/Sydney", utc(2026, 3, 28, 15, 0, 30), utc(2026, 4, 4, 15)),
+    # Sydney, spring (October): 02:00 missing, 03:00 AEDT is 16:00 UTC the day before.
+    ("Australia/Sydney", utc(2026, 9, 26, 16, 0, 30), utc(2026, 10, 3, 16)),
+    # Kolkata has no clock change: 02:00 IST is 20:30 UTC the day before, every week.
+    ("Asia/Kolkata", utc(2026, 3, 21, 20, 30, 30), utc(2026, 3, 28, 20, 30)),
+]
+
+
+@pytest.mark.parametrize(("zone", "last", "expected"), DST_SUNDAYS)
+def test_weekly_sunday_issue_on_the_day_of_a_clock_change(
+    zone: str, last: datetime, expected: datetime
+) -> None:
+    rule = Rule(zone, 2, "weekly", 6)
+    assert next_issue_at(rule, last_issue_at=last, now=last) == expected
+    # Planned 20 minutes before, it gets exactly that send time.
+    assert send_time(rule, now=expected - timedelta(minutes=20), lookahead=LOOKAHEAD) == expected
+
+
+@pytest.mark.parametrize("zone", ZONES)
+@pytest.mark.parametrize("weekday", WEEKDAYS)
+def test_weekly_catch_up_after_weeks_of_downtime_is_one_issue(zone: str, weekday: int) -> None:
+    """Down from early March to mid April (across every spring/autumn change of these
+    zones): one catch-up issue for the latest missed slot, then the weekday again."""
+    rule = Rule(zone, 9, "weekly", weekday)
+    tz = ZoneInfo(zone)
+    last = slots_after(rule, utc(2026, 3, 1)) + timedelta(seconds=10)
+    now = utc(2026, 4, 15, 12)
+    due = next_issue_at(rule, last_issue_at=last, now=now)
+    assert due <= now
+    assert due == latest_slot_at_or_before(rule, now)
+    assert now - due < timedelta(days=7)  # the latest missed slot, not the first
+    assert due.astimezone(tz).weekday() == weekday
+    # The planner agrees: it is due, and its send time is that slot (at once).
+    assert is_due(rule, last_issue_at=last, now=now, lookahead=LOOKAHEAD)
+    assert send_time(rule, now=now, lookahead=LOOKAHEAD) == due
+    # Sent now: the next one is the regular slot, not another catch-up.
+    sent = now + timedelta(seconds=20)
+    following = next_issue_at(rule, last_issue_at=sent, now=sent)
+    assert following > sent
+    assert following.astimezone(tz).weekday() == weekday
+    assert abs(following - due - timedelta(days=7)) <= timedelta(hours=1)
+    assert not is_due(rule, last_issue_at=sent, now=sent, lookahead=LOOKAHEAD)
+    # The catch-up issue covers every day since the last one.
+    first, end = covered_dates(rule, last_issue_at=last, due_at=due)
+    assert first == last.astimezone(tz).date() + timedelta(days=1)
+    assert end == due.astimezone(tz).date()

@@ -44,6 +44,7 @@ from newsletter.scheduler import (
     due_subscribers,
     plan_due,
     plan_options,
+    rule_for,
     set_send_times,
 )
 from newsletter.settings import Settings
@@ -200,6 +201,64 @@ def test_set_send_times_gives_each_group_its_own_slot(sessions: SessionFactory) 
     assert rows["newyork@example.org"][1] == datetime(2026, 5, 26, 11, tzinfo=UTC)
     # Sydney is weekly on Mondays at 15:00: Monday 25 May, 05:00 UTC.
     assert rows["sydney@example.org"][1] == datetime(2026, 5, 25, 5, tzinfo=UTC)
+
+
+def test_weekly_subscribers_are_due_on_their_own_weekday(sessions: SessionFactory) -> None:
+    add_people(
+        sessions,
+        {
+            "monday@example.org": (["cs.CL"], "Europe/Berlin", 7, "weekly"),
+            "friday@example.org": (["cs.CL"], "Europe/Berlin", 7, "weekly"),
+            # A stored weekday means nothing to a daily subscriber.
+            "daily@example.org": (["cs.CL"], "Europe/Berlin", 7, "daily"),
+        },
+    )
+    ids = ids_by_email(sessions)
+    with sessions.begin() as session:
+        for email in ("friday@example.org", "daily@example.org"):
+            session.execute(
+                update(Subscriber).where(Subscriber.email == email).values(send_weekday=4)
+            )
+    friday = datetime(2026, 5, 29, 4, 45, tzinfo=UTC)  # Berlin's 07:00 is 05:00 UTC
+    monday = datetime(2026, 6, 1, 4, 45, tzinfo=UTC)
+    with sessions() as session:
+
+        def due(now: datetime) -> set[int]:
+            arrived = now.replace(hour=0, minute=30)
+            return set(
+                due_subscribers(session, now=now, lookahead=LOOKAHEAD, available_since=arrived)
+            )
+
+        assert due(friday) == {ids["friday@example.org"], ids["daily@example.org"]}
+        assert due(monday) == {ids["monday@example.org"], ids["daily@example.org"]}
+        assert due(friday - timedelta(days=1)) == {ids["daily@example.org"]}
+    with sessions.begin() as session:
+        edition = Edition(date=friday.date())
+        session.add(edition)
+        session.flush()
+        for sid in ids.values():
+            session.add(Delivery(edition_id=edition.id, subscriber_id=sid))
+        session.flush()
+        times = set_send_times(session, edition.id, now=friday, lookahead=LOOKAHEAD)
+    assert times == {
+        ("Europe/Berlin", 7, "weekly", 4): datetime(2026, 5, 29, 5, tzinfo=UTC),
+        # Monday's slot is days away: planned now, it is the catch-up for last Monday.
+        ("Europe/Berlin", 7, "weekly", 0): datetime(2026, 5, 25, 5, tzinfo=UTC),
+        ("Europe/Berlin", 7, "daily", 0): datetime(2026, 5, 29, 5, tzinfo=UTC),
+    }
+    rows = delivery_times(sessions)
+    assert rows["friday@example.org"][1] == datetime(2026, 5, 29, 5, tzinfo=UTC)
+    assert rows["monday@example.org"][1] == datetime(2026, 5, 25, 5, tzinfo=UTC)
+    assert rows["daily@example.org"][1] == datetime(2026, 5, 29, 5, tzinfo=UTC)
+    with sessions() as session:
+        due_at = dict(
+            session.execute(
+                select(Subscriber.email, Delivery.due_at).join(
+                    Delivery, Delivery.subscriber_id == Subscriber.id
+                )
+            ).all()
+        )
+    assert due_at["friday@example.org"] == datetime(2026, 5, 29, 5, tzinfo=UTC)
 
 
 def test_plan_due_plans_only_who_is_due_with_their_send_time(populated: SessionFactory) -> None:
@@ -507,7 +566,6 @@ def test_ingest_fetches_every_configured_source(
         database_url,
         server,
         sources={"local": {"kind": "csv", "path": str(listing)}},
-        source_state_file=str(tmp_path / "state.json"),
     )
     running = start(settings, config=fast_config(ingest=IntervalTrigger(seconds=0.1)))
     wait_for(lambda: running.scheduler.runs["ingest"] >= 2, "two ingest runs")
@@ -515,6 +573,36 @@ def test_ingest_fetches_every_configured_source(
     with sessions() as session:
         ids = set(session.scalars(select(Paper.external_id)))
     assert ids == {"2605.00001", "2605.00002"}
+
+
+def test_ingest_runs_on_the_schedulers_clock(
+    sessions: SessionFactory,
+    database_url: str,
+    server: FaultyServer,
+    start: Callable[..., Running],
+    tmp_path: Path,
+) -> None:
+    # The scheduler's clock, not the machine's, says when papers are first seen and
+    # which day an undated row is listed on, as it does for planning and delivery.
+    listing = tmp_path / "papers.csv"
+    listing.write_text(
+        "id,title,abstract,authors,categories,date\n"
+        "2605.00003,Undated paper,We study time.,Grace Hopper,cs.CL,\n",
+        encoding="utf-8",
+    )
+    settings = settings_for(
+        database_url,
+        server,
+        sources={"local": {"kind": "csv", "path": str(listing)}},
+    )
+    clock = lambda: ARRIVED  # noqa: E731
+    running = start(settings, config=fast_config(ingest=IntervalTrigger(seconds=0.1)), clock=clock)
+    wait_for(lambda: running.scheduler.runs["ingest"] >= 1, "an ingest run")
+    running.halt()
+    with sessions() as session:
+        paper = session.scalars(select(Paper)).one()
+    assert paper.first_seen == ARRIVED
+    assert paper.listed_on == ARRIVED.date()
 
 
 def test_without_sources_the_ingest_job_is_skipped(
@@ -551,3 +639,15 @@ def test_frequency_values_match_the_schedule_rules() -> None:
     from newsletter.schedule import Cadence
 
     assert {f.value for f in Frequency} == {c.value for c in Cadence}
+
+
+def test_rule_for_a_subscriber_has_their_weekday_when_weekly() -> None:
+    from newsletter.schedule import Rule
+
+    weekly = Subscriber(
+        timezone="Asia/Kolkata", send_hour=6, frequency=Frequency.WEEKLY, send_weekday=5
+    )
+    assert rule_for(weekly) == Rule("Asia/Kolkata", 6, "weekly", 5)
+    daily = Subscriber(timezone="Nowhere/Land", send_hour=6, frequency=Frequency.DAILY)
+    daily.send_weekday = 3
+    assert rule_for(daily) == Rule("UTC", 6, "daily", 0)  # unknown zone: UTC, with a warning

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from sqlalchemy.orm import Session
 import newsletter.fetch
 from newsletter.db import SessionFactory
 from newsletter.errors import ConfigError
-from newsletter.fetch import StateFile, fetch_source
+from newsletter.fetch import fetch_source, set_source_state, source_state
 from newsletter.ingest import IngestSummary, upsert_papers
 from newsletter.models import Paper
 from newsletter.sources import PaperRecord
@@ -56,7 +55,6 @@ def _settings(server: FakeServer, database_url: str, tmp_path: Path, **extra: An
     return source_settings(
         sources,
         database_url=database_url,
-        source_state_file=tmp_path / "state" / "sources.json",
         **extra,
     )
 
@@ -71,12 +69,17 @@ def _snapshot(sessions: SessionFactory) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in rows]
 
 
-def _seed(sessions: SessionFactory, state: StateFile) -> list[tuple[Any, ...]]:
+def _seed(sessions: SessionFactory) -> list[tuple[Any, ...]]:
     with sessions.begin() as session:
         upsert_papers(session, [KNOWN])
-    state.set("arxiv", "2026-05-01")
-    state.set("oai", "2026-05-01")
+        set_source_state(session, "arxiv", "2026-05-01")
+        set_source_state(session, "oai", "2026-05-01")
     return _snapshot(sessions)
+
+
+def _state(sessions: SessionFactory, name: str) -> str | None:
+    with sessions() as session:
+        return source_state(session, name)
 
 
 def test_a_run_stores_every_page_and_advances_the_state(
@@ -90,8 +93,7 @@ def test_a_run_stores_every_page_and_advances_the_state(
     assert str(summary).startswith("arxiv: 10 fetched, 10 new")
     assert isinstance(summary, IngestSummary)
     assert len(_snapshot(sessions)) == 10
-    saved = json.loads((tmp_path / "state" / "sources.json").read_text())
-    assert saved == {"arxiv": "2026-05-27"}
+    assert (_state(sessions, "arxiv"), _state(sessions, "oai")) == ("2026-05-27", None)
 
     server.add(*[Reply(body=p) for p in atom_pages([5, 5])])
     again = fetch_source(sessions, settings, "arxiv", today=date(2026, 5, 28))
@@ -153,14 +155,13 @@ def test_a_failed_run_changes_nothing(
     message: str,
 ) -> None:
     settings = _settings(server, database_url, tmp_path)
-    state = StateFile(tmp_path / "state" / "sources.json")
-    before = _seed(sessions, state)
+    before = _seed(sessions)
     server.add(*replies)
     with pytest.raises(FetchError, match=message):
         fetch_source(sessions, settings, source, today=TODAY)
     assert len(server.requests) == len(replies)
     assert _snapshot(sessions) == before
-    assert state.get(source) == "2026-05-01"
+    assert _state(sessions, source) == "2026-05-01"
 
 
 def test_a_database_failure_midway_commits_nothing(
@@ -171,11 +172,13 @@ def test_a_database_failure_midway_commits_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = _settings(server, database_url, tmp_path)
-    state = StateFile(tmp_path / "state" / "sources.json")
-    before = _seed(sessions, state)
+    before = _seed(sessions)
 
-    def upsert_then_fail(session: Session, records: list[PaperRecord]) -> IngestSummary:
-        summary = upsert_papers(session, records)  # flushed: the rows are in the transaction
+    def upsert_then_fail(
+        session: Session, records: list[PaperRecord], **options: Any
+    ) -> IngestSummary:
+        # Flushed: the rows are in the transaction.
+        summary = upsert_papers(session, records, **options)
         assert summary.new == 9
         raise RuntimeError("the database went away")
 
@@ -184,7 +187,7 @@ def test_a_database_failure_midway_commits_nothing(
     with pytest.raises(RuntimeError, match="went away"):
         fetch_source(sessions, settings, "arxiv", today=TODAY)
     assert _snapshot(sessions) == before
-    assert state.get("arxiv") == "2026-05-01"
+    assert _state(sessions, "arxiv") == "2026-05-01"
 
 
 def test_an_unknown_source_is_a_config_error(
@@ -197,20 +200,12 @@ def test_an_unknown_source_is_a_config_error(
     assert _snapshot(sessions) == []
 
 
-def test_a_corrupt_state_file_is_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "sources.json"
-    path.write_text("[1, 2")
-    with pytest.raises(FetchError, match="cannot read the source state file"):
-        StateFile(path).get("arxiv")
-
-
 def test_hugging_face_daily_papers_are_stored_with_their_day(
     server: FakeServer, sessions: SessionFactory, database_url: str, tmp_path: Path
 ) -> None:
     settings = source_settings(
         {"hf": {"kind": "hf_daily", "base_url": server.url, "delay_seconds": 0}},
         database_url=database_url,
-        source_state_file=tmp_path / "sources.json",
     )
     day = (HTTP_DATA / "hf_daily_papers_2026-05-27.json").read_bytes()
     server.add(Reply(body=day, content_type="application/json"))
@@ -219,10 +214,3 @@ def test_hugging_face_daily_papers_are_stored_with_their_day(
     assert "not an arXiv identifier" in str(summary.problems[0])
     assert [row[0] for row in _snapshot(sessions)] == ["2605.26278", "2605.26279", "2605.27011"]
     assert {row[3] for row in _snapshot(sessions)} == {TODAY}
-
-
-def test_an_unwritable_state_file_is_a_clear_error(tmp_path: Path) -> None:
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("")
-    with pytest.raises(FetchError, match=r"cannot (read|write) the source state file"):
-        StateFile(blocker / "sources.json").set("oai", "2026-05-27")
