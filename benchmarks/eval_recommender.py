@@ -47,6 +47,7 @@ import multiprocessing
 import os
 import re
 import sys
+import tempfile
 import time
 import zlib
 from collections import Counter, defaultdict
@@ -75,7 +76,10 @@ from recommender import (  # noqa: E402
     build_profiles,
     fit_transform,
     rank,
+    semantic,
 )
+from recommender.hybrid import HybridWeights, rank_hybrid  # noqa: E402
+from recommender.linear import LinearOptions, blend_profiles, fit_directions  # noqa: E402
 from recommender.model import _MIN_DF_CORPUS_SIZE  # noqa: E402  (min_df=None's rule)
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "arxiv-daily"
@@ -85,6 +89,7 @@ TUNE_TRAIN_LAST = date(2026, 5, 10)  # tuning: train May 1-10, evaluate May 11-1
 TRAIN_LAST = date(2026, 5, 15)  # report: train May 1-15, evaluate May 16-31
 LAST_DAY = date(2026, 5, 31)
 
+EMBEDDING_CACHE = Path(tempfile.gettempdir()) / "newsletter-eval"
 DEPTH = 50  # every method returns its top 50; the metrics look at 10 and 50
 MIN_CATEGORY_PAPERS = 30
 N_LIKED = 5
@@ -562,6 +567,171 @@ class Ours:
         return rank(profiles, candidates, k=DEPTH, min_score=0.0).indices
 
 
+# ---------------------------------------------------------- semantic (issue 8)
+
+
+@dataclass
+class Embeddings:
+    """MiniLM vectors of every paper (by id) and of every topic text, computed once.
+
+    Papers are embedded in the parent process and cached on disk by model version,
+    so forked day workers only read arrays (no torch in them).
+    """
+
+    papers: dict[str, npt.NDArray[np.float32]]
+    texts: dict[str, npt.NDArray[np.float32]]
+
+    def of(self, papers: Sequence[Paper]) -> npt.NDArray[np.float32]:
+        """The papers' vectors as rows, in order."""
+        if not papers:
+            return np.zeros((0, semantic.DIMENSIONS), dtype=np.float32)
+        return np.stack([self.papers[p.id] for p in papers])
+
+
+def embed_corpus(papers: Sequence[Paper], texts: Sequence[str], cache: Path) -> Embeddings:
+    """Embed the papers (cached in ``cache``) and topic texts with the semantic extra."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", semantic.MODEL_VERSION)
+    path = cache / f"eval-embeddings-{slug}.npz"
+    stored: dict[str, npt.NDArray[np.float32]] = {}
+    if path.exists():
+        with np.load(path) as data:
+            stored = dict(zip(data["ids"].tolist(), data["vectors"], strict=True))
+    encoder = semantic.load_encoder()
+    missing = [p for p in papers if p.id not in stored]
+    if missing:
+        _log(f"embedding {len(missing)} papers with {semantic.MODEL_VERSION} (cached in {path})")
+        started = time.perf_counter()
+        vectors = encoder.encode_documents(
+            [p.document for p in missing],
+            progress=lambda done, total: _log(f"  {done}/{total} papers embedded"),
+        )
+        _log(f"  {len(missing) / (time.perf_counter() - started):.1f} papers/s")
+        stored.update(zip([p.id for p in missing], vectors, strict=True))
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(path, ids=np.array(list(stored)), vectors=np.stack(list(stored.values())))
+    text_list = list(dict.fromkeys(texts))
+    text_vectors = dict(zip(text_list, encoder.encode_interests(text_list), strict=True))
+    return Embeddings(papers=stored, texts=text_vectors)
+
+
+def _dense_profiles(
+    task: DayTask, emb: Embeddings, linear: LinearOptions | None = None
+) -> npt.NDArray[np.float32]:
+    """Ours' profile rule (topic, then decayed liked papers) in MiniLM space; with
+    ``linear``, moved towards a per-subscriber logistic regression's direction."""
+    texts, topic_rows, topic_cols = _topic_rows(task.subscribers)
+    rows, cols, ages = _like_rows(task)
+    topic_vectors = (
+        np.stack([emb.texts[t] for t in texts])
+        if texts
+        else np.zeros((0, semantic.DIMENSIONS), dtype=np.float32)
+    )
+    train_vectors = emb.of(task.train)
+    rocchio = semantic.dense_profiles(
+        topic_vectors,
+        rows=np.asarray(topic_rows, dtype=np.int64),
+        cols=np.asarray(topic_cols, dtype=np.int64),
+        weights=np.ones(len(topic_rows), dtype=np.float32),
+        n_profiles=len(task.subscribers),
+        paper_vectors=train_vectors,
+        feedback=semantic.FeedbackEvents(
+            rows=np.asarray(rows, dtype=np.int64),
+            cols=np.asarray(cols, dtype=np.int64),
+            values=np.ones(len(rows)),
+            ages_days=np.asarray(ages, dtype=np.float64),
+        ),
+    )
+    if linear is None:
+        return rocchio
+    n = len(task.subscribers)
+    decayed = np.power(0.5, np.asarray(ages, dtype=np.float64) / FeedbackWeights().half_life_days)
+    liked = scipy.sparse.csr_matrix((decayed, (rows, cols)), shape=(n, len(task.train)))
+    directions, eligible = fit_directions(
+        liked,
+        scipy.sparse.csr_matrix((n, len(task.train))),
+        train_vectors,
+        train_vectors,
+        options=linear,
+    )
+    return blend_profiles(rocchio, directions, eligible, blend=linear.blend)
+
+
+@dataclass
+class Dense:
+    """Dense only: MiniLM profiles (ours' rule) against MiniLM paper vectors, cosine."""
+
+    embeddings: Embeddings
+    linear: LinearOptions | None = None
+
+    def __call__(self, task: DayTask) -> Rankings:
+        profiles = _dense_profiles(task, self.embeddings, self.linear)
+        return top_k(profiles @ self.embeddings.of(task.candidates).T)
+
+
+@dataclass
+class Hybrid:
+    """Ours' TF-IDF (library defaults) plus MiniLM, ranked by ``rank_hybrid``."""
+
+    embeddings: Embeddings
+    weights: HybridWeights
+    cache: FitCache = field(default_factory=FitCache)
+    linear: LinearOptions | None = None
+
+    def __call__(self, task: DayTask) -> Rankings:
+        fit = self.cache.get(task, ModelParams.library_defaults())
+        rows, cols, ages = _like_rows(task)
+        profiles = apply_feedback(
+            fit.interests,
+            fit.papers,
+            rows=np.asarray(rows, dtype=np.int64),
+            cols=np.asarray(cols, dtype=np.int64),
+            values=np.ones(len(rows), dtype=np.int64),
+            ages_days=np.asarray(ages, dtype=np.float64),
+        )
+        return rank_hybrid(
+            profiles,
+            fit.papers[len(task.train) :],
+            _dense_profiles(task, self.embeddings, self.linear),
+            self.embeddings.of(task.candidates),
+            k=DEPTH,
+            weights=self.weights,
+        ).indices
+
+
+HYBRID_GRID = (0.1, 0.15, 0.25, 0.5, 1.0)  # dense weight, TF-IDF weight 1
+
+
+def tune_hybrid(
+    embeddings: Embeddings,
+    days: Sequence[date],
+    *,
+    papers_by_day: Mapping[date, Sequence[Paper]],
+    train: Sequence[Paper],
+    subscribers: Sequence[Subscriber],
+    jobs: int,
+) -> tuple[HybridWeights, list[tuple[float, float]]]:
+    """The dense weight (TF-IDF weight 1) with the best mean nDCG@10 on the tuning days,
+    for the hybrid as the newsletter runs it (with the per-subscriber linear models)."""
+    cache = FitCache()
+    methods: dict[str, Method] = {
+        f"{w:g}": Hybrid(embeddings, HybridWeights(1.0, w), cache, LinearOptions())
+        for w in HYBRID_GRID
+    }
+    evaluation = evaluate(
+        methods,
+        days,
+        papers_by_day=papers_by_day,
+        train=train,
+        subscribers=subscribers,
+        jobs=jobs,
+        log=_log,
+    )
+    results = sorted(
+        ((w, evaluation.mean(f"{w:g}").ndcg) for w in HYBRID_GRID), key=lambda r: -r[1]
+    )
+    return HybridWeights(tfidf=1.0, dense=results[0][0]), results
+
+
 # --------------------------------------------------------------------- evaluation
 
 
@@ -832,6 +1002,10 @@ LIBRARY = "ours, library defaults"
 TUNED = "ours, tuned"
 PLAIN = "plain TfidfVectorizer() centroid"
 SVM = "arxiv-sanity TF-IDF + LinearSVC"
+DENSE = "MiniLM dense only (ours' profile rule)"
+HYBRID = "hybrid: ours TF-IDF + MiniLM"
+DENSE_LR = "MiniLM + per-subscriber logistic regression"
+HYBRID_LR = "hybrid + per-subscriber logistic regression"
 
 
 def report_methods(tuned: tuple[ModelParams, FeedbackWeights]) -> dict[str, Method]:
@@ -975,7 +1149,14 @@ def prepare(config: RunConfig, data_dir: Path = DATA_DIR) -> Setup:
     )
 
 
-def run(config: RunConfig, data_dir: Path = DATA_DIR, *, jobs: int = 2) -> str:
+def run(
+    config: RunConfig,
+    data_dir: Path = DATA_DIR,
+    *,
+    jobs: int = 2,
+    dense: bool = True,
+    cache: Path = EMBEDDING_CACHE,
+) -> str:
     """Tune on the early days, evaluate on the later days; return the Markdown report."""
     started = Clock.now()
     load_before = os.getloadavg()[0]
@@ -992,6 +1173,34 @@ def run(config: RunConfig, data_dir: Path = DATA_DIR, *, jobs: int = 2) -> str:
     )
     tuning_time = Clock.now().since(tuning_started)
     methods = report_methods(tuning.best)
+    semantic_lines: list[str] = []
+    if dense and semantic.available():
+        semantic_started = Clock.now()
+        topic_texts = [s.topic_text for s in setup.subscribers if s.topic_text is not None]
+        all_papers = [p for day in sorted(setup.papers_by_day) for p in setup.papers_by_day[day]]
+        embeddings = embed_corpus(all_papers, topic_texts, cache)
+        weights, grid = tune_hybrid(
+            embeddings,
+            setup.tune_days,
+            papers_by_day=setup.papers_by_day,
+            train=setup.tune_train,
+            subscribers=setup.tune_subscribers,
+            jobs=jobs,
+        )
+        methods[DENSE] = Dense(embeddings)
+        methods[DENSE_LR] = Dense(embeddings, LinearOptions())
+        methods[HYBRID] = Hybrid(embeddings, weights)
+        methods[HYBRID_LR] = Hybrid(embeddings, weights, linear=LinearOptions())
+        semantic_lines = [
+            "## Semantic (issue 8): hybrid weights",
+            "",
+            f"Model {semantic.MODEL_VERSION}. Dense weight (TF-IDF weight 1) chosen on the "
+            "tuning days by mean nDCG@10: "
+            + ", ".join(f"{w:g} → {ndcg:.3f}" for w, ndcg in grid)
+            + f". Chosen: tfidf={weights.tfidf:g}, dense={weights.dense:g}. Embedding and "
+            f"hybrid tuning: {Clock.now().since(semantic_started)}.",
+            "",
+        ]
     evaluation = evaluate(
         methods,
         setup.report_days,
@@ -1008,10 +1217,16 @@ def run(config: RunConfig, data_dir: Path = DATA_DIR, *, jobs: int = 2) -> str:
         + f". Whole run: {Clock.now().since(started)} with {jobs} worker process(es); "
         f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end."
     )
-    return render_report(setup, tuning, evaluation, timing)
+    return render_report(setup, tuning, evaluation, timing, semantic_lines)
 
 
-def render_report(setup: Setup, tuning: Tuning, evaluation: Evaluation, timing: str) -> str:
+def render_report(
+    setup: Setup,
+    tuning: Tuning,
+    evaluation: Evaluation,
+    timing: str,
+    semantic_lines: Sequence[str] = (),
+) -> str:
     """The Markdown report: the table, paired differences, per category, tuning, time."""
     methods = list(evaluation.seconds)
     days, kinds = setup.report_days, Counter(s.kind for s in setup.subscribers)
@@ -1036,6 +1251,12 @@ def render_report(setup: Setup, tuning: Tuning, evaluation: Evaluation, timing: 
         if baseline != TUNED:
             diff, half = paired_difference(evaluation, TUNED, baseline)
             lines.append(f"- vs {baseline}: {diff:+.3f} ± {half:.3f}")
+    if HYBRID in methods:
+        lines += ["", "Paired nDCG@10 difference, hybrid minus each method:", ""]
+        for baseline in methods:
+            if baseline != HYBRID:
+                diff, half = paired_difference(evaluation, HYBRID, baseline)
+                lines.append(f"- vs {baseline}: {diff:+.3f} ± {half:.3f}")
     lines += [
         "",
         "nDCG@10 per category (all subscriber kinds):",
@@ -1051,6 +1272,7 @@ def render_report(setup: Setup, tuning: Tuning, evaluation: Evaluation, timing: 
         "",
         tuning_table(tuning),
         "",
+        *semantic_lines,
         "## Time",
         "",
         timing,
@@ -1064,8 +1286,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="three categories, fewer days")
     parser.add_argument("--data", type=Path, default=DATA_DIR, help="arxiv-daily directory")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (days in parallel)")
+    parser.add_argument(
+        "--no-semantic", action="store_true", help="skip the dense and hybrid rows (issue 8)"
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=EMBEDDING_CACHE, help="where paper embeddings are kept"
+    )
     args = parser.parse_args(argv)
-    print(run(QUICK if args.quick else FULL, args.data, jobs=args.jobs))
+    config = QUICK if args.quick else FULL
+    print(run(config, args.data, jobs=args.jobs, dense=not args.no_semantic, cache=args.cache))
 
 
 if __name__ == "__main__":

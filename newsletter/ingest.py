@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.models import Paper, utcnow
+from newsletter.progress import ProgressHook
 from newsletter.sources import PaperRecord, Problem
 from newsletter.sources.jsonl import read_jsonl
 
@@ -77,13 +78,23 @@ def _content(record: PaperRecord) -> dict[str, object]:
 
 
 def upsert_papers(
-    session: Session, records: Sequence[PaperRecord], *, now: datetime | None = None
+    session: Session,
+    records: Sequence[PaperRecord],
+    *,
+    now: datetime | None = None,
+    progress: ProgressHook | None = None,
+    embed: bool = False,
 ) -> IngestSummary:
-    """Insert new papers and update changed ones; the caller commits."""
+    """Insert new papers and update changed ones; the caller commits.
+
+    ``progress`` is called with each chunk of distinct papers looked at. ``embed``:
+    also store the sentence embeddings the papers lack (the semantic extra, issue 8).
+    """
     now = now or utcnow()
     summary = IngestSummary()
     merged = _merge_batch(records)
     ids = list(merged)
+    retext: list[int] = []  # papers whose text changed: their embeddings are stale
     for start in range(0, len(ids), _LOOKUP_CHUNK):
         chunk = ids[start : start + _LOOKUP_CHUNK]
         existing = {
@@ -119,6 +130,8 @@ def upsert_papers(
                 for key, value in content.items()
                 if key != "content_listed_on"
             ):
+                if (paper.title, paper.abstract) != (content["title"], content["abstract"]):
+                    retext.append(paper.id)
                 for key, value in content.items():
                     setattr(paper, key, value)
                 changed = True
@@ -127,13 +140,28 @@ def upsert_papers(
                 summary.updated += 1
             else:
                 summary.unchanged += 1
+        if progress is not None:
+            progress(len(chunk), len(ids))
     session.flush()
+    if embed:
+        # Imported here: the plain ingest path never loads the recommender stack.
+        from newsletter.embeddings import embed_ingested, forget_vectors
+
+        forget_vectors(session, retext)
+        embed_ingested(session, ids)
     return summary
 
 
-def ingest_file(session: Session, path: Path, *, today: date) -> IngestSummary:
+def ingest_file(
+    session: Session,
+    path: Path,
+    *,
+    today: date,
+    progress: ProgressHook | None = None,
+    embed: bool = False,
+) -> IngestSummary:
     """Parse one JSONL file and upsert its papers; malformed lines are reported, not fatal."""
     report = read_jsonl(path, today=today)
-    summary = upsert_papers(session, report.records)
+    summary = upsert_papers(session, report.records, progress=progress, embed=embed)
     summary.problems.extend(report.problems)
     return summary

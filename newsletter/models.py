@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -218,6 +219,21 @@ class Paper(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class PaperEmbedding(Base):
+    """A paper's sentence embedding (float16 bytes) under one model version (issue 8).
+
+    Computed once at ingest; a new model version adds rows beside the old ones.
+    """
+
+    __tablename__ = "paper_embeddings"
+
+    paper_id: Mapped[int] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(100), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Feedback(Base):
     __tablename__ = "feedback"
 
@@ -367,3 +383,18 @@ class Operator(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+
+
+class SourceState(Base):
+    """Where a paper source resumes (e.g. the OAI-PMH from-date; migration 0009).
+
+    In the database, not a file, so the standby scheduler on another machine resumes
+    where the active one stopped, and the state advances in the same transaction as
+    the papers it covers.
+    """
+
+    __tablename__ = "source_state"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -265,10 +265,18 @@ def load_inputs(
     )
 
 
-def run(inputs: RecommendInputs, *, top: int, why: int = DEFAULT_WHY) -> Iterator[Recommendation]:
+def run(
+    inputs: RecommendInputs,
+    *,
+    top: int,
+    why: int = DEFAULT_WHY,
+    semantic: bool | None = None,
+) -> Iterator[Recommendation]:
     """Rank the papers for every profile: one ``Recommendation`` per profile, in input order.
 
     Liked and disliked papers are never picked; ``why`` terms explain each pick (0: none).
+    ``semantic``: rank by the hybrid TF-IDF + sentence-embedding score (issue 8); None:
+    when the extra is installed. The "why" terms come from TF-IDF either way.
     """
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
@@ -293,13 +301,27 @@ def run(inputs: RecommendInputs, *, top: int, why: int = DEFAULT_WHY) -> Iterato
     interests = _interests(profiles, model)
     vectors = _with_feedback(profiles, interests=interests, papers=matrix, row_of=row_of)
     exclude = _exclusions(profiles, row_of=row_of, n_papers=n_papers)
-    result = rank(
-        vectors,
-        paper_matrix,
-        k=top,
-        exclude=exclude,
-        chunk_size=max(1, _RANK_CELLS // n_papers),
-    )
+    if _semantic(semantic):
+        # Imported here: the plain install never loads the embedding stack.
+        from newsletter.recommend_dense import dense_inputs
+        from recommender.hybrid import rank_hybrid
+
+        result = rank_hybrid(
+            vectors,
+            paper_matrix,
+            *dense_inputs(inputs, row_of=row_of),
+            k=top,
+            exclude=exclude,
+            chunk_size=max(1, _RANK_CELLS // n_papers),
+        )
+    else:
+        result = rank(
+            vectors,
+            paper_matrix,
+            k=top,
+            exclude=exclude,
+            chunk_size=max(1, _RANK_CELLS // n_papers),
+        )
     paper_ids = [record.external_id for record in inputs.papers]
     # Only positive profile weights can make a positive contribution (paper weights are
     # never negative), so dropping the push of disliked papers changes no explanation
@@ -330,6 +352,12 @@ def run(inputs: RecommendInputs, *, top: int, why: int = DEFAULT_WHY) -> Iterato
                 terms = list(reasons[offset][slot]) if reasons is not None else []
                 picks.append({"id": paper_ids[column], "score": scores[offset][slot], "why": terms})
             yield {"id": profile.id, "papers": picks}
+
+
+def _semantic(setting: bool | None) -> bool:
+    from newsletter.embeddings import semantic_enabled
+
+    return semantic_enabled(setting)
 
 
 def _nothing(profiles: Iterable[Profile]) -> Iterator[Recommendation]:

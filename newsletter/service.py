@@ -13,6 +13,7 @@ from newsletter.catalogue import CatalogueTopic, load_catalogue, sync_topics
 from newsletter.db import SessionFactory, make_engine, make_session_factory
 from newsletter.ingest import IngestSummary, ingest_file
 from newsletter.migrations import require_current
+from newsletter.progress import ProgressHook
 from newsletter.render import Renderer
 from newsletter.settings import Settings
 
@@ -57,17 +58,26 @@ class Service:
             self._catalogue = load_catalogue(self.settings.topics_file)
         return self._catalogue
 
+    @property
+    def semantic(self) -> bool:
+        """Whether papers are embedded at ingest and ranked by the hybrid (issue 8)."""
+        from newsletter.embeddings import semantic_enabled
+
+        return semantic_enabled(self.settings.semantic)
+
     def sync_topics(self) -> None:
         """Mirror the catalogue into the database (interests refer to topic rows)."""
         with self.sessions.begin() as session:
             sync_topics(session, self.catalogue)
 
-    def ingest(self, path: Path, *, today: date) -> IngestSummary:
+    def ingest(
+        self, path: Path, *, today: date, progress: ProgressHook | None = None
+    ) -> IngestSummary:
         """Ingest one file in one transaction."""
         with self.sessions.begin() as session:
-            return ingest_file(session, path, today=today)
+            return ingest_file(session, path, today=today, progress=progress, embed=self.semantic)
 
-    def plan(self, day: date) -> PlanSummary:
+    def plan(self, day: date, *, progress: ProgressHook | None = None) -> PlanSummary:
         """Plan the edition of ``day`` (one transaction)."""
         # Imported here, as in send(): scikit-learn and the SMTP stack take about a
         # second to import, which every other command would pay at start-up.
@@ -81,6 +91,7 @@ class Service:
             diversity=self.settings.diversity,
             model_dir=self.settings.model_dir,
             refit_growth=self.settings.refit_growth,
+            semantic=self.settings.semantic,
             feedback=FeedbackWeights(
                 liked=self.settings.feedback_liked,
                 disliked=self.settings.feedback_disliked,
@@ -89,9 +100,9 @@ class Service:
         )
         self.sync_topics()
         with self.sessions.begin() as session:
-            return plan_edition(session, day, options=options)
+            return plan_edition(session, day, options=options, progress=progress)
 
-    def refit(self) -> str:
+    def refit(self, *, progress: ProgressHook | None = None) -> str:
         """Fit the model on the newest papers now and store it; return its version."""
         from newsletter.corpus import refit
         from newsletter.errors import ConfigError
@@ -103,7 +114,10 @@ class Service:
             )
         with self.sessions() as session:
             stored = refit(
-                session, self.settings.model_dir, corpus_limit=self.settings.corpus_limit
+                session,
+                self.settings.model_dir,
+                corpus_limit=self.settings.corpus_limit,
+                progress=progress,
             )
         return f"model {stored.version}: {stored.n_papers} papers, {stored.model.n_features} terms"
 
@@ -114,6 +128,7 @@ class Service:
         workers: int | None = None,
         concurrency: int | None = None,
         wait: bool = False,
+        progress: ProgressHook | None = None,
     ) -> SendSummary:
         """Run delivery workers over the due deliveries (of one edition, or all)."""
         from newsletter.delivery import deliver
@@ -126,10 +141,9 @@ class Service:
             concurrency=concurrency,
             wait=wait,
             renderer=self.renderer,
+            progress=progress,
         )
 
-    def send(self, day: date) -> SendSummary:
-        """Send the due deliveries of the edition of ``day``."""
-        from newsletter.delivery import send_edition
-
-        return send_edition(self.sessions, day, settings=self.settings, renderer=self.renderer)
+    def send(self, day: date, *, progress: ProgressHook | None = None) -> SendSummary:
+        """Send the due deliveries of the edition of ``day`` in this process."""
+        return self.deliver(day, workers=1, progress=progress)

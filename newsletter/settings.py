@@ -116,7 +116,6 @@ class Settings(BaseSettings):
     source_retries: int = Field(default=4, ge=0, le=20)
     source_backoff_seconds: float = Field(default=2.0, ge=0)
     source_max_wait_seconds: float = Field(default=300.0, gt=0)
-    source_state_file: Path | None = None
     # Scheduler (newsletter run): crontab expressions in UTC.
     ingest_cron: str = "10 * * * *"
     plan_cron: str = "*/15 * * * *"

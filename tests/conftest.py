@@ -38,6 +38,9 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("NEWSLETTER_") and key != "NEWSLETTER_TEST_POSTGRES_URL":
             monkeypatch.delenv(key)
+    # Semantic ranking (issue 8) would embed every paper the service ingests, which
+    # costs minutes over the suite; tests/test_semantic*.py test that path for real.
+    monkeypatch.setenv("NEWSLETTER_SEMANTIC", "false")
 
 
 def make_settings(database_url: str = "sqlite://", **overrides: Any) -> Settings:

@@ -28,6 +28,8 @@ TABLES = {
     "suppressions",
     "bounces",
     "send_rate",
+    "paper_embeddings",
+    "source_state",
 }
 
 

@@ -26,12 +26,14 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
 
 
-def recommend(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+def recommend(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """Run ``newsletter recommend ARGS`` in ``cwd`` and return its raw output."""
     return subprocess.run(
         [sys.executable, "-m", "newsletter", "recommend", *args],
         capture_output=True,
-        env=_env(),
+        env={**_env(), **(env or {})},
         cwd=cwd,
         timeout=120,
         check=False,
@@ -71,6 +73,8 @@ class Run:
     corpus_only_ids: set[str]
     categories: dict[str, list[str]]
     profiles: dict[str, dict[str, Any]]
+    cwd: Path
+    args: tuple[str, ...]
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +133,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, bytes]:
         corpus_only_ids={record["id"] for record in corpus_only},
         categories={record["id"]: record["categories"] for record in [*raw, near]},
         profiles={profile["id"]: profile for profile in profiles},
+        cwd=tmp,
+        args=tuple(args),
     )
     return run, second.stdout
 
@@ -204,6 +210,25 @@ def test_unknown_feedback_is_a_warning_and_nothing_to_rank_is_an_empty_line(run:
 def test_output_is_deterministic(runs: tuple[Run, bytes]) -> None:
     first, second = runs
     assert first.stdout == second
+
+
+def test_semantic_ranking_is_the_default_and_can_be_turned_off(run: Run) -> None:
+    # The semantic extra is installed for the tests: the default run is the hybrid.
+    tfidf = recommend(run.cwd, *run.args, "--no-semantic")
+    assert tfidf.returncode == 0, tfidf.stderr
+    lines = [json.loads(line) for line in tfidf.stdout.decode("utf-8").splitlines()]
+    assert [line["id"] for line in lines] == run.order  # the same contract and format
+    assert {k for line in lines for pick in line["papers"] for k in pick} == {
+        k for picks in run.output.values() for pick in picks for k in pick
+    }
+    scores = {line["id"]: [p["score"] for p in line["papers"]] for line in lines}
+    hybrid = {key: [p["score"] for p in picks] for key, picks in run.output.items()}
+    assert scores != hybrid  # the embeddings changed the scores
+    # The setting does the same as the flag; the flag wins over the setting.
+    off = recommend(run.cwd, *run.args, env={"NEWSLETTER_SEMANTIC": "false"})
+    assert off.stdout == tfidf.stdout
+    on = recommend(run.cwd, *run.args, "--semantic", env={"NEWSLETTER_SEMANTIC": "false"})
+    assert on.stdout == run.stdout
 
 
 def _write_inputs(tmp_path: Path, profiles: list[Any], *, bad_record: int | None) -> None:

@@ -1,0 +1,156 @@
+"""Hybrid ranking, dense profiles and per-subscriber linear models: plain numpy, no model."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import scipy.sparse
+
+from recommender import FeedbackWeights
+from recommender.hybrid import HybridWeights, rank_hybrid
+from recommender.linear import LinearOptions, blend_profiles, fit_directions
+from recommender.semantic import FeedbackEvents, dense_profiles, from_bytes, normalise, to_bytes
+
+
+def _unit(rng: np.random.Generator, n: int, d: int) -> npt.NDArray[np.float32]:
+    return normalise(rng.standard_normal((n, d)).astype(np.float32))
+
+
+def _brute(
+    sparse_scores: npt.NDArray[np.float32],
+    dense_scores: npt.NDArray[np.float32],
+    weights: HybridWeights,
+    k: int,
+    exclude: npt.NDArray[np.bool_],
+) -> list[list[int]]:
+    scores = weights.tfidf * sparse_scores + weights.dense * dense_scores
+    scores = np.where(exclude, -np.inf, scores)
+    picks = []
+    for row in scores:
+        order = np.argsort(-row, kind="stable")
+        picks.append([int(i) for i in order[:k] if row[i] > 0])
+    return picks
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_hybrid_matches_brute_force_with_duplicates_and_exclusions(dtype: type) -> None:
+    rng = np.random.default_rng(1)
+    n_papers, k = 40, 5
+    base = scipy.sparse.random(6, 30, density=0.3, random_state=2, dtype=np.float32, format="csr")
+    # 300 profiles drawn from 6 distinct TF-IDF rows: most are duplicates.
+    which = rng.integers(0, 6, size=300)
+    profiles = scipy.sparse.csr_matrix(base[which])
+    papers = scipy.sparse.csr_matrix(
+        scipy.sparse.random(n_papers, 30, density=0.3, random_state=3, dtype=np.float32)
+    )
+    dense_base = _unit(rng, 6, 8)
+    dense = dense_base[which].astype(dtype)
+    dense[:20] = _unit(rng, 20, 8).astype(dtype)  # same TF-IDF row, another dense row
+    dense_papers = _unit(rng, n_papers, 8)
+    exclude = np.zeros((300, n_papers), dtype=bool)
+    exclude[rng.integers(0, 300, 30), rng.integers(0, n_papers, 30)] = True
+    weights = HybridWeights(tfidf=1.0, dense=0.7)
+    result = rank_hybrid(
+        profiles,
+        papers,
+        dense,
+        dense_papers,
+        k=k,
+        weights=weights,
+        exclude=scipy.sparse.csr_matrix(exclude),
+        chunk_size=7,
+    )
+    expected = _brute(
+        (profiles @ papers.T).toarray().astype(np.float32),
+        dense.astype(np.float32) @ dense_papers.T,
+        weights,
+        k,
+        exclude,
+    )
+    assert [[i for i, _ in result.picks(row)] for row in range(300)] == expected
+
+
+def test_hybrid_without_dense_weight_is_tfidf() -> None:
+    rng = np.random.default_rng(4)
+    profiles = scipy.sparse.random(50, 20, density=0.3, random_state=5, format="csr")
+    papers = scipy.sparse.random(30, 20, density=0.3, random_state=6, format="csr")
+    result = rank_hybrid(
+        profiles.astype(np.float32),
+        papers.astype(np.float32),
+        _unit(rng, 50, 4),
+        _unit(rng, 30, 4),
+        k=3,
+        weights=HybridWeights(tfidf=1.0, dense=0.0),
+    )
+    scores = (profiles @ papers.T).toarray()
+    for row in range(50):
+        best = [i for i in np.argsort(-scores[row], kind="stable")[:3] if scores[row, i] > 0]
+        assert [i for i, _ in result.picks(row)] == best
+
+
+def test_rank_hybrid_refuses_mismatched_shapes() -> None:
+    profiles = scipy.sparse.csr_matrix((3, 5), dtype=np.float32)
+    papers = scipy.sparse.csr_matrix((4, 5), dtype=np.float32)
+    with pytest.raises(ValueError, match="dense rows must match"):
+        rank_hybrid(profiles, papers, np.zeros((2, 8)), np.zeros((4, 8)), k=2)
+    with pytest.raises(ValueError, match="non-negative"):
+        HybridWeights(dense=-1.0)
+
+
+def test_float16_bytes_round_trip() -> None:
+    vectors = _unit(np.random.default_rng(7), 3, 384)
+    blobs = [to_bytes(v) for v in vectors]
+    assert {len(b) for b in blobs} == {768}
+    back = from_bytes(blobs)
+    np.testing.assert_allclose(back, vectors, atol=1e-3)
+    assert [to_bytes(v) for v in back] == blobs
+
+
+def test_dense_profiles_follow_liked_and_flee_disliked() -> None:
+    rng = np.random.default_rng(8)
+    topic = _unit(rng, 1, 16)
+    papers = _unit(rng, 2, 16)
+    plain = dense_profiles(topic, rows=[0, 1], cols=[0, 0], weights=[1.0, 1.0], n_profiles=2)
+    rated = dense_profiles(
+        topic,
+        rows=[0, 1],
+        cols=[0, 0],
+        weights=[1.0, 1.0],
+        n_profiles=2,
+        paper_vectors=papers,
+        feedback=FeedbackEvents(
+            rows=np.array([0, 1]),
+            cols=np.array([0, 0]),
+            values=np.array([1.0, -1.0]),
+            ages_days=np.array([0.0, 0.0]),
+        ),
+        feedback_weights=FeedbackWeights(),
+    )
+    np.testing.assert_allclose(np.linalg.norm(rated, axis=1), 1.0, atol=1e-5)
+    assert rated[0] @ papers[0] > plain[0] @ papers[0] > rated[1] @ papers[0]
+
+
+def test_linear_models_separate_each_subscribers_liked_papers_from_the_background() -> None:
+    rng = np.random.default_rng(9)
+    centres = _unit(rng, 3, 32)
+    # 30 papers around each of three centres; each subscriber likes 6 of one cluster.
+    clusters = np.repeat(np.arange(3), 30)
+    papers = normalise(centres[clusters] + 0.6 * rng.standard_normal((90, 32)) / np.sqrt(32))
+    rows = np.repeat(np.arange(4), 6)
+    liked_cluster = np.array([0, 1, 2, 0])
+    cols = np.concatenate([np.flatnonzero(clusters == c)[:6] for c in liked_cluster])
+    liked = scipy.sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(5, 90))
+    none = scipy.sparse.csr_matrix((5, 90))
+    directions, eligible = fit_directions(liked, none, papers, papers, options=LinearOptions())
+    assert eligible.tolist() == [True, True, True, True, False]
+    assert not directions[4].any()
+    unseen = np.setdiff1d(np.arange(90), cols)
+    for row, cluster in enumerate(liked_cluster):
+        scores = papers[unseen] @ directions[row]
+        top = unseen[np.argsort(-scores)[:10]]
+        assert (clusters[top] == cluster).all()
+    rocchio = _unit(rng, 5, 32)
+    blended = blend_profiles(rocchio, directions, eligible, blend=0.5)
+    np.testing.assert_array_equal(blended[4], rocchio[4])
+    np.testing.assert_allclose(np.linalg.norm(blended, axis=1), 1.0, atol=1e-5)
