@@ -19,7 +19,7 @@ from datetime import date
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from newsletter.errors import ConfigError
@@ -89,6 +89,53 @@ def embed_papers(
         ],
     )
     return len(missing)
+
+
+def backfill(
+    sessions: Callable[[], Session],
+    *,
+    since: date | None = None,
+    batch: int = 256,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> int:
+    """Embed the stored papers that have no vector under the current model (papers
+    ingested before the extra was installed, or under an older model), newest first,
+    one transaction per ``batch``: an interrupted backfill keeps what it did and the
+    next one carries on. ``since`` limits it to papers listed on or after that day.
+    Returns how many papers were embedded."""
+    if not semantic.available():
+        raise ConfigError(
+            "embedding papers needs the semantic extra: pip install torch==2.13.0, "
+            "then pip install '.[semantic]'"
+        )
+    has_vector = (
+        select(PaperEmbedding.paper_id)
+        .where(PaperEmbedding.paper_id == Paper.id, PaperEmbedding.model == semantic.MODEL_VERSION)
+        .exists()
+    )
+    missing = select(Paper).where(~has_vector)
+    if since is not None:
+        missing = missing.where(Paper.listed_on >= since)
+    with sessions() as session:
+        total = session.scalar(select(func.count()).select_from(missing.subquery())) or 0
+    if progress is not None:
+        progress(0, total)
+    done = 0
+    encoder = semantic.load_encoder() if total else None
+    while done < total:
+        with sessions() as session, session.begin():
+            papers = session.scalars(
+                missing.order_by(Paper.listed_on.desc(), Paper.id.desc()).limit(batch)
+            ).all()
+            if not papers:
+                break
+            embedded = embed_papers(session, papers, encoder=encoder)
+        done += embedded
+        if progress is not None:
+            progress(embedded, total)
+        if embedded == 0:  # nothing missing any more (another process filled them in)
+            break
+    return done
 
 
 def embed_ingested(session: Session, external_ids: Sequence[str]) -> int:

@@ -147,10 +147,11 @@ def topics(ctx: typer.Context, json_output: JsonOption = False) -> None:
 
 
 recommender_app = make_app(
-    """The stored recommender model.
+    """The stored recommender model and the papers' sentence embeddings.
 
     Examples:
       newsletter recommender refit
+      newsletter recommender embed --since 2026-05-01
     """
 )
 app.add_typer(recommender_app, name="recommender")
@@ -171,5 +172,45 @@ def recommender_refit(ctx: typer.Context, quiet: QuietOption = False) -> None:
         with progress.progress_bar("refit", enabled=progress.wanted(quiet=quiet)) as hook:
             described = service.refit(progress=hook)
         typer.echo(described)
+    finally:
+        service.close()
+
+
+@recommender_app.command("embed")
+def recommender_embed(
+    ctx: typer.Context,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=DATE_FORMATS,
+            metavar="DATE",
+            show_default=False,
+            help="Only papers listed on or after this day, YYYY-MM-DD (default: all).",
+        ),
+    ] = None,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Compute the sentence embeddings stored papers lack (semantic extra).
+
+    New papers are embedded as they are ingested; this fills in papers ingested
+    before the extra was installed, or before the model changed. Newest first, one
+    transaction per batch, so it can be stopped and run again.
+
+    Examples:
+      newsletter recommender embed
+      newsletter recommender embed --since 2026-05-01 --json
+    """
+    from newsletter.embeddings import backfill
+
+    service = state(ctx).service()
+    try:
+        enabled = progress.wanted(quiet=quiet, json_output=json_output)
+        with progress.progress_bar("embed", enabled=enabled) as hook:
+            count = backfill(service.sessions, since=since.date() if since else None, progress=hook)
+        if json_output:
+            echo_json({"embedded": count})
+        else:
+            typer.echo(f"{count} papers embedded")
     finally:
         service.close()
