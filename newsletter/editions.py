@@ -32,6 +32,7 @@ from newsletter.models import (
 )
 from newsletter.profiles import build_subscriber_profiles, load_ratings
 from newsletter.progress import ProgressHook
+from newsletter.settings import Settings
 from recommender import (
     FeedbackWeights,
     RankResult,
@@ -69,6 +70,30 @@ class PlanOptions:
     # installed and the candidates were embedded at ingest. False: TF-IDF alone.
     semantic: bool | None = None
     hybrid: HybridWeights = field(default_factory=HybridWeights)
+    # The minimum score when the hybrid ranks (min_score is TF-IDF's): its dense half
+    # is rarely near 0 even for unrelated papers. Calibrated by
+    # benchmarks/calibrate_min_score.py to keep as many relevant papers as 0.02 keeps
+    # with TF-IDF alone (benchmarks/README.md).
+    min_score_hybrid: float = 0.06
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PlanOptions:
+        """The options every planner uses (newsletter plan, the scheduler, test sends)."""
+        return cls(
+            max_papers=settings.max_papers,
+            min_score=settings.min_score,
+            min_score_hybrid=settings.min_score_semantic,
+            corpus_limit=settings.corpus_limit,
+            diversity=settings.diversity,
+            model_dir=settings.model_dir,
+            refit_growth=settings.refit_growth,
+            semantic=settings.semantic,
+            feedback=FeedbackWeights(
+                liked=settings.feedback_liked,
+                disliked=settings.feedback_disliked,
+                half_life_days=settings.feedback_half_life_days,
+            ),
+        )
 
 
 @dataclass
@@ -399,7 +424,9 @@ def _pick(
     """Each subscriber's picks: top-k above the minimum score, diversified by MMR.
 
     A subscriber who chose "always send" gets the best papers there are even when
-    none reaches the minimum score; everyone else then gets nothing.
+    none reaches the minimum score; everyone else then gets nothing. The minimum is
+    ``options.min_score_hybrid`` when the hybrid ranks (``dense`` given), else
+    ``options.min_score``.
     """
     limits = np.array([s.max_papers or options.max_papers for s in subscribers])
     k = int(limits.max())
@@ -407,14 +434,16 @@ def _pick(
     width = k * _MMR_POOL if options.diversity < 1.0 else k
     if dense is None:
         result = rank(profiles, papers, k=width, exclude=exclude, min_score=0.0)
+        min_score = options.min_score
     else:
         result = rank_hybrid(
             profiles, papers, *dense, k=width, weights=options.hybrid, exclude=exclude
         )
+        min_score = options.min_score_hybrid
     # Below the minimum score a pick is dropped, unless the row would be left
     # empty and its subscriber asked to always get an issue.
-    weak = (result.scores <= options.min_score) & (result.indices >= 0)
-    keep_weak = always & ~((result.scores > options.min_score) & (result.indices >= 0)).any(axis=1)
+    weak = (result.scores <= min_score) & (result.indices >= 0)
+    keep_weak = always & ~((result.scores > min_score) & (result.indices >= 0)).any(axis=1)
     drop = weak & ~keep_weak[:, None]
     indices = np.where(drop, -1, result.indices)
     scores = np.where(drop, np.float32(0.0), result.scores)

@@ -23,8 +23,8 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from newsletter.errors import ConfigError
-from newsletter.models import Interest, Paper, PaperEmbedding, Subscriber, Topic
-from newsletter.profiles import Ratings
+from newsletter.models import Paper, PaperEmbedding, Subscriber
+from newsletter.profiles import Ratings, interest_index
 from recommender import Document, FeedbackWeights, decay, semantic
 from recommender.linear import LinearOptions, blend_profiles, fit_directions
 
@@ -200,16 +200,7 @@ def edition_inputs(
         return None
     paper_vectors = paper_matrix(session, papers)
     encoder = semantic.load_encoder()
-    topics = {t.id: t.description for t in session.scalars(select(Topic))}
-    text_index: dict[str, int] = {}
-    rows: list[int] = []
-    cols: list[int] = []
-    values: list[float] = []
-    for row, subscriber in enumerate(subscribers):
-        for interest in subscriber.interests:
-            rows.append(row)
-            cols.append(text_index.setdefault(_interest_text(interest, topics), len(text_index)))
-            values.append(interest.weight)
+    index = interest_index(session, subscribers)
     feedback = semantic.FeedbackEvents.empty()
     rated_vectors = None
     if ratings.events:
@@ -227,10 +218,10 @@ def edition_inputs(
             ),
         )
     profiles = semantic.dense_profiles(
-        encoder.encode_interests(list(text_index)),
-        rows=np.array(rows, dtype=np.int64),
-        cols=np.array(cols, dtype=np.int64),
-        weights=np.array(values, dtype=np.float32),
+        encoder.encode_interests(index.texts),
+        rows=np.array(index.rows, dtype=np.int64),
+        cols=np.array(index.cols, dtype=np.int64),
+        weights=np.array(index.weights, dtype=np.float32),
         n_profiles=len(subscribers),
         paper_vectors=rated_vectors,
         feedback=feedback,
@@ -258,9 +249,3 @@ def _matrix(
     shape: tuple[int, int],
 ) -> scipy.sparse.csr_matrix:
     return scipy.sparse.csr_matrix((values, (rows, cols)), shape=shape)
-
-
-def _interest_text(interest: Interest, topics: dict[str, str]) -> str:
-    if interest.topic_id is not None:
-        return topics[interest.topic_id]
-    return interest.keywords or ""

@@ -39,6 +39,31 @@ def _interest_text(interest: Interest, topics: dict[str, Topic]) -> str:
     return interest.keywords or ""
 
 
+@dataclass(frozen=True)
+class InterestIndex:
+    """Every subscriber's interests as (row, text, weight) triples, each distinct text
+    once: what TF-IDF and embedding profiles are both built from."""
+
+    texts: list[str]
+    rows: list[int]
+    cols: list[int]  # index into texts
+    weights: list[float]
+
+
+def interest_index(session: Session, subscribers: Sequence[Subscriber]) -> InterestIndex:
+    topics = {t.id: t for t in session.scalars(select(Topic))}
+    text_index: dict[str, int] = {}
+    rows: list[int] = []
+    cols: list[int] = []
+    weights: list[float] = []
+    for row, subscriber in enumerate(subscribers):
+        for interest in subscriber.interests:
+            rows.append(row)
+            cols.append(text_index.setdefault(_interest_text(interest, topics), len(text_index)))
+            weights.append(interest.weight)
+    return InterestIndex(list(text_index), rows, cols, weights)
+
+
 def load_ratings(session: Session, subscribers: Sequence[Subscriber]) -> Ratings:
     """Every feedback event of ``subscribers``, with the row each subscriber has."""
     row_of = {s.id: row for row, s in enumerate(subscribers)}
@@ -65,23 +90,14 @@ def build_subscriber_profiles(
     text_cache: TextCache | None = None,
 ) -> scipy.sparse.csr_matrix:
     """One L2-normalised profile row per subscriber: interests, then feedback on top."""
-    topics = {t.id: t for t in session.scalars(select(Topic))}
-    text_index: dict[str, int] = {}
-    rows: list[int] = []
-    cols: list[int] = []
-    values: list[float] = []
-    for row, subscriber in enumerate(subscribers):
-        for interest in subscriber.interests:
-            rows.append(row)
-            cols.append(text_index.setdefault(_interest_text(interest, topics), len(text_index)))
-            values.append(interest.weight)
-    texts = list(text_index)
+    index = interest_index(session, subscribers)
+    texts = index.texts
     interests = build_profiles(
         model,
         texts=texts,
-        rows=rows,
-        cols=cols,
-        weights=values,
+        rows=index.rows,
+        cols=index.cols,
+        weights=index.weights,
         n_profiles=len(subscribers),
         text_vectors=text_cache.embed(model, texts) if text_cache is not None else None,
     )

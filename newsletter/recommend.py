@@ -365,8 +365,9 @@ def _nothing(profiles: Iterable[Profile]) -> Iterator[Recommendation]:
         yield {"id": profile.id, "papers": []}
 
 
-def _interests(profiles: Sequence[Profile], model: TfidfModel) -> scipy.sparse.csr_matrix:
-    """Topic and keyword vectors of every profile, each distinct text embedded once."""
+def interest_index(profiles: Sequence[Profile]) -> tuple[list[str], list[int], list[int]]:
+    """Each profile's interest texts as (texts, rows, cols): every distinct text once, so
+    it is vectorised (TF-IDF) or embedded (semantic ranking) once."""
     text_index: dict[str, int] = {}
     rows: list[int] = []
     cols: list[int] = []
@@ -374,9 +375,15 @@ def _interests(profiles: Sequence[Profile], model: TfidfModel) -> scipy.sparse.c
         for text in profile.interest_texts:
             rows.append(row)
             cols.append(text_index.setdefault(text, len(text_index)))
+    return list(text_index), rows, cols
+
+
+def _interests(profiles: Sequence[Profile], model: TfidfModel) -> scipy.sparse.csr_matrix:
+    """Topic and keyword vectors of every profile, each distinct text embedded once."""
+    texts, rows, cols = interest_index(profiles)
     return build_profiles(
         model,
-        texts=list(text_index),
+        texts=texts,
         rows=np.asarray(rows, dtype=np.int64),
         cols=np.asarray(cols, dtype=np.int64),
         weights=np.ones(len(rows)),

@@ -7,13 +7,11 @@ once each.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse
 
-from newsletter.recommend import Profile, RecommendInputs
+from newsletter.recommend import RecommendInputs, interest_index
 from recommender import Document, semantic
 from recommender.linear import LinearOptions, blend_profiles, fit_directions
 
@@ -33,7 +31,7 @@ def dense_inputs(
         [Document(records[i].title, records[i].abstract) for i in wanted]
     )
     column = {row: i for i, row in enumerate(wanted)}
-    texts, rows, cols = _interest_index(inputs.profiles)
+    texts, rows, cols = interest_index(inputs.profiles)
     ev_rows: list[int] = []
     ev_cols: list[int] = []
     ev_values: list[float] = []
@@ -80,14 +78,3 @@ def _matrix(
 ) -> scipy.sparse.csr_matrix:
     ones = np.ones(int(mask.sum()))
     return scipy.sparse.csr_matrix((ones, (events.rows[mask], events.cols[mask])), shape=shape)
-
-
-def _interest_index(profiles: Sequence[Profile]) -> tuple[list[str], list[int], list[int]]:
-    text_index: dict[str, int] = {}
-    rows: list[int] = []
-    cols: list[int] = []
-    for row, profile in enumerate(profiles):
-        for text in profile.interest_texts:
-            rows.append(row)
-            cols.append(text_index.setdefault(text, len(text_index)))
-    return list(text_index), rows, cols

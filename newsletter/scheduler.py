@@ -123,21 +123,8 @@ class SchedulerConfig:
 def plan_options(settings: Settings) -> PlanOptions:
     """The planner's options from the settings (as ``newsletter plan`` uses them)."""
     from newsletter.editions import PlanOptions
-    from recommender import FeedbackWeights
 
-    return PlanOptions(
-        max_papers=settings.max_papers,
-        min_score=settings.min_score,
-        corpus_limit=settings.corpus_limit,
-        diversity=settings.diversity,
-        model_dir=settings.model_dir,
-        refit_growth=settings.refit_growth,
-        feedback=FeedbackWeights(
-            liked=settings.feedback_liked,
-            disliked=settings.feedback_disliked,
-            half_life_days=settings.feedback_half_life_days,
-        ),
-    )
+    return PlanOptions.from_settings(settings)
 
 
 # --- planning at each subscriber's own send time ----------------------------------------

@@ -82,22 +82,8 @@ class Service:
         # Imported here, as in send(): scikit-learn and the SMTP stack take about a
         # second to import, which every other command would pay at start-up.
         from newsletter.editions import PlanOptions, plan_edition
-        from recommender import FeedbackWeights
 
-        options = PlanOptions(
-            max_papers=self.settings.max_papers,
-            min_score=self.settings.min_score,
-            corpus_limit=self.settings.corpus_limit,
-            diversity=self.settings.diversity,
-            model_dir=self.settings.model_dir,
-            refit_growth=self.settings.refit_growth,
-            semantic=self.settings.semantic,
-            feedback=FeedbackWeights(
-                liked=self.settings.feedback_liked,
-                disliked=self.settings.feedback_disliked,
-                half_life_days=self.settings.feedback_half_life_days,
-            ),
-        )
+        options = PlanOptions.from_settings(self.settings)
         self.sync_topics()
         with self.sessions.begin() as session:
             return plan_edition(session, day, options=options, progress=progress)

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     feedback_half_life_days: float = Field(default=120.0, gt=0.0)
     # Semantic ranking (issue 8): None uses it when the extra is installed.
     semantic: bool | None = None
+    # min_score for the hybrid TF-IDF + embedding score, used when semantic ranking is on
+    # (benchmarks/calibrate_min_score.py).
+    min_score_semantic: float = Field(default=0.06, ge=0.0, lt=1.0)
     send_batch_size: int = Field(default=200, ge=1, le=10_000)
     lease_seconds: int = Field(default=600, ge=1)
     deliver_workers: int = Field(default=1, ge=1, le=64)

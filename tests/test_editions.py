@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import pytest
+from scipy import sparse
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from newsletter.catalogue import load_catalogue
 from newsletter.db import SessionFactory
-from newsletter.editions import PlanOptions, plan_edition, window
+from newsletter.editions import PlanOptions, _pick, plan_edition, window
 from newsletter.ingest import ingest_file
 from newsletter.models import (
     Delivery,
@@ -243,3 +245,37 @@ def test_feedback_is_excluded_and_pulls_the_profile(world: SessionFactory) -> No
     assert not set(liked_ids) & {p for p, _, _ in after}
     vision_share = lambda picks: sum("cs.CV" in c for _, _, c in picks)  # noqa: E731
     assert vision_share(after) > vision_share(before)
+
+
+def test_pick_uses_the_hybrid_minimum_when_the_hybrid_ranks() -> None:
+    # One subscriber, two papers. TF-IDF scores 0.05 and 0; the dense cosines 0.2 and
+    # 0.16 make the hybrid scores 0.05 + 0.25 x 0.2 = 0.1 and 0 + 0.25 x 0.16 = 0.04.
+    profiles = sparse.csr_matrix(np.array([[1.0, 0.0]]))
+    papers = sparse.csr_matrix(np.array([[0.05, np.sqrt(1 - 0.05**2)], [0.0, 1.0]]))
+    dense = (
+        np.array([[1.0, 0.0, 0.0]], dtype=np.float32),
+        np.array(
+            [[0.2, np.sqrt(1 - 0.2**2), 0.0], [0.16, 0.0, np.sqrt(1 - 0.16**2)]],
+            dtype=np.float32,
+        ),
+    )
+    subscriber = Subscriber(email="s@example.org", max_papers=None, always_send=False)
+
+    def picked(options: PlanOptions, with_dense: bool) -> list[int]:
+        result = _pick(
+            profiles,
+            papers,
+            subscribers=[subscriber],
+            exclude=sparse.csr_matrix((1, 2)),
+            options=options,
+            dense=dense if with_dense else None,
+        )
+        return [column for column, _ in result.picks(0)]
+
+    # TF-IDF alone: min_score; the hybrid: min_score_hybrid, the other one ignored.
+    options = PlanOptions(diversity=1.0, min_score=0.02, min_score_hybrid=0.06)
+    assert picked(options, with_dense=False) == [0]
+    assert picked(options, with_dense=True) == [0]  # 0.04 > min_score, <= min_score_hybrid
+    options = PlanOptions(diversity=1.0, min_score=0.2, min_score_hybrid=0.03)
+    assert picked(options, with_dense=False) == []
+    assert picked(options, with_dense=True) == [0, 1]  # both <= min_score

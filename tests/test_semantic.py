@@ -248,3 +248,37 @@ def test_enough_feedback_fits_a_linear_model_and_rated_papers_are_not_offered(
     picked = {paper.external_id for paper, _, _ in issues[0].picks}
     assert picked
     assert not picked & rated
+
+
+def test_the_hybrid_minimum_gives_an_unrelated_subscriber_no_issue(
+    sessions: SessionFactory, encoder: semantic.Encoder
+) -> None:
+    catalogue = load_catalogue()
+    # No word of it is in the papers (TF-IDF scores 0); the model scores the best paper
+    # about 0.25 x 0.15, above TF-IDF's minimum, below the hybrid's.
+    off_topic = ["medieval pottery glazes"]
+    with sessions.begin() as session:
+        upsert_papers(session, _records(40), embed=True)
+        upsert_subscriber(session, build_input(catalogue, email="cv@example.org", topics=["cs.CV"]))
+        for email, always in (("baker@example.org", False), ("always@example.org", True)):
+            upsert_subscriber(
+                session,
+                build_input(catalogue, email=email, keywords=off_topic, always_send=always),
+            )
+    # The default minimums: 0.02 for TF-IDF, min_score_hybrid for the hybrid.
+    options = PlanOptions(max_papers=5, diversity=1.0, semantic=True)
+    assert options.min_score_hybrid > options.min_score
+    issues = _issue_scores(sessions, options)
+    # TF-IDF's 0.02 alone lets the embedding half of the score through: the baker got
+    # an issue of unrelated papers before the hybrid had its own minimum.
+    before = _issue_scores(sessions, replace(options, min_score_hybrid=options.min_score))
+    assert before["baker@example.org"]
+    # Now no issue, unless they asked to always get one: then the best papers there are.
+    assert "baker@example.org" not in issues
+    unfiltered = _issue_scores(sessions, replace(options, min_score_hybrid=0.0))
+    assert issues["always@example.org"] == unfiltered["always@example.org"]
+    assert len(issues["always@example.org"]) == 5
+    assert max(issues["always@example.org"]) <= options.min_score_hybrid
+    # A subscriber with related interests still gets a full issue above the minimum.
+    assert len(issues["cv@example.org"]) == 5
+    assert min(issues["cv@example.org"]) > options.min_score_hybrid

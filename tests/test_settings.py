@@ -6,6 +6,7 @@ import pytest
 
 from newsletter.db import make_engine, safe_url
 from newsletter.errors import ConfigError, DatabaseUnavailable
+from newsletter.scheduler import plan_options
 from newsletter.settings import DEMO_SECRET, load_settings
 from tests.conftest import TEST_SECRET
 
@@ -17,6 +18,23 @@ def test_defaults_come_from_the_shipped_toml(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.smtp_tls == "none"
     assert settings.sender_address == "newsletter@example.org"
     assert settings.effective_list_id == "newsletter.localhost"
+    # The hybrid score has its own minimum (benchmarks/calibrate_min_score.py).
+    assert (settings.min_score, settings.min_score_semantic) == (0.02, 0.06)
+    options = plan_options(settings)
+    assert (options.min_score, options.min_score_hybrid) == (0.02, 0.06)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("false", False), ("true", True), (None, None)])
+def test_every_planner_gets_the_semantic_setting(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, expected: bool | None
+) -> None:
+    # The scheduler and test sends plan with plan_options, `newsletter plan` with the
+    # service: the same options, so semantic = false turns the hybrid off for all.
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", TEST_SECRET)
+    monkeypatch.delenv("NEWSLETTER_SEMANTIC", raising=False)
+    if value is not None:
+        monkeypatch.setenv("NEWSLETTER_SEMANTIC", value)
+    assert plan_options(load_settings()).semantic is expected
 
 
 def test_environment_overrides_user_toml_overrides_defaults(
