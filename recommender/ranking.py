@@ -30,6 +30,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse
+from threadpoolctl import threadpool_limits
 
 from recommender._sparse import as_csr
 
@@ -87,6 +88,21 @@ class RankResult:
         ]
 
 
+@dataclass(frozen=True)
+class DenseTerm:
+    """A dense addend to the sparse cosine (the hybrid ranking, ``recommender.hybrid``):
+
+        score = sparse_weight * sparse cosine + dense_weight * (profiles @ papers_t)
+
+    ``profiles`` (n_profiles x d, float16 or float32) are widened a block at a time;
+    ``papers_t`` is the papers' float32 matrix transposed (d x n_papers)."""
+
+    profiles: npt.NDArray[np.floating]
+    papers_t: npt.NDArray[np.float32]
+    sparse_weight: float
+    dense_weight: float
+
+
 def rank(
     profiles: scipy.sparse.csr_matrix,
     papers: scipy.sparse.csr_matrix,
@@ -95,8 +111,12 @@ def rank(
     exclude: scipy.sparse.csr_matrix | None = None,
     min_score: float = 0.0,
     chunk_size: int = 5000,
+    dense: DenseTerm | None = None,
 ) -> RankResult:
-    """Pick each profile's k most similar unsent papers: what each subscriber's issue holds."""
+    """Pick each profile's k most similar unsent papers: what each subscriber's issue holds.
+
+    With ``dense``, the score is the hybrid of ``DenseTerm``; profiles are then merged
+    as duplicates only when their dense rows are identical too."""
     profiles = as_csr(profiles, name="profiles")
     papers = as_csr(papers, name="papers")
     n_profiles, n_papers = profiles.shape[0], papers.shape[0]
@@ -105,6 +125,8 @@ def rank(
             f"profiles have {profiles.shape[1]} features but papers have {papers.shape[1]}; "
             "were they embedded by the same model?"
         )
+    if dense is not None:
+        _check_dense(dense, n_profiles, n_papers)
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     if chunk_size < 1:
@@ -135,21 +157,33 @@ def rank(
 
     # Threads only pay off beyond a few blocks of scores.
     workers = min(_MAX_WORKERS, _cpu_count()) if n_profiles * n_papers > _PARALLEL_CELLS else 1
-    with ThreadPoolExecutor(max_workers=workers) if workers > 1 else nullcontext() as pool:
+    # Blocks run side by side on the pool, so each BLAS call (the dense term) keeps to
+    # one thread.
+    one_blas_thread = dense is not None and workers > 1
+    limits = threadpool_limits(1, user_api="blas") if one_blas_thread else nullcontext()
+    with limits, ThreadPoolExecutor(max_workers=workers) if workers > 1 else nullcontext() as pool:
         # The scorer is prepared while duplicates are looked for.
         scorer_ready = _start(pool, _Scorer, profiles, papers)
         # Rank each distinct row once; owner[row] is the ranked row holding its picks.
         ranked, owner = _distinct_rows(profiles, exclude, pool)
+        if dense is not None and ranked is not None and owner is not None:
+            ranked, owner = _split_dense(dense.profiles, ranked, owner)
         n_ranked = n_profiles if ranked is None else len(ranked)
         indices = np.full((n_ranked, k), -1, dtype=np.int64)
         scores = np.zeros((n_ranked, k), dtype=np.float32)
         scorer = scorer_ready.result()
-        block = max(1, min(chunk_size, _BLOCK_BYTES // (n_papers * scorer.dtype.itemsize)))
+        itemsize = 4 if dense is not None else scorer.dtype.itemsize
+        block = max(1, min(chunk_size, _BLOCK_BYTES // (n_papers * itemsize)))
 
         def rank_block(start: int) -> None:
             stop = min(start + block, n_ranked)
             rows = slice(start, stop) if ranked is None else ranked[start:stop]
             similarity = scorer.scores(profiles[rows])
+            if dense is not None:
+                similarity = np.asarray(similarity, dtype=np.float32)
+                similarity *= np.float32(dense.sparse_weight)
+                widened = dense.profiles[rows].astype(np.float32, copy=False)
+                similarity += np.float32(dense.dense_weight) * (widened @ dense.papers_t)
             if exclude is not None:
                 excluded = exclude[rows]
                 if excluded.nnz:
@@ -165,6 +199,36 @@ def rank(
         if owner is not None:
             indices, scores = _spread(indices, scores, owner, pool)
     return RankResult(indices=indices, scores=scores)
+
+
+def _check_dense(dense: DenseTerm, n_profiles: int, n_papers: int) -> None:
+    if dense.profiles.shape[0] != n_profiles or dense.papers_t.shape[1] != n_papers:
+        raise ValueError(
+            f"dense rows must match: {dense.profiles.shape[0]} profiles vs {n_profiles}, "
+            f"{dense.papers_t.shape[1]} papers vs {n_papers}"
+        )
+    if dense.profiles.shape[1] != dense.papers_t.shape[0]:
+        raise ValueError("dense profiles and papers have a different number of dimensions")
+
+
+def _split_dense(
+    dense: npt.NDArray[np.floating], ranked: npt.NDArray[np.int64], position: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Keep a sparse duplicate merged only when its dense row is identical too."""
+    n_rows = len(position)
+    owner = ranked[position]
+    duplicates = np.flatnonzero(owner != np.arange(n_rows))
+    differ = np.zeros(len(duplicates), dtype=bool)
+    for start in range(0, len(duplicates), 65_536):
+        part = duplicates[start : start + 65_536]
+        differ[start : start + 65_536] = (dense[part] != dense[owner[part]]).any(axis=1)
+    if not differ.any():
+        return ranked, position
+    owner[duplicates[differ]] = duplicates[differ]
+    ranked = np.flatnonzero(owner == np.arange(n_rows))
+    new_position = np.empty(n_rows, dtype=np.int64)
+    new_position[ranked] = np.arange(len(ranked))
+    return ranked, new_position[owner]
 
 
 def _spread(
