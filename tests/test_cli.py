@@ -224,8 +224,10 @@ def test_ingest_from_a_configured_source_and_usage_errors(run: Run, tmp_path: Pa
     fetched = run("--config", str(config), "ingest", "--source", "local")
     assert fetched.returncode == 0, fetched.stderr
     assert "1 new" in fetched.stdout
-    again = run("--config", str(config), "ingest", "--source", "local")
-    assert "0 new" in again.stdout
+    again = run("--config", str(config), "ingest", "--source", "local", "--json")
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert (summary["source"], summary["new"], summary["unchanged"]) == ("local", 0, 1)
     for args in (("ingest",), ("ingest", "--since", "2026-05-01", str(listing))):
         wrong = run(*args)
         assert wrong.returncode == 2
