@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from newsletter.errors import ConfigError
 from newsletter.models import Paper, PaperEmbedding, Subscriber
 from newsletter.profiles import Ratings, interest_index
+from newsletter.progress import ProgressHook
 from recommender import Document, FeedbackWeights, decay, semantic
 from recommender.linear import LinearOptions, blend_profiles, fit_directions
 
@@ -65,7 +66,7 @@ def embed_papers(
     papers: Sequence[Paper],
     *,
     encoder: semantic.Encoder | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressHook | None = None,
 ) -> int:
     """Compute and store the vectors ``papers`` lack under the current model; return how many.
 
@@ -79,7 +80,8 @@ def embed_papers(
         return 0
     encoder = encoder or semantic.load_encoder()
     vectors = encoder.encode_documents(
-        [Document(p.title, p.abstract) for p in missing], progress=progress
+        [Document(p.title, p.abstract) for p in missing],
+        progress=None if progress is None else _advances(progress),
     )
     session.execute(
         insert(PaperEmbedding),
@@ -91,12 +93,24 @@ def embed_papers(
     return len(missing)
 
 
+def _advances(hook: ProgressHook) -> Callable[[int, int], None]:
+    """The encoder reports (done so far, total); a ``ProgressHook`` takes (advance, total)."""
+    reported = 0
+
+    def on_batch(done: int, total: int) -> None:
+        nonlocal reported
+        hook(done - reported, total)
+        reported = done
+
+    return on_batch
+
+
 def backfill(
     sessions: Callable[[], Session],
     *,
     since: date | None = None,
     batch: int = 256,
-    progress: Callable[[int, int | None], None] | None = None,
+    progress: ProgressHook | None = None,
 ) -> int:
     """Embed the stored papers that have no vector under the current model (papers
     ingested before the extra was installed, or under an older model), newest first,
@@ -138,7 +152,9 @@ def backfill(
     return done
 
 
-def embed_ingested(session: Session, external_ids: Sequence[str]) -> int:
+def embed_ingested(
+    session: Session, external_ids: Sequence[str], *, progress: ProgressHook | None = None
+) -> int:
     """The ingest hook: embed the papers just upserted that have no vector yet."""
     papers: list[Paper] = []
     ids = list(dict.fromkeys(external_ids))
@@ -146,7 +162,7 @@ def embed_ingested(session: Session, external_ids: Sequence[str]) -> int:
         papers.extend(
             session.scalars(select(Paper).where(Paper.external_id.in_(ids[start : start + _CHUNK])))
         )
-    return embed_papers(session, papers)
+    return embed_papers(session, papers, progress=progress)
 
 
 def forget_vectors(session: Session, paper_ids: Sequence[int]) -> None:

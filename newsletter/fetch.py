@@ -65,6 +65,7 @@ def fetch_source(
     today: date | None = None,
     progress: ProgressHook | None = None,
     now: datetime | None = None,
+    embed_progress: ProgressHook | None = None,
 ) -> FetchSummary:
     """Fetch everything new from source ``name`` and upsert it in one transaction.
 
@@ -86,7 +87,12 @@ def fetch_source(
         source.close()
     with session_factory.begin() as session:
         ingest = upsert_papers(
-            session, result.records, progress=progress, now=now, embed=_embed(settings)
+            session,
+            result.records,
+            progress=progress,
+            now=now,
+            embed=_embed(settings),
+            embed_progress=embed_progress,
         )
         if result.state is not None:
             set_source_state(session, name, result.state)

@@ -84,11 +84,13 @@ def upsert_papers(
     now: datetime | None = None,
     progress: ProgressHook | None = None,
     embed: bool = False,
+    embed_progress: ProgressHook | None = None,
 ) -> IngestSummary:
     """Insert new papers and update changed ones; the caller commits.
 
     ``progress`` is called with each chunk of distinct papers looked at. ``embed``:
-    also store the sentence embeddings the papers lack (the semantic extra, issue 8).
+    also store the sentence embeddings the papers lack (the semantic extra, issue 8),
+    reported to ``embed_progress``.
     """
     now = now or utcnow()
     summary = IngestSummary()
@@ -148,7 +150,7 @@ def upsert_papers(
         from newsletter.embeddings import embed_ingested, forget_vectors
 
         forget_vectors(session, retext)
-        embed_ingested(session, ids)
+        embed_ingested(session, ids, progress=embed_progress)
     return summary
 
 
@@ -159,9 +161,12 @@ def ingest_file(
     today: date,
     progress: ProgressHook | None = None,
     embed: bool = False,
+    embed_progress: ProgressHook | None = None,
 ) -> IngestSummary:
     """Parse one JSONL file and upsert its papers; malformed lines are reported, not fatal."""
     report = read_jsonl(path, today=today)
-    summary = upsert_papers(session, report.records, progress=progress, embed=embed)
+    summary = upsert_papers(
+        session, report.records, progress=progress, embed=embed, embed_progress=embed_progress
+    )
     summary.problems.extend(report.problems)
     return summary

@@ -71,11 +71,24 @@ class Service:
             sync_topics(session, self.catalogue)
 
     def ingest(
-        self, path: Path, *, today: date, progress: ProgressHook | None = None
+        self,
+        path: Path,
+        *,
+        today: date,
+        progress: ProgressHook | None = None,
+        embed_progress: ProgressHook | None = None,
     ) -> IngestSummary:
-        """Ingest one file in one transaction."""
+        """Ingest one file in one transaction (with the papers' embeddings when semantic
+        ranking is on; ``embed_progress`` counts those)."""
         with self.sessions.begin() as session:
-            return ingest_file(session, path, today=today, progress=progress, embed=self.semantic)
+            return ingest_file(
+                session,
+                path,
+                today=today,
+                progress=progress,
+                embed=self.semantic,
+                embed_progress=embed_progress,
+            )
 
     def plan(self, day: date, *, progress: ProgressHook | None = None) -> PlanSummary:
         """Plan the edition of ``day`` (one transaction)."""

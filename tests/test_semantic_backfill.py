@@ -86,3 +86,22 @@ def test_the_command_reports_what_it_embedded(
     assert json.loads(first.stdout) == {"embedded": 3}
     again = newsletter("recommender", "embed")
     assert (again.returncode, again.stdout) == (0, "0 papers embedded\n")
+
+
+def test_ingest_reports_the_embedding_as_its_own_progress(sessions: SessionFactory) -> None:
+    records = read_jsonl(DAILY / "2026-05-27.jsonl", today=WED).records[:40]
+    looked_at: list[tuple[int, int | None]] = []
+    embedded: list[tuple[int, int | None]] = []
+    with sessions.begin() as session:
+        upsert_papers(
+            session,
+            records,
+            embed=True,
+            progress=lambda n, total: looked_at.append((n, total)),
+            embed_progress=lambda n, total: embedded.append((n, total)),
+        )
+    papers = _vectors(sessions)
+    assert papers > 0
+    assert sum(n for n, _ in embedded) == papers  # advances add up to the papers embedded
+    assert {total for _, total in embedded} == {papers}
+    assert sum(n for n, _ in looked_at) == papers  # the upsert phase counted separately

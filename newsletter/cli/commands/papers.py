@@ -88,13 +88,14 @@ def ingest(
         if source_name:
             from newsletter.fetch import fetch_source
 
-            with progress.progress_bar(f"ingest {source_name}", enabled=show) as hook:
+            with progress.progress_bars(enabled=show) as bar:
                 fetched = fetch_source(
                     service.sessions,
                     service.settings,
                     source_name,
                     since=since.date() if since else None,
-                    progress=hook,
+                    progress=bar(f"ingest {source_name}"),
+                    embed_progress=bar("embed"),
                 )
             report_problems(fetched.problems)
             if json_output:
@@ -111,8 +112,13 @@ def ingest(
             return
         results = []
         for path in files or []:
-            with progress.progress_bar(f"ingest {path.name}", enabled=show) as hook:
-                summary = service.ingest(path, today=today_utc(), progress=hook)
+            with progress.progress_bars(enabled=show) as bar:
+                summary = service.ingest(
+                    path,
+                    today=today_utc(),
+                    progress=bar(f"ingest {path.name}"),
+                    embed_progress=bar("embed"),
+                )
             report_problems(summary.problems)
             if json_output:
                 results.append({"path": str(path), **ingest_dict(summary)})
