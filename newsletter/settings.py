@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=600, ge=1)
     deliver_workers: int = Field(default=1, ge=1, le=64)
     log_json: bool = False
+    # Where the web pages' rate limits count (a ``limits`` storage URI): memory:// per
+    # process; redis://HOST:PORT shared by every web process (see newsletter.web.ratelimit).
+    rate_limit_storage: str = "memory://"
     # Bearer token /metrics asks for; unset, /metrics answers loopback clients only.
     metrics_token: SecretStr | None = None
     smtp_message_timeout: float = Field(default=120.0, gt=0)

@@ -102,7 +102,8 @@ def _build_state(settings: Settings, options: WebOptions, service: Service) -> W
                 "post": options.posts_per_ip,
                 "subscribe": options.subscribe_per_ip,
                 "mail": options.mails_per_address,
-            }
+            },
+            storage=settings.rate_limit_storage,
         ),
         mailer=mailer,
         renderer=service.renderer,
