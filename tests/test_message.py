@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import re
 from dataclasses import replace
 from datetime import UTC, date, datetime
@@ -10,7 +11,10 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from newsletter import message as message_module
 from newsletter.message import MessageHeaders, build_message, message_id_for, one_line
 from newsletter.render import IssueView, PaperView, RenderedIssue, Renderer
 
@@ -460,3 +464,27 @@ def test_boundary_never_occurs_in_a_body(
     message = parse(raw)
     assert message.get_boundary() == f"{message_module._BOUNDARY_PREFIX}6"
     assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+
+
+# --- the hot-path helpers against their plain definitions ---------------------------------
+
+_LINES = st.lists(
+    st.sampled_from(["", "a", "x" * 997, "x" * 998, "x" * 999, "é·", "\r", "<p>", " "]),
+    max_size=30,
+).map("\n".join)
+
+
+@given(_LINES.map(lambda text: text.encode("utf-8")))
+def test_longest_line_is_the_longest_lf_separated_line(data: bytes) -> None:
+    assert message_module._longest_line(data) == max(map(len, data.split(b"\n")))
+
+
+@given(st.text(max_size=200))
+def test_encoded_words_decode_to_the_value_and_never_split_a_character(value: str) -> None:
+    folded = message_module._encoded_words(value)
+    words = folded.split("\r\n ")
+    raw = [binascii.a2b_base64(w.removeprefix("=?utf-8?b?").removesuffix("?=")) for w in words]
+    assert all(len(word) <= message_module._WORD_BYTES for word in raw)
+    # Each word decodes alone (a split character would raise) and together they are
+    # the value.
+    assert "".join([word.decode("utf-8") for word in raw]) == value
