@@ -315,6 +315,8 @@ class SmtpPool:
             ) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
+            # A failed TLS handshake closes the socket in a loop callback: give it its turn.
+            await asyncio.sleep(0)
             reason = str(exc) or type(exc).__name__
             raise SmtpUnavailable(f"SMTP server {config.address} unavailable: {reason}") from exc
         self._open.add(client)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import gc
 import mailbox
 import socket
 import ssl
@@ -370,6 +371,12 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ssl.SSLC
 
 
 @pytest.mark.parametrize("mode", ["starttls", "tls"])
+# A failed TLS handshake (the untrusted case below) leaves asyncio a raw socket
+# transport that closes in a loop callback; now and then (seen twice in full CI runs,
+# never alone) that callback has not run when its loop stops, and the transport is
+# collected later, anywhere, with "unclosed transport". The sockets are closed either
+# way: the warning is ignored for this test only, and collected before it ends.
+@pytest.mark.filterwarnings("ignore:unclosed transport:ResourceWarning")
 def test_tls_modes_with_self_signed_certificate(
     certificate: tuple[str, ssl.SSLContext], mode: ServerTls
 ) -> None:
@@ -399,6 +406,7 @@ def test_tls_modes_with_self_signed_certificate(
         untrusted = replace(config, cert_bundle=None)
         with pytest.raises(SmtpUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
             run_with_pool(untrusted, lambda pool: asyncio.sleep(0))
+    gc.collect()  # inside the test's warning filter
 
 
 def test_starttls_required_but_not_offered() -> None:
