@@ -32,15 +32,27 @@ POSTGRES_URL = os.environ.get(
 )
 
 
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ambient NEWSLETTER_* variables must not change what a test sees."""
+def _clean(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("NEWSLETTER_") and key != "NEWSLETTER_TEST_POSTGRES_URL":
             monkeypatch.delenv(key)
     # Semantic ranking (issue 8) would embed every paper the service ingests, which
     # costs minutes over the suite; tests/test_semantic*.py test that path for real.
     monkeypatch.setenv("NEWSLETTER_SEMANTIC", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_session_environment() -> Iterator[None]:
+    """The same for module- and session-scoped fixtures, which run before a test's own."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _clean(monkeypatch)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ambient NEWSLETTER_* variables must not change what a test sees."""
+    _clean(monkeypatch)
 
 
 def make_settings(database_url: str = "sqlite://", **overrides: Any) -> Settings:
