@@ -5,6 +5,11 @@ from __future__ import annotations
 import email
 import mailbox
 import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from email.message import EmailMessage
@@ -12,6 +17,8 @@ from email.policy import default
 from pathlib import Path
 from typing import Any, Protocol
 
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -174,3 +181,31 @@ def add_delivery(
 def subscriber_by_email(sessions: SessionFactory, address: str) -> Subscriber | None:
     with sessions() as session:
         return session.scalars(select(Subscriber).where(Subscriber.email == address)).one_or_none()
+
+
+def local_listener() -> tuple[socket.socket, str]:
+    """A bound listening socket on a free local port, and its http URL (the app's
+    public URL is known before the app is built)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@contextmanager
+def uvicorn_serving(app: FastAPI, listener: socket.socket) -> Iterator[None]:
+    """Serve ``app`` with uvicorn on ``listener`` in a thread until the block ends."""
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive(), "uvicorn stopped"
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listener.close()

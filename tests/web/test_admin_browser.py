@@ -13,16 +13,13 @@ from __future__ import annotations
 import email
 import email.policy
 import os
-import socket
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pytest
-import uvicorn
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -43,7 +40,7 @@ from newsletter.settings import Settings
 from newsletter.web.app import create_app
 from newsletter.web.options import WebOptions
 from tests.conftest import DAILY, REPO, make_settings
-from tests.web.helpers import add_subscriber
+from tests.web.helpers import add_subscriber, local_listener, uvicorn_serving
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -94,10 +91,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def live(engine: Engine, database_url: str) -> Iterator[Live]:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener, url = local_listener()
     smtp_server = FaultyServer(
         rcpt_replies={
             REFUSED: "550 5.1.1 <gone@example.org>: Recipient address rejected: User unknown",
@@ -109,20 +103,8 @@ def live(engine: Engine, database_url: str) -> Iterator[Live]:
             database_url, smtp_host=smtp.host, smtp_port=smtp.port, public_url=url
         )
         app = create_app(settings, options=WebOptions())
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]})
-        thread.start()
-        try:
-            deadline = time.monotonic() + 10
-            while not server.started:
-                assert thread.is_alive(), "uvicorn stopped"
-                assert time.monotonic() < deadline, "uvicorn did not start"
-                time.sleep(0.02)
+        with uvicorn_serving(app, listener):
             yield Live(url, settings, smtp)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
-            listener.close()
 
 
 def readers(sessions: SessionFactory) -> None:

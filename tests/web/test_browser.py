@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +20,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, Playwright, ViewportSize, sync_playwright
 from sqlalchemy import Engine, select
 
@@ -34,7 +32,7 @@ from newsletter.tokens import Purpose, TokenData, Tokens
 from newsletter.web.app import create_app
 from newsletter.web.options import WebOptions
 from tests.conftest import DAILY, REPO, TEST_SECRET, make_settings
-from tests.web.helpers import Mail, read_mail
+from tests.web.helpers import Mail, local_listener, read_mail, uvicorn_serving
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -79,30 +77,15 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 @pytest.fixture
 def live(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[Live]:
     """The app under uvicorn on a free port, mailing through a Maildir SMTP server."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener, url = local_listener()
     maildir = tmp_path / "maildir"
     with MaildirServer(maildir) as smtp:
         settings = make_settings(
             database_url, smtp_host=smtp.host, smtp_port=smtp.port, public_url=url
         )
         app = create_app(settings, options=WebOptions(subscribe_per_ip="100/minute"))
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]})
-        thread.start()
-        try:
-            deadline = time.monotonic() + 10
-            while not server.started:
-                assert thread.is_alive(), "uvicorn stopped"
-                assert time.monotonic() < deadline, "uvicorn did not start"
-                time.sleep(0.02)
+        with uvicorn_serving(app, listener):
             yield Live(url, settings, maildir)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
-            listener.close()
 
 
 @pytest.fixture
