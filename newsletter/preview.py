@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from newsletter.issue import build_issue_view
+from newsletter.delivery import Composer
 from newsletter.models import utcnow
 from newsletter.render import RenderedIssue, Renderer
 from newsletter.service import Service
@@ -27,20 +27,13 @@ def render_preview(
 ) -> RenderedIssue:
     """Subject, HTML and text of the issue ``request`` describes."""
     settings = service.settings
-    now = utcnow()
-    job = build_job(service, request, recipient=None, now=now)
-    view = build_issue_view(
-        settings=settings,
-        tokens=Tokens(settings.secret_key.get_secret_value()),
-        delivery_id=job.delivery_id,
-        subscriber_id=job.subscriber_id,
-        token_version=job.token_version,
-        email=job.email,
-        edition=job.edition,
-        interests=job.interests,
-        items=job.items,
+    job = build_job(service, request, recipient=None, now=utcnow())
+    # The delivery workers' own rendering (the subscriber's language included).
+    composer = Composer(
+        settings, renderer or service.renderer, Tokens(settings.secret_key.get_secret_value())
     )
-    return (renderer or service.renderer).render_issue(view)
+    _view, rendered = composer.render(job)
+    return rendered
 
 
 def preview(

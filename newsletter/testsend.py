@@ -31,6 +31,7 @@ from newsletter.corpus import EditionModel, model_for_edition
 from newsletter.delivery import Composer, Job, Outgoing, smtp_config
 from newsletter.editions import candidate_papers, rank_issues, window
 from newsletter.errors import EditionError, NewsletterError
+from newsletter.i18n import DEFAULT_LOCALE
 from newsletter.issue import ItemView, interests_line, interests_text, paper_base_of
 from newsletter.models import (
     Delivery,
@@ -234,10 +235,11 @@ def _build_job(
             items = _ranked_items(session, service, subscriber, day, edition_id)
         interests = interests_line(subscriber)
         who, name, subscriber_id = subscriber.email, subscriber.name, subscriber.id
+        locale = subscriber.locale  # their issue, in their language
     else:
         subscriber, interests = _ad_hoc(session, service, request)
         items = _ranked_items(session, service, subscriber, day, edition_id)
-        who, name, subscriber_id = "", "", 0
+        who, name, subscriber_id, locale = "", "", 0, DEFAULT_LOCALE
     if not items:
         raise TestSendError(
             f"nothing new for {who or 'that profile'} in the edition of {day}: "
@@ -254,6 +256,7 @@ def _build_job(
         edition=day,
         interests=interests,
         items=tuple(items),
+        locale=locale,
     )
 
 

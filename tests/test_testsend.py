@@ -20,7 +20,7 @@ import dkim
 import nacl.encoding
 import nacl.signing
 import pytest
-from sqlalchemy import Engine, MetaData, select
+from sqlalchemy import Engine, MetaData, select, update
 
 from newsletter import testsend
 from newsletter.catalogue import load_catalogue
@@ -30,12 +30,13 @@ from newsletter.editions import plan_edition
 from newsletter.errors import InvalidAddress, NewsletterError
 from newsletter.ingest import ingest_file
 from newsletter.mailcapture import FaultyServer, MaildirServer
-from newsletter.models import Delivery, DeliveryItem, Paper, Subscriber
+from newsletter.models import Delivery, DeliveryItem, Paper, Subscriber, utcnow
 from newsletter.preview import preview
 from newsletter.scheduler import plan_options
+from newsletter.service import Service
 from newsletter.settings import Settings
 from newsletter.subscribers import build_input, upsert_subscriber
-from newsletter.testsend import TestSendError
+from newsletter.testsend import IssueRequest, TestSendError, compose_test
 from newsletter.tokens import Purpose, Tokens
 from tests.conftest import TEST_SECRET, make_settings
 
@@ -294,6 +295,34 @@ def test_preview_writes_the_issue_html_and_changes_nothing(
     # Without --out it is only returned (the CLI prints it); now from the planned delivery.
     again = preview(settings, as_email="ada@example.org", edition=EDITION)
     assert list(dict.fromkeys(ARXIV_URL.findall(again))) == urls
+    assert "Unsubscribe" in again
+
+
+def test_preview_is_in_the_subscribers_language(
+    populated: SessionFactory, database_url: str
+) -> None:
+    with populated.begin() as session:
+        session.execute(
+            update(Subscriber).where(Subscriber.email == "ada@example.org").values(locale="de")
+        )
+    html = preview(settings_for(database_url, 25), as_email="ada@example.org", edition=EDITION)
+    assert "Abbestellen" in html
+    assert "Mehr davon" in html
+    # A test send of their issue is in German too, an ad-hoc profile in English.
+    service = Service.open(settings_for(database_url, 25))
+    try:
+        german, english = (
+            compose_test(service, request, to="ops@example.org", now=utcnow())
+            for request in (
+                IssueRequest(as_email="ada@example.org", edition=EDITION),
+                IssueRequest(topics=("cs.CL",), edition=EDITION),
+            )
+        )
+        assert b"Abbestellen" in german.message
+        assert b"Abbestellen" not in english.message
+        assert b"Unsubscribe" in english.message
+    finally:
+        service.close()
 
 
 def files_in(directory: Path) -> dict[str, bytes]:
