@@ -361,7 +361,7 @@ def _match(
     session: Session, report: BounceReport
 ) -> tuple[int | None, str, Literal["verp", "message-id", "address"]]:
     """(delivery id, address to bounce, how) for one report."""
-    if report.verp_delivery_id is not None:
+    if report.verp_delivery_id is not None and _same_message(session, report):
         found = _delivery_email(session, report.verp_delivery_id)
         if found is not None:
             return report.verp_delivery_id, found, "verp"
@@ -372,6 +372,23 @@ def _match(
             if found is not None:
                 return delivery_id, found, "message-id"
     return None, report.recipient, "address"
+
+
+def _same_message(session: Session, report: BounceReport) -> bool:
+    """Whether the delivery a VERP address names can be the message reported on.
+
+    SQLite reuses the highest ids after a delete, so a late bounce for a deleted
+    subscriber's issue may name an id that now belongs to someone else's delivery. Our
+    Message-IDs carry the delivery id and the edition: a report quoting one of ours for
+    this very id that is not the one stored for it is about the earlier delivery.
+    """
+    quoted = _OUR_MESSAGE_ID.fullmatch(report.original_message_id or "")
+    if quoted is None or int(quoted.group(1)) != report.verp_delivery_id:
+        return True
+    stored = session.scalar(
+        select(Delivery.message_id).where(Delivery.id == report.verp_delivery_id)
+    )
+    return stored is None or stored == report.original_message_id
 
 
 def _delivery_email(session: Session, delivery_id: int) -> str | None:

@@ -6,6 +6,7 @@ Every timestamp is stored as UTC and read back timezone-aware, on SQLite too.
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
@@ -45,6 +46,20 @@ NAMING_CONVENTION = {
 def utcnow() -> datetime:
     """Now, as an aware UTC datetime."""
     return datetime.now(UTC)
+
+
+LINK_KEY_LIMIT = 2**30  # room below the 32-bit column for every later revocation (+1 each)
+
+
+def new_link_key() -> int:
+    """A new subscriber's first ``token_version``: random, not 1.
+
+    Links name a subscriber by id and this number. SQLite reuses the highest id after a
+    delete, so a deleted subscriber's old links would otherwise speak for whoever signs
+    up next with the same id; with a random start they match only by a 1 in 2**30
+    chance, and fail like a tampered link.
+    """
+    return secrets.randbelow(LINK_KEY_LIMIT) + 1
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -138,8 +153,9 @@ class Subscriber(Base):
     # Send an issue even when nothing new scores above the minimum (then the best
     # of what there is); otherwise a day without a match sends nothing.
     always_send: Mapped[bool] = mapped_column(default=False, server_default=false())
-    # Bumped to revoke every signed link issued before (tokens carry it).
-    token_version: Mapped[int] = mapped_column(Integer, default=1)
+    # Every signed link carries it; bumped to revoke every link issued before. Starts
+    # random (``new_link_key``), so a reused id never revives a deleted subscriber's links.
+    token_version: Mapped[int] = mapped_column(Integer, default=new_link_key)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     confirmed_at: Mapped[datetime | None]
     # Web app (migration 0004). signup_at: when the outstanding double opt-in request

@@ -52,7 +52,8 @@ from newsletter.smtp import SmtpPool
 from newsletter.tokens import Tokens
 
 TEST_PREFIX = "[TEST] "
-# Subscribers' token versions start at 1: links signed with 0 never verify.
+# Subscribers' token versions are at least 1 (models.new_link_key): links signed with 0
+# never verify.
 DEAD_TOKEN_VERSION = 0
 
 

@@ -311,6 +311,29 @@ def test_verp_beats_a_message_id_that_names_another_delivery(
     assert (result.matched_by, result.delivery_id) == ("verp", GRACE_DELIVERY)
 
 
+def test_a_late_bounce_for_a_reused_delivery_id_does_not_bounce_its_new_owner(
+    world: SessionFactory, database_url: str
+) -> None:
+    # Someone's issue 4207 of an earlier edition bounces after they deleted their data
+    # and SQLite gave id 4207 to Grace's delivery: Grace must not be bounced.
+    earlier = message_id_for(
+        delivery_id=GRACE_DELIVERY, edition=date(2026, 5, 20), sender_address=SENDER
+    )
+    raw = dsn("postfix-user-unknown.eml").replace(
+        b"<issue-20260527-4201@example.org>", earlier.encode()
+    )
+    assert earlier.encode() in raw
+    with world.begin() as session:
+        [result] = process_bounce(
+            session, with_verp(raw, GRACE_DELIVERY), settings=bounce_settings(database_url)
+        )
+    assert (result.matched_by, result.delivery_id) == ("address", None)
+    after = snapshot(world)
+    assert after["deliveries"][GRACE_DELIVERY] == DeliveryStatus.SENT
+    assert after["subscribers"][GRACE] == SubscriberStatus.ACTIVE
+    assert GRACE not in after["suppressions"]
+
+
 def test_forged_verp_address_is_not_trusted(world: SessionFactory, database_url: str) -> None:
     forged = with_verp(dsn(NO_ORIGINAL), GRACE_DELIVERY, secret="another-secret-" + "x" * 32)
     with world.begin() as session:

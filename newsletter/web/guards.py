@@ -37,7 +37,16 @@ def subscriber_for(
     tampered link, so a link never tells anything about anyone.
     """
     data = state.links.read(purpose, token)
-    subscriber = session.get(Subscriber, data.subscriber_id)
-    if subscriber is None or subscriber.token_version != data.version:
-        raise InvalidToken("this link is no longer valid")
-    return subscriber, data
+    return linked_subscriber(session, data.subscriber_id, data.version), data
+
+
+def linked_subscriber(session: Session, subscriber_id: int, version: int) -> Subscriber:
+    """The subscriber a verified link names, if the link is still theirs.
+
+    The version is random from sign-up on (``models.new_link_key``), so a link of a
+    deleted subscriber whose id was reused fails here too, with the tampered link's words.
+    """
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.token_version != version:
+        raise InvalidToken("this link is not valid")
+    return subscriber

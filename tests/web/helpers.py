@@ -131,6 +131,8 @@ def add_subscriber(
         frequency=Frequency.DAILY,
         confirmed_at=utcnow() if status == SubscriberStatus.ACTIVE else None,
         interests=[Interest(topic_id=t, weight=1.0) for t in topics],
+        # A fixed link key (new subscribers get a random one) so tests can sign links.
+        token_version=1,
     )
     session.add(subscriber)
     session.flush()

@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response
 
 from newsletter.i18n import LOCALES
 from newsletter.models import Subscriber, SubscriberStatus, utcnow
-from newsletter.tokens import InvalidToken, Purpose
+from newsletter.tokens import Purpose
 from newsletter.web import accounts
 from newsletter.web.forms import (
     DEFAULT_SEND_HOUR,
@@ -25,7 +25,7 @@ from newsletter.web.forms import (
     timezones,
     weekday_choices,
 )
-from newsletter.web.guards import FormGuard, State, subscriber_for
+from newsletter.web.guards import FormGuard, State, linked_subscriber, subscriber_for
 from newsletter.web.links import AddressChange
 from newsletter.web.mailer import Mail
 from newsletter.web.state import WebState, client_ip
@@ -296,7 +296,4 @@ def _address_subscriber(
     session: Session, state: WebState, token: str
 ) -> tuple[Subscriber, AddressChange]:
     change = state.links.read_address(token)
-    subscriber = session.get(Subscriber, change.subscriber_id)
-    if subscriber is None or subscriber.token_version != change.version:
-        raise InvalidToken("this link is no longer valid")
-    return subscriber, change
+    return linked_subscriber(session, change.subscriber_id, change.version), change
