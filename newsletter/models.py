@@ -399,6 +399,11 @@ class Operator(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    # Every admin session cookie carries it; bumped at logout and at a password change
+    # to end every session issued before (migration 0010). Starts random like
+    # ``Subscriber.token_version``, so a reused id never revives a deleted operator's
+    # sessions; operators from before 0010 start at 1.
+    session_version: Mapped[int] = mapped_column(Integer, default=new_link_key, server_default="1")
 
 
 class SourceState(Base):
