@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -15,12 +16,20 @@ from sqlalchemy.orm import Session, selectinload
 
 from newsletter.catalogue import CatalogueTopic, resolve_topic
 from newsletter.errors import InvalidAddress, NewsletterError
+from newsletter.integers import NotInRange, small_int
 from newsletter.models import Frequency, Interest, Subscriber, SubscriberStatus, Suppression, utcnow
 from newsletter.sources import Problem, normalise_space
 
+# What the import reads and the admin export writes, so an export imports back. The last
+# four are the record, not the choices: they only ever apply to a new subscriber.
 CSV_COLUMNS = (
-    "email", "name", "topics", "keywords", "timezone", "frequency", "weekday", "send_hour"
+    "email", "name", "topics", "keywords", "timezone", "frequency", "weekday", "send_hour",
+    "status", "paused", "created_at", "confirmed_at",
 )  # fmt: skip
+# A cell a spreadsheet would run as a formula starts with one of these; the export puts
+# a quote before it (and before a quote, so a value's own quote is not taken for ours).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_TEXT_MARK = "'"
 # The weekday a weekly issue goes out, 0 = Monday (as ``datetime.date.weekday``).
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 Outcome = Literal["created", "updated", "unchanged"]
@@ -69,23 +78,68 @@ def check_frequency(raw: str) -> Frequency:
 def check_weekday(raw: str | int) -> int:
     """A weekday as 0 (Monday) .. 6 (Sunday), from that number or an English name
     ("monday", "Mon")."""
-    value = str(raw).strip().lower()
-    if value.isdigit() and int(value) <= 6:
-        return int(value)
+    value = raw.strip().lower() if isinstance(raw, str) else raw
     for number, name in enumerate(WEEKDAYS):
         if value in (name, name[:3]):
             return number
-    raise InvalidSubscriber(
-        f"weekday must be 0 (Monday) to 6 (Sunday) or a day's name such as monday, not {raw!r}"
-    )
+    try:
+        return small_int(value, low=0, high=6)
+    except NotInRange:
+        raise InvalidSubscriber(
+            f"weekday must be 0 (Monday) to 6 (Sunday) or a day's name such as monday, not {raw!r}"
+        ) from None
 
 
 def check_send_hour(raw: str | int) -> int:
     """An hour of the day, 0..23 (the subscriber's own clock)."""
-    value = str(raw).strip()
-    if value.isdigit() and int(value) <= 23:
-        return int(value)
-    raise InvalidSubscriber(f"send_hour must be a whole hour from 0 to 23, not {raw!r}")
+    try:
+        return small_int(raw, low=0, high=23)
+    except NotInRange:
+        raise InvalidSubscriber(
+            f"send_hour must be a whole hour from 0 to 23, not {raw!r}"
+        ) from None
+
+
+def check_status(raw: str) -> SubscriberStatus:
+    """A subscriber's status by name: active, pending, unsubscribed or bounced."""
+    try:
+        return SubscriberStatus(raw.strip().lower())
+    except ValueError:
+        names = ", ".join(status.value for status in SubscriberStatus)
+        raise InvalidSubscriber(f"status must be one of {names}, not {raw!r}") from None
+
+
+def check_timestamp(raw: str, column: str) -> datetime:
+    """An ISO 8601 date and time, as the export writes it (UTC when it names no zone)."""
+    try:
+        value = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise InvalidSubscriber(
+            f"{column} must be an ISO date and time such as 2026-05-27T07:00:00+00:00, not {raw!r}"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def check_flag(raw: str, column: str) -> bool:
+    """true/false, yes/no or 1/0 (the export writes True and False)."""
+    value = raw.strip().lower()
+    if value in ("true", "yes", "1"):
+        return True
+    if value in ("false", "no", "0"):
+        return False
+    raise InvalidSubscriber(f"{column} must be true or false, not {raw!r}")
+
+
+def protect_cell(text: str) -> str:
+    """A CSV cell a spreadsheet shows as text, never runs as a formula (the export's)."""
+    return _TEXT_MARK + text if text[:1] in (*_FORMULA_STARTS, _TEXT_MARK) else text
+
+
+def unprotect_cell(text: str) -> str:
+    """The value ``protect_cell`` protected: its mark off, and nothing else."""
+    if text[:1] == _TEXT_MARK and text[1:2] in (*_FORMULA_STARTS, _TEXT_MARK):
+        return text[1:]
+    return text
 
 
 def weekday_name(number: int) -> str:
@@ -106,6 +160,13 @@ class SubscriberInput:
     send_weekday: int | None = None
     # None: not given (a new subscriber gets 7 o'clock, an existing one keeps theirs).
     send_hour: int | None = None
+    # The record an export carries; only a new subscriber takes it (an existing one keeps
+    # their own). None: not given, so a new subscriber is active, confirmed now (the
+    # operator vouches for consent) and not paused.
+    status: SubscriberStatus | None = None
+    paused: bool | None = None
+    created_at: datetime | None = None
+    confirmed_at: datetime | None = None
 
 
 def build_input(
@@ -120,12 +181,17 @@ def build_input(
     always_send: bool = False,
     weekday: str | int | None = None,
     send_hour: str | int | None = None,
+    status: str | None = None,
+    paused: str | None = None,
+    created_at: str | None = None,
+    confirmed_at: str | None = None,
 ) -> SubscriberInput:
     """Validate raw fields into a ``SubscriberInput`` (raises a ``NewsletterError``).
 
     ``weekday``: the day a weekly issue goes out (see ``check_weekday``); ``send_hour``:
     the hour of the day, 0..23, in the subscriber's timezone. None or blank leaves
-    either as it is."""
+    either as it is. ``status``, ``paused``, ``created_at`` and ``confirmed_at`` are a
+    record as the admin export writes it (see ``SubscriberInput``)."""
     resolved = tuple(dict.fromkeys(resolve_topic(catalogue, t).id for t in topics))
     kept_keywords = tuple(dict.fromkeys(k for k in (normalise_space(k) for k in keywords) if k))
     if not resolved and not kept_keywords:
@@ -143,6 +209,16 @@ def build_input(
         always_send=always_send,
         send_weekday=None if weekday in (None, "") else check_weekday(weekday),
         send_hour=None if send_hour in (None, "") else check_send_hour(send_hour),
+        status=check_status(status) if status and status.strip() else None,
+        paused=check_flag(paused, "paused") if paused and paused.strip() else None,
+        created_at=(
+            check_timestamp(created_at, "created_at") if created_at and created_at.strip() else None
+        ),
+        confirmed_at=(
+            check_timestamp(confirmed_at, "confirmed_at")
+            if confirmed_at and confirmed_at.strip()
+            else None
+        ),
     )
 
 
@@ -153,10 +229,12 @@ def _interest_key(interest: Interest) -> tuple[str, str, float]:
 
 
 def upsert_subscriber(session: Session, data: SubscriberInput) -> Outcome:
-    """Create the subscriber (active: an operator vouches for consent) or update their choices.
+    """Create the subscriber or update their choices.
 
-    An existing subscriber's status is never changed here: an import must not
-    re-subscribe someone who unsubscribed or bounced.
+    A new subscriber takes the record given (an export's status, consent date and
+    pause), and without one is active at once (the operator vouches for consent). An
+    existing subscriber's status, consent date and pause are never changed here: an
+    import must not re-subscribe someone who unsubscribed, bounced or never confirmed.
     """
     if session.get(Suppression, data.email) is not None:
         raise InvalidSubscriber(f"{data.email} is on the suppression list")
@@ -169,18 +247,30 @@ def upsert_subscriber(session: Session, data: SubscriberInput) -> Outcome:
         Interest(keywords=k, weight=1.0) for k in data.keywords
     ]
     if subscriber is None:
+        status = data.status or SubscriberStatus.ACTIVE
+        now = utcnow()
+        # Unset: the model's default hour and creation time.
+        defaults = {
+            name: value
+            for name, value in (("send_hour", data.send_hour), ("created_at", data.created_at))
+            if value is not None
+        }
         session.add(
             Subscriber(
                 email=data.email,
                 name=data.name,
-                status=SubscriberStatus.ACTIVE,
+                status=status,
                 timezone=data.timezone,
                 frequency=data.frequency,
                 always_send=data.always_send,
                 send_weekday=data.send_weekday or 0,
-                # Unset: the model's default hour.
-                **({} if data.send_hour is None else {"send_hour": data.send_hour}),
-                confirmed_at=utcnow(),
+                **defaults,
+                # Consent: the record's own date; an operator's word (now) only for
+                # someone the file says is active, or says nothing about.
+                confirmed_at=data.confirmed_at
+                or (now if status == SubscriberStatus.ACTIVE else None),
+                # When exactly they paused is not in an export: from now on, then.
+                paused_at=now if data.paused else None,
                 interests=wanted,
             )
         )
@@ -247,8 +337,14 @@ def import_csv(
         summary.ignored_columns = [h for h in header if h not in CSV_COLUMNS]
         reader.fieldnames = header
         seen: set[str] = set()
-        for row in reader:
+        for raw in reader:
             location = f"{name}:{reader.line_num}" if name else f"line {reader.line_num}"
+            # The export's formula protection off: its quote is not part of the value.
+            row = {
+                column: unprotect_cell(value)
+                for column, value in raw.items()
+                if column in CSV_COLUMNS and isinstance(value, str)
+            }
             try:
                 data = build_input(
                     catalogue,
@@ -260,6 +356,10 @@ def import_csv(
                     frequency=row.get("frequency") or "daily",
                     weekday=row.get("weekday") or None,
                     send_hour=row.get("send_hour") or None,
+                    status=row.get("status"),
+                    paused=row.get("paused"),
+                    created_at=row.get("created_at"),
+                    confirmed_at=row.get("confirmed_at"),
                 )
                 if data.email in seen:
                     raise InvalidSubscriber(f"{data.email} appears twice in this file")

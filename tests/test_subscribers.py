@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,13 @@ from newsletter.subscribers import (
     WEEKDAYS,
     InvalidSubscriber,
     build_input,
+    check_send_hour,
     check_weekday,
     import_csv,
     normalise_email,
+    protect_cell,
     split_list,
+    unprotect_cell,
     upsert_subscriber,
     weekday_name,
 )
@@ -220,3 +224,122 @@ def test_import_csv_reads_the_weekday_and_keeps_it_when_left_out(
     with sessions() as session:
         fri = session.scalars(select(Subscriber).where(Subscriber.email == "fri@example.org")).one()
     assert fri.send_weekday == 1
+
+
+# Issue 12: the import reads what the admin export writes (item 4), and numbers only in
+# ASCII digits (item 7).
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["=1+2", "@SUM(A1)", "+49 30 1234", "-2", "\tx", "'", "''", "'=1+2", "'quoted'", "plain", ""],
+)
+def test_the_formula_mark_comes_off_exactly_as_it_went_on(value: str) -> None:
+    cell = protect_cell(value)
+    assert cell[:1] not in ("=", "+", "-", "@", "\t", "\r")
+    assert unprotect_cell(cell) == value
+
+
+def test_a_quote_a_person_typed_is_not_taken_for_the_mark() -> None:
+    assert unprotect_cell("'tis") == "'tis"
+    assert unprotect_cell("'=1+2") == "=1+2"  # the export's mark
+    assert unprotect_cell("''=1+2") == "'=1+2"  # a value that began with a quote
+
+
+def test_import_csv_keeps_status_consent_and_pause_of_new_people(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "email,name,topics,keywords,status,paused,created_at,confirmed_at\n"
+        "'-left@example.org,'=1+2,cs.CL,'@SUM(A1),unsubscribed,False,"
+        "2025-01-02T03:04:05.678901+00:00,2025-01-03T00:00:00+00:00\n"
+        "asleep@example.org,Ada,cs.CL,,active,True,2025-01-02T00:00:00,\n"
+        "never@example.org,''quote,cs.CL,,pending,False,,\n"
+        "plain@example.org,Plain,cs.CL,,,,,\n"
+    )
+    with sessions.begin() as session:
+        summary = import_csv(session, path, CATALOGUE)
+    assert (summary.created, summary.problems) == (4, [])
+    with sessions() as session:
+        people = {
+            s.email: s
+            for s in session.scalars(select(Subscriber).options(selectinload(Subscriber.interests)))
+        }
+    left = people["-left@example.org"]
+    assert (left.name, left.status) == ("=1+2", SubscriberStatus.UNSUBSCRIBED)
+    assert [i.keywords for i in left.interests if i.keywords] == ["@SUM(A1)"]
+    assert left.created_at == datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    assert left.confirmed_at == datetime(2025, 1, 3, tzinfo=UTC)
+    asleep = people["asleep@example.org"]
+    assert (asleep.status, asleep.paused_at is not None) == (SubscriberStatus.ACTIVE, True)
+    assert asleep.created_at == datetime(2025, 1, 2, tzinfo=UTC)  # no zone: UTC
+    assert asleep.confirmed_at is not None  # active without a date: the operator vouches
+    never = people["never@example.org"]
+    assert (never.name, never.status, never.confirmed_at) == (
+        "'quote",
+        SubscriberStatus.PENDING,
+        None,
+    )
+    plain = people["plain@example.org"]
+    assert (plain.status, plain.paused_at) == (SubscriberStatus.ACTIVE, None)
+    assert plain.confirmed_at is not None
+
+
+def test_import_csv_never_changes_the_status_of_someone_stored(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
+    with sessions.begin() as session:
+        for status in SubscriberStatus:
+            data = build_input(CATALOGUE, email=f"{status.value}@example.org", topics=["cs.CL"])
+            upsert_subscriber(session, data)
+            stored = session.scalars(select(Subscriber).where(Subscriber.email == data.email))
+            stored.one().status = status
+    path = tmp_path / "back.csv"
+    path.write_text(
+        "email,topics,status,confirmed_at\n"
+        + "".join(
+            f"{status.value}@example.org,cs.RO,{flip},2020-01-01T00:00:00+00:00\n"
+            for status, flip in zip(
+                SubscriberStatus, ["active", "unsubscribed", "active", "active"], strict=True
+            )
+        )
+    )
+    with sessions.begin() as session:
+        summary = import_csv(session, path, CATALOGUE)
+    assert (summary.updated, summary.problems) == (4, [])
+    with sessions() as session:
+        statuses = dict(session.execute(select(Subscriber.email, Subscriber.status)).all())
+    assert statuses == {f"{s.value}@example.org": s for s in SubscriberStatus}
+
+
+@pytest.mark.parametrize(
+    "raw", ["²", "٣", "３", "1_0", "+3", "-0", "3.0", pytest.param("9" * 5000, id="5000-9s"), True]
+)
+def test_numbers_are_ascii_digits_only(raw: str | bool) -> None:
+    with pytest.raises(InvalidSubscriber, match="send_hour"):
+        check_send_hour(raw)
+    with pytest.raises(InvalidSubscriber, match="weekday"):
+        check_weekday(raw)
+
+
+def test_a_csv_with_other_scripts_digits_skips_the_row(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
+    path = tmp_path / "digits.csv"
+    path.write_text(
+        "email,topics,send_hour,weekday\n"
+        "sup@example.org,cs.CL,²,\n"
+        "arabic@example.org,cs.CL,7,٣\n"
+        "ok@example.org,cs.CL,07,3\n"
+    )
+    with sessions.begin() as session:
+        summary = import_csv(session, path, CATALOGUE)
+    assert summary.created == 1
+    assert [(p.location.rsplit(":", 1)[1], p.reason.split()[0]) for p in summary.problems] == [
+        ("2", "send_hour"),
+        ("3", "weekday"),
+    ]
+    with sessions() as session:
+        ok = session.scalars(select(Subscriber)).one()
+    assert (ok.email, ok.send_hour, ok.send_weekday) == ("ok@example.org", 7, 3)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import selectinload
 
 from newsletter.db import SessionFactory
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.models import Frequency, Interest, Subscriber, SubscriberStatus
 from newsletter.web.options import WebOptions
 from tests.web.helpers import add_subscriber, csrf_from
 from tests.web.test_admin import admin, operator  # noqa: F401 - fixtures
@@ -227,3 +231,192 @@ def test_the_export_reads_subscribers_in_batches(sessions: SessionFactory) -> No
     assert [r.email for r in all_subscribers(sessions, search="reader3", batch=2)] == [
         "reader3@example.org"
     ]
+
+
+# Issue 12, item 4: export, then import into a fresh database, changes nobody's status,
+# consent, name or interests (an import once made everyone active and kept the export's
+# formula-protection quote as data).
+
+WHEN = datetime(2026, 3, 14, 15, 9, 26, 535897, tzinfo=UTC)
+PEOPLE: list[dict[str, Any]] = [
+    {
+        "email": "ada@example.org",
+        "name": "Ada Lovelace",
+        "status": SubscriberStatus.ACTIVE,
+        "confirmed": True,
+        "paused": False,
+        "topics": ("cs.CL", "cs.LG"),
+        "keywords": ("dense retrieval",),
+    },
+    {
+        "email": "grace@example.org",
+        "name": "Grace Hopper",
+        "status": SubscriberStatus.ACTIVE,
+        "confirmed": True,
+        "paused": True,
+        "topics": ("cs.PL",),
+        "keywords": (),
+    },
+    {
+        "email": "-left@example.org",
+        "name": "=1+2",
+        "status": SubscriberStatus.UNSUBSCRIBED,
+        "confirmed": True,
+        "paused": False,
+        "topics": (),
+        "keywords": ("@SUM(A1)", '=HYPERLINK("http://evil.example")'),
+    },
+    {
+        "email": "bounced@example.org",
+        "name": "@SUM(A1)",
+        "status": SubscriberStatus.BOUNCED,
+        "confirmed": True,
+        "paused": False,
+        "topics": ("cs.IR",),
+        "keywords": ("+plus", "-minus"),
+    },
+    {
+        "email": "waiting@example.org",
+        "name": "'=not a formula, a name with a quote",
+        "status": SubscriberStatus.PENDING,
+        "confirmed": False,
+        "paused": False,
+        "topics": ("cs.CV",),
+        "keywords": (),
+    },
+    {
+        "email": "never@example.org",
+        "name": "'quoted' Name",
+        "status": SubscriberStatus.UNSUBSCRIBED,
+        "confirmed": False,
+        "paused": False,
+        "topics": (),
+        "keywords": ("'tis the season",),
+    },
+]
+
+
+def _record(subscriber: Subscriber) -> dict[str, Any]:
+    return {
+        "email": subscriber.email,
+        "name": subscriber.name,
+        "status": subscriber.status,
+        "created_at": subscriber.created_at,
+        "confirmed_at": subscriber.confirmed_at,
+        "paused": subscriber.paused_at is not None,
+        "topics": [i.topic_id for i in subscriber.interests if i.topic_id],
+        "keywords": [i.keywords for i in subscriber.interests if i.keywords],
+        "schedule": (
+            subscriber.frequency,
+            subscriber.timezone,
+            subscriber.send_weekday,
+            subscriber.send_hour,
+        ),
+    }
+
+
+def records(sessions: SessionFactory) -> dict[str, dict[str, Any]]:
+    with sessions() as session:
+        everyone = session.scalars(select(Subscriber).options(selectinload(Subscriber.interests)))
+        return {s.email: _record(s) for s in everyone}
+
+
+def test_an_export_imports_into_a_fresh_database_as_it_was(
+    admin: TestClient, sessions: SessionFactory
+) -> None:
+    with sessions.begin() as session:
+        for n, person in enumerate(PEOPLE):
+            created = WHEN - timedelta(days=30 + n, microseconds=n)
+            session.add(
+                Subscriber(
+                    email=person["email"],
+                    name=person["name"],
+                    status=person["status"],
+                    created_at=created,
+                    confirmed_at=created + timedelta(hours=n + 1) if person["confirmed"] else None,
+                    paused_at=WHEN if person["paused"] else None,
+                    frequency=Frequency.WEEKLY if n % 2 else Frequency.DAILY,
+                    timezone="Asia/Kolkata" if n % 3 else "Europe/Berlin",
+                    send_weekday=n % 7,
+                    send_hour=(5 + n) % 24,
+                    interests=[Interest(topic_id=t, weight=1.0) for t in person["topics"]]
+                    + [Interest(keywords=k, weight=1.0) for k in person["keywords"]],
+                )
+            )
+    before = records(sessions)
+    export = admin.get("/admin/subscribers.csv")
+    assert export.status_code == 200
+    # What a spreadsheet sees: no cell starts a formula.
+    cells = [cell for row in csv.reader(io.StringIO(export.text)) for cell in row]
+    assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@")]
+    assert "'=1+2" in cells
+
+    with sessions.begin() as session:  # a fresh database: nobody stored
+        session.execute(delete(Interest))
+        session.execute(delete(Subscriber))
+    html = upload(admin, export.content, filename="export.csv").text
+    assert (tile(html, "created"), tile(html, "skipped")) == (len(PEOPLE), 0), problems(html)
+    after = records(sessions)
+    assert after == before
+    active = {email for email, record in after.items() if record["status"] == "active"}
+    assert active == {"ada@example.org", "grace@example.org"}
+    assert after["-left@example.org"]["name"] == "=1+2"
+    assert after["waiting@example.org"]["name"] == "'=not a formula, a name with a quote"
+
+
+def test_an_import_never_makes_anyone_active_again(
+    admin: TestClient, sessions: SessionFactory
+) -> None:
+    with sessions.begin() as session:
+        for status in (
+            SubscriberStatus.UNSUBSCRIBED,
+            SubscriberStatus.BOUNCED,
+            SubscriberStatus.PENDING,
+        ):
+            add_subscriber(session, f"{status.value}@example.org", status=status)
+    plain = "email,topics\n" + "".join(
+        f"{s}@example.org,cs.RO\n" for s in ("unsubscribed", "bounced", "pending")
+    )
+    says_active = "email,topics,status,confirmed_at\n" + "".join(
+        f"{s}@example.org,cs.RO,active,2026-01-01T00:00:00+00:00\n"
+        for s in ("unsubscribed", "bounced", "pending")
+    )
+    for content in (plain, says_active):
+        html = upload(admin, content.encode()).text
+        assert tile(html, "skipped") == 0, problems(html)
+        stored = people(sessions)
+        assert {email: s.status.value for email, s in stored.items()} == {
+            "unsubscribed@example.org": "unsubscribed",
+            "bounced@example.org": "bounced",
+            "pending@example.org": "pending",
+        }
+        assert [s.confirmed_at for s in stored.values()] == [None, None, None]
+
+
+def test_rows_the_file_says_are_not_active_are_imported_as_they_say(
+    admin: TestClient, sessions: SessionFactory
+) -> None:
+    content = (
+        "email,topics,status,confirmed_at\n"
+        "new@example.org,cs.CL,,\n"
+        "left@example.org,cs.CL,unsubscribed,2025-06-01T08:00:00+00:00\n"
+        "gone@example.org,cs.CL,Bounced,\n"
+        "waits@example.org,cs.CL,pending,\n"
+        "typo@example.org,cs.CL,actve,\n"
+        "when@example.org,cs.CL,active,yesterday\n"
+    )
+    html = upload(admin, content.encode()).text
+    assert (tile(html, "created"), tile(html, "skipped")) == (4, 2)
+    found = problems(html)
+    assert "status must be one of" in found["6"]
+    assert "confirmed_at must be an ISO date" in found["7"]
+    stored = people(sessions)
+    assert stored["new@example.org"].status == SubscriberStatus.ACTIVE
+    assert stored["new@example.org"].confirmed_at is not None  # the operator vouches
+    assert stored["left@example.org"].status == SubscriberStatus.UNSUBSCRIBED
+    assert stored["left@example.org"].confirmed_at == datetime(2025, 6, 1, 8, tzinfo=UTC)
+    assert (stored["gone@example.org"].status, stored["gone@example.org"].confirmed_at) == (
+        SubscriberStatus.BOUNCED,
+        None,
+    )
+    assert stored["waits@example.org"].status == SubscriberStatus.PENDING

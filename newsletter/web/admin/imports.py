@@ -3,7 +3,9 @@
 The upload goes through ``newsletter.subscribers.import_csv``, the code behind
 ``newsletter subscribers import FILE``, so both take the same columns and give the
 same result: new addresses become active subscribers at once (the operator vouches
-for their consent), existing ones keep their status, bad rows are skipped by line.
+for their consent) unless the row says otherwise (the admin export's ``status`` and
+``confirmed_at`` import back as they were, so nobody who unsubscribed, bounced or never
+confirmed becomes active), existing ones keep their status, bad rows are skipped by line.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from newsletter import operators
 from newsletter.errors import NewsletterError
 from newsletter.models import SubscriberStatus, utcnow
 from newsletter.preview import preview
-from newsletter.subscribers import CSV_COLUMNS as IMPORT_COLUMNS
+from newsletter.subscribers import CSV_COLUMNS, protect_cell
 from newsletter.testsend import send_test_issue
 from newsletter.web.admin import auth, charts, imports, stats, topics
 from newsletter.web.admin.auth import CurrentOperator, LoginRequired
@@ -171,21 +171,12 @@ def subscribers(
     )
 
 
-# The import's columns first (newsletter.subscribers.CSV_COLUMNS), so an export imports
-# back; the import ignores the rest.
-CSV_COLUMNS = [
-    *IMPORT_COLUMNS,
-    "status",
-    "paused",
-    "created_at",
-    "confirmed_at",
-]
-
-
 def _csv_cell(value: object) -> str:
     text = "" if value is None else value.isoformat() if isinstance(value, date) else str(value)
-    # A cell starting with = + - @ is a formula to a spreadsheet: keep it text.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    # The import's own columns (newsletter.subscribers.CSV_COLUMNS), status and consent
+    # date among them, so an export imports back as it was; a cell starting with = + - @
+    # is a formula to a spreadsheet, so it is marked as text (the import takes it off).
+    return protect_cell(text)
 
 
 @router.get("/subscribers.csv")
