@@ -43,11 +43,18 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Select, Table, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from newsletter.addresses import smtp_address
 from newsletter.db import SessionFactory, make_engine, make_session_factory
 from newsletter.dkimsign import DkimSigner
-from newsletter.errors import ConfigError, EditionError, NewsletterError, SmtpUnavailable
+from newsletter.errors import (
+    ConfigError,
+    EditionError,
+    NewsletterError,
+    SmtpUnavailable,
+    TemplateError,
+)
 from newsletter.issue import ItemView, build_issue_view, interests_text, paper_base
-from newsletter.message import MessageHeaders, build_message, message_id_for
+from newsletter.message import MessageHeaders, build_message, message_id_for, one_line
 from newsletter.models import (
     BounceKind,
     Delivery,
@@ -582,14 +589,30 @@ class Composer:
         )
         return view, self.renderer.render_issue(view)
 
+    def message_id(self, job: Job) -> str:
+        return message_id_for(
+            delivery_id=job.delivery_id, edition=job.edition, sender_address=self._sender_address
+        )
+
+    def unbuildable(self, job: Job, error: Exception) -> tuple[Outgoing, SendResult]:
+        """The outcome of a delivery whose message cannot be built: failed, with why."""
+        reason = one_line(f"message not built: {type(error).__name__}: {error}", limit=1000)
+        outgoing = Outgoing(
+            delivery_id=job.delivery_id,
+            recipient=job.email,
+            message_id=self.message_id(job),
+            message=b"",
+            attempts=job.attempts,
+        )
+        return outgoing, SendResult(status="permanent", code=None, reply=reason)
+
     def assemble(
         self, job: Job, view: IssueView, rendered: RenderedIssue, *, now: datetime
     ) -> Outgoing:
         """The message as bytes (headers, MIME, DKIM) and its envelope."""
         settings = self.settings
-        message_id = message_id_for(
-            delivery_id=job.delivery_id, edition=job.edition, sender_address=self._sender_address
-        )
+        recipient = smtp_address(job.email)  # an internationalised domain in ASCII
+        message_id = self.message_id(job)
         mailto = None
         if settings.unsubscribe_mailto:
             token = view.unsubscribe_url.rsplit("/", 1)[1]
@@ -598,7 +621,7 @@ class Composer:
             rendered,
             MessageHeaders(
                 sender=settings.sender,
-                to_address=job.email,
+                to_address=recipient,
                 to_name=job.name,
                 message_id=message_id,
                 list_id=self._list_id,
@@ -617,7 +640,7 @@ class Composer:
             )
         return Outgoing(
             delivery_id=job.delivery_id,
-            recipient=job.email,
+            recipient=recipient,
             message_id=message_id,
             message=message,
             attempts=job.attempts,
@@ -859,9 +882,17 @@ class Worker:
                     return
                 try:
                     outgoing = self.composer.compose(job, now=now)
-                except Exception:
+                except (TemplateError, ConfigError):
+                    # Every message would fail the same way: stop, keep them all.
                     self._give_back([j.delivery_id for j in jobs[index:]])
                     raise
+                except Exception as exc:
+                    # This delivery's own data (an address, a header) cannot make a
+                    # message: it fails alone, with the reason, and the rest go on.
+                    log.warning("delivery %s cannot be built: %s", job.delivery_id, exc)
+                    self._outcomes.append(self.composer.unbuildable(job, exc))
+                    self._have_outcomes.set()
+                    continue
                 await queue.put(outgoing)
                 if index % 4 == 3:
                     await asyncio.sleep(0)  # let the senders and the recorder run

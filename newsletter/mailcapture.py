@@ -42,6 +42,7 @@ class CapturedMessage(NamedTuple):
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    mail_options: tuple[str, ...] = ()  # e.g. SMTPUTF8, BODY=8BITMIME
 
 
 class _TrackedSMTP(SMTPServer):
@@ -121,12 +122,14 @@ class _BaseServer:
         tls: ServerTls = "none",
         ssl_context: ssl.SSLContext | None = None,
         credentials: Mapping[str, str] | None = None,
+        smtputf8: bool = True,
     ) -> None:
         if tls != "none" and ssl_context is None:
             raise ValueError(f"tls={tls!r} needs a server ssl_context")
         self._tls: ServerTls = tls
         self._ssl_context = ssl_context
         self._credentials = dict(credentials) if credentials is not None else None
+        self._smtputf8 = smtputf8  # offer SMTPUTF8 (RFC 6531), as Postfix does by default
         self._controller: _FreePortController | None = None
         self._lock = threading.Lock()
         self._received = 0
@@ -143,7 +146,7 @@ class _BaseServer:
         """Start the server thread; ``host`` and ``port`` are valid afterwards."""
         if self._controller is not None:
             raise RuntimeError("server already running")
-        smtp_kwargs: dict[str, Any] = {}
+        smtp_kwargs: dict[str, Any] = {"enable_SMTPUTF8": self._smtputf8}
         if self._tls == "starttls":
             smtp_kwargs.update(tls_context=self._ssl_context, require_starttls=True)
         if self._credentials is not None:
@@ -234,8 +237,11 @@ class MaildirServer(_BaseServer):
         tls: ServerTls = "none",
         ssl_context: ssl.SSLContext | None = None,
         credentials: Mapping[str, str] | None = None,
+        smtputf8: bool = True,
     ) -> None:
-        super().__init__(tls=tls, ssl_context=ssl_context, credentials=credentials)
+        super().__init__(
+            tls=tls, ssl_context=ssl_context, credentials=credentials, smtputf8=smtputf8
+        )
         self.path = os.fspath(path)
         self._maildir = mailbox.Maildir(self.path, create=True)
 
@@ -277,8 +283,11 @@ class FaultyServer(_BaseServer):
         tls: ServerTls = "none",
         ssl_context: ssl.SSLContext | None = None,
         credentials: Mapping[str, str] | None = None,
+        smtputf8: bool = True,
     ) -> None:
-        super().__init__(tls=tls, ssl_context=ssl_context, credentials=credentials)
+        super().__init__(
+            tls=tls, ssl_context=ssl_context, credentials=credentials, smtputf8=smtputf8
+        )
         self.mail_replies = dict(mail_replies or {})
         self.rcpt_replies = dict(rcpt_replies or {})
         self.data_replies = dict(data_replies or {})
@@ -358,6 +367,7 @@ class FaultyServer(_BaseServer):
             mail_from=envelope.mail_from or "",
             rcpt_tos=list(envelope.rcpt_tos),
             data=envelope.original_content or b"",
+            mail_options=tuple(envelope.mail_options),
         )
         with self._lock:
             self._messages.append(captured)

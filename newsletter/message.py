@@ -221,12 +221,24 @@ def _text_header(name: str, value: str, *, suffix: str = "") -> str:
 
 
 def _address_header(name: str, display_name: str, address: str) -> str:
-    _token_value(address)
+    _address_value(address)
     if not display_name:
         return f"{name}: {address}"
     if _needs_encoding(display_name):
         return f"{name}: {_encoded_words(display_name)} <{address}>"
     return _fold(name, formataddr((display_name, address)))
+
+
+def _address_value(address: str) -> str:
+    """An address for a header: one unbroken token; non-ASCII (an internationalised local
+    part, written as UTF-8 as RFC 6532 allows) only as printable characters."""
+    if address.isascii() or not _UNSAFE_IN_ADDRESS.search(address):
+        return _token_value(address) if address.isascii() else address
+    raise ValueError(f"address not safe in a header: {address!r}")
+
+
+# Whitespace, controls, the Unicode separators and the brackets that delimit an address.
+_UNSAFE_IN_ADDRESS = re.compile(r"[\s\x00-\x1f\x7f-\x9f<>\u2028\u2029\ufeff]")
 
 
 def _token_value(value: str) -> str:

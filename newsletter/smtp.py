@@ -260,7 +260,13 @@ class SmtpPool:
                 reply=f"connection to {self.config.address} lost: {reason}",
             )
         except aiosmtplib.SMTPNotSupported as exc:
-            return SendResult(status="permanent", code=None, reply=str(exc))
+            reply = str(exc)
+            if mail_options:
+                reply = (
+                    f"{', '.join(a for a in addresses if not a.isascii())} can only be sent "
+                    f"with SMTPUTF8 (RFC 6531), which {self.config.address} does not offer"
+                )
+            return SendResult(status="permanent", code=None, reply=reply)
         except aiosmtplib.SMTPException as exc:
             # Anything else leaves the session in an unknown state: start afresh.
             client.close()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
-from email.parser import BytesParser
+from email.parser import BytesParser, Parser
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from newsletter.models import (
     DeliveryStatus,
     Edition,
     EditionStatus,
+    Interest,
     Paper,
     Subscriber,
     SubscriberStatus,
@@ -893,3 +894,69 @@ def test_build_message_refuses_an_unsubscribe_url_with_a_line_break() -> None:
             rendered,
             _headers(unsubscribe_url="https://papers.example.org/u\r\nBcc: x@example.org"),
         )
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+INTERNATIONAL = {"idn@bücher.de": "idn@xn--bcher-kva.de", "üser@example.org": "üser@example.org"}
+
+
+@pytest.fixture
+def international(populated: SessionFactory) -> SessionFactory:
+    """The five readers plus two at internationalised addresses, and one whose stored
+    domain has no ASCII form (as an old import could leave it), all planned."""
+    with populated.begin() as session:
+        for address in INTERNATIONAL:
+            add_subscriber(session, address, "Ünïcode Reader", ["cs.CL"])
+        session.add(
+            Subscriber(
+                email="broken@bü_cher.de",
+                status=SubscriberStatus.ACTIVE,
+                interests=[Interest(topic_id="cs.CL")],
+            )
+        )
+    plan(populated)
+    return populated
+
+
+@pytest.mark.parametrize("smtputf8", [False, True], ids=["relay-without-smtputf8", "smtputf8"])
+def test_internationalised_addresses_are_sent_or_fail_alone(
+    international: SessionFactory, database_url: str, smtputf8: bool
+) -> None:
+    with FaultyServer(smtputf8=smtputf8) as server:
+        summary = send(international, database_url, server)
+        received = by_recipient(server)
+
+    rows = deliveries(international)
+    # The domain goes out in its ASCII form, to any relay, in the envelope and in To.
+    [idn] = received["idn@xn--bcher-kva.de"]
+    assert parse(idn.data)["To"].addresses[0].addr_spec == "idn@xn--bcher-kva.de"
+    assert rows["idn@bücher.de"].status == DeliveryStatus.SENT
+    # A non-ASCII local part needs SMTPUTF8: sent with it, or failed alone with why.
+    user = rows["üser@example.org"]
+    if smtputf8:
+        [message] = received["üser@example.org"]
+        assert "SMTPUTF8" in message.mail_options
+        # RFC 6532: the header carries the address as UTF-8.
+        utf8 = Parser(policy=policy.default).parsestr(message.data.decode("utf-8"))
+        assert utf8["To"].addresses[0].addr_spec == "üser@example.org"
+        assert user.status == DeliveryStatus.SENT
+    else:
+        assert "üser@example.org" not in received
+        assert user.status == DeliveryStatus.FAILED
+        assert "SMTPUTF8" in (user.last_smtp_reply or "")
+    # An address that cannot be written at all fails alone, with the reason.
+    broken = rows["broken@bü_cher.de"]
+    assert broken.status == DeliveryStatus.FAILED
+    assert "has no ASCII form" in (broken.last_smtp_reply or "")
+    assert broken.lease_owner is None
+    # Nobody else is held up.
+    for email in SUBSCRIBERS:
+        assert rows[email].status == DeliveryStatus.SENT, email
+        assert len(received[email]) == 1
+    assert summary.sent == len(SUBSCRIBERS) + 1 + smtputf8
+    assert summary.failed == 2 - smtputf8
+    failed = {to for to, _ in summary.failures}
+    assert "broken@bü_cher.de" in failed
+    assert_nothing_claimed(rows)

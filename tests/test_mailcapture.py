@@ -61,7 +61,9 @@ def test_servers_get_distinct_ports(tmp_path: Path) -> None:
 def test_faulty_server_records_accepted_messages() -> None:
     with FaultyServer() as server, smtplib.SMTP(server.host, server.port, timeout=5) as client:
         client.sendmail("a@example.org", ["b@example.org"], MESSAGE)
-    assert server.messages == [CapturedMessage("a@example.org", ["b@example.org"], MESSAGE)]
+    assert server.messages == [
+        CapturedMessage("a@example.org", ["b@example.org"], MESSAGE, ("SIZE=70",))
+    ]
     assert server.received == 1
     assert server.sessions == 1
     assert port_is_closed(server.host, server.port)
