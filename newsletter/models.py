@@ -169,6 +169,9 @@ class Subscriber(Base):
     # The day a weekly issue goes out, Python's numbering: 0 Monday … 6 Sunday, in the
     # subscriber's own timezone (migration 0007). Daily subscribers ignore it.
     send_weekday: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    # The choices of the open sign-up (migration 0011): applied when its link is
+    # confirmed, so a stranger's sign-up changes nothing about an existing subscriber.
+    pending_signup: Mapped[dict[str, Any] | None]
 
     interests: Mapped[list[Interest]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", order_by="Interest.id"
