@@ -11,6 +11,7 @@ from babel.dates import get_day_names
 
 from newsletter.catalogue import CatalogueTopic, resolve_topic
 from newsletter.errors import NewsletterError
+from newsletter.integers import NotInRange, small_int
 from newsletter.models import Frequency
 from newsletter.sources import normalise_space
 from newsletter.subscribers import check_frequency, check_timezone, normalise_email
@@ -23,7 +24,6 @@ MAX_KEYWORDS_TEXT = MAX_KEYWORDS * (MAX_KEYWORD_LENGTH + 2)
 MAX_PAPERS = 50
 DEFAULT_SEND_HOUR = 7
 DEFAULT_WEEKDAY = 0  # Monday
-_WEEKDAY_VALUES = frozenset(str(day) for day in range(7))
 # How much a keyword counts beside a topic (1.0): the choices the form offers.
 WEIGHTS = {"0.5": 0.5, "1": 1.0, "2": 2.0}
 
@@ -127,16 +127,18 @@ def parse_weekday(raw: str | None) -> int:
     value = bounded(raw, 8, "The weekday").strip()
     if not value:
         return DEFAULT_WEEKDAY
-    if value not in _WEEKDAY_VALUES:  # "0".."6" only ("٣" and "²" are digits too)
-        raise FormError("Please pick a weekday from the list.")
-    return int(value)
+    try:
+        return small_int(value, low=0, high=6)
+    except NotInRange:
+        raise FormError("Please pick a weekday from the list.") from None
 
 
 def parse_int(raw: str | None, *, low: int, high: int, label: str) -> int:
-    value = bounded(raw, 8, label).strip()
-    if not value.isdigit() or not low <= int(value) <= high:
-        raise FormError(f"{label} must be a whole number from {low} to {high}.")
-    return int(value)
+    """A whole number in ``low..high`` typed into a form (``integers.small_int``'s rule)."""
+    try:
+        return small_int(bounded(raw, 8, label), low=low, high=high)
+    except NotInRange as exc:
+        raise FormError(f"{label} {exc}.") from None
 
 
 def parse_choices(

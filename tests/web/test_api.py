@@ -208,6 +208,13 @@ def test_the_answer_is_the_same_for_every_address(
         (signup("a@example.org", topics=["no.such.topic"]), 422, "Please pick topics"),
         (signup("a@example.org", timezone="Mars/Olympus"), 422, "time zone"),
         (signup("a@example.org", send_hour=24), 422, "body.send_hour"),
+        # The pages' rule for numbers (issue 12, item 7): ASCII digits, nothing else.
+        (signup("a@example.org", send_hour="²"), 422, "send_hour: Input should be a whole"),
+        (signup("a@example.org", send_hour="٣"), 422, "whole number from 0 to 23"),
+        (signup("a@example.org", send_hour="1_0"), 422, "whole number from 0 to 23"),
+        (signup("a@example.org", send_hour="7.0"), 422, "whole number from 0 to 23"),
+        (signup("a@example.org", send_hour=True), 422, "whole number from 0 to 23"),
+        (signup("a@example.org", send_weekday="٣"), 422, "whole number from 0 to 6"),
         (signup("a@example.org", frequency="hourly"), 422, "body.frequency"),
         (signup("a@example.org", keywords=["x" * 201]), 422, "body.keywords.0"),
         (signup("a@example.org", keywords=["nul\x00byte"]), 422, "control characters"),
@@ -385,6 +392,9 @@ def test_get_and_put_preferences(
         ({"topics": ["cs.CL"], "max_papers": 51}, "body.max_papers"),
         ({"topics": ["cs.CL"], "send_weekday": 7}, "body.send_weekday"),
         ({"topics": ["cs.CL"], "send_weekday": "friday"}, "body.send_weekday"),
+        ({"topics": ["cs.CL"], "max_papers": "٣"}, "max_papers: Input should be a whole"),
+        ({"topics": ["cs.CL"], "max_papers": "1_0"}, "whole number from 1 to 50"),
+        ({"topics": ["cs.CL"], "send_hour": "²"}, "whole number from 0 to 23"),
         ({"topics": ["cs.CL"], "timezone": "../../etc/passwd"}, "time zone"),
         ({"topics": ["cs.CL"], "keywords": [{"phrase": ""}]}, "body.keywords.0.phrase"),
     ],
@@ -444,6 +454,11 @@ def test_feedback_records_and_the_last_vote_wins(
 def test_feedback_errors(client: TestClient, sessions: SessionFactory, reader: Reader) -> None:
     assert_error(client.post(reader.feedback(9), json={"vote": "more"}), 404, "no such paper")
     assert_error(client.post(reader.feedback(0), json={"vote": "more"}), 422, "path.rank")
+    for rank in ("²", "٣", "１", "1_0", "+1"):  # issue 12, item 7
+        url = reader.feedback(1).rsplit("/", 1)[0] + "/" + rank
+        assert_error(
+            client.post(url, json={"vote": "more"}), 422, "path.rank: Input should be a whole"
+        )
     assert_error(client.post(reader.feedback(1), json={"vote": "maybe"}), 422, "body.vote")
     assert_error(client.post(reader.feedback(1)), 422, "body: Field required")
     without_issue = token(Purpose.FEEDBACK, reader.id)

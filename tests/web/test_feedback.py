@@ -98,7 +98,19 @@ def test_titles_are_escaped(client: TestClient, issue: Issue) -> None:
 
 @pytest.mark.parametrize(
     ("rank", "choice"),
-    [(4, "more"), (0, "less"), ("abc", "more"), ("99999999", "more"), (1, "maybe")],
+    [
+        (4, "more"),
+        (0, "less"),
+        ("abc", "more"),
+        ("99999999", "more"),
+        (1, "maybe"),
+        # Digits of other scripts (issue 12, item 7: "²" was a 500, "٣" was read as 3).
+        ("²", "more"),
+        ("٣", "less"),
+        ("１", "more"),
+        ("1_0", "more"),
+        ("+1", "more"),
+    ],
 )
 def test_no_such_paper_is_a_404_page(
     client: TestClient, sessions: SessionFactory, issue: Issue, rank: int | str, choice: str

@@ -206,7 +206,16 @@ def test_subscribing_twice_before_confirming_keeps_both_links_working(
         ({"topics": ["no.such"]}, "Please pick topics from the list"),
         ({"timezone": "Mars/Olympus"}, "Please pick a time zone"),
         ({"send_hour": "24"}, "from 0 to 23"),
+        # Digits Python's int() or str.isdigit() take but a person's hour is not written in
+        # (issue 12, item 7: "²" was a 500, "٣" was read as 3).
+        ({"send_hour": "²"}, "The hour must be a whole number from 0 to 23."),
+        ({"send_hour": "٣"}, "The hour must be a whole number from 0 to 23."),
+        ({"send_hour": "３"}, "The hour must be a whole number from 0 to 23."),
+        ({"send_hour": "1_0"}, "The hour must be a whole number from 0 to 23."),
+        ({"send_hour": "-1"}, "The hour must be a whole number from 0 to 23."),
         ({"weekday": "7"}, "Please pick a weekday"),
+        ({"weekday": "²"}, "Please pick a weekday"),
+        ({"weekday": "٣"}, "Please pick a weekday"),
         ({"weekday": "friday"}, "Please pick a weekday"),
         ({"frequency": "hourly"}, "daily or weekly"),
         ({"keywords": "x" * 201}, "too long"),

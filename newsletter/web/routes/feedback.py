@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from newsletter.delivery import select_renderable
+from newsletter.integers import NotInRange, small_int
 from newsletter.issue import issue_view
 from newsletter.models import Delivery, DeliveryItem, Subscriber, utcnow
 from newsletter.tokens import Purpose
@@ -20,7 +21,7 @@ from newsletter.web.state import WebState
 router = APIRouter()
 
 CHOICES = {"more": 1, "less": -1}
-_MAX_RANK_DIGITS = 4
+MAX_RANK = 9999  # a paper's place in an issue: 1 .. this
 
 
 def _item(
@@ -30,9 +31,13 @@ def _item(
     subscriber, data = subscriber_for(session, state, Purpose.FEEDBACK, token)
     if data.subject is None:
         raise bad_link()
-    if choice not in CHOICES or not rank.isdigit() or len(rank) > _MAX_RANK_DIGITS:
+    if choice not in CHOICES:
         raise not_found("This issue has no such paper.")
-    item = accounts.feedback_item(session, subscriber, data.subject, int(rank))
+    try:
+        place = small_int(rank, low=1, high=MAX_RANK)
+    except NotInRange:
+        raise not_found("This issue has no such paper.") from None
+    item = accounts.feedback_item(session, subscriber, data.subject, place)
     if item is None:
         raise not_found("This issue has no such paper.")
     return subscriber, item, CHOICES[choice]
