@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import gzip
 import json
 from datetime import date
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from newsletter.db import SessionFactory
@@ -110,3 +112,57 @@ def test_malformed_lines_are_skipped_and_reported(sessions: SessionFactory, tmp_
     assert [p.location for p in summary.problems] == [f"{path}:2", f"{path}:3"]
     assert "missing 'title'" in summary.problems[1].reason
     assert str(summary) == "1 new, 0 updated, 0 unchanged, 2 skipped"
+
+
+# Each of these aborted the whole file, or dropped the lines after it, before issue 12.
+BAD_LINES = {
+    "nul": (b'{"id": "2605.90001", "title": "A \\u0000 title"}', "'title' contains U+0000"),
+    "smallint": (b'{"id": "2605.90002v40000", "title": "T"}', "version must be 1 to 32767"),
+    "bigint": (b'{"id": "2605.90003v99999999999999999999", "title": "T"}', "version must be"),
+    "surrogate": (b'{"id": "2605.90004", "title": "\\ud800"}', "'title' contains U+D800"),
+    "url": (
+        b'{"id": "2605.90005", "title": "T", "pdf": "https://x.org/' + b"p" * 600 + b'"}',
+        "'pdf' is longer than 500 characters",
+    ),
+    "id": (b'{"id": "' + b"a" * 80 + b'/0309136", "title": "T"}', "'id' is longer than 64"),
+    "utf8": (b'{"id": "2605.90007", "title": "\xff"}', "not UTF-8 (byte 0xff at column 32)"),
+    "nested": (b"[" * 50_000, "not JSON (nested too deeply)"),
+    "huge": (b'{"title": "' + b"t" * 3_000_000 + b'"}', "line longer than 2097152 bytes"),
+    "title": (b'{"id": "2605.90009", "title": "' + b"t" * 5000 + b'"}', "'title' is longer"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_LINES)
+def test_one_bad_line_costs_only_itself(
+    sessions: SessionFactory, tmp_path: Path, daily_file: Path, kind: str
+) -> None:
+    line, reason = BAD_LINES[kind]
+    real = daily_file.read_bytes().splitlines()[:120]
+    path = tmp_path / "2026-05-27.jsonl"
+    path.write_bytes(b"\n".join([*real[:3], line, *real[3:]]) + b"\n")
+    with sessions.begin() as session:
+        summary = ingest_file(session, path, today=TODAY)
+    expected = {json.loads(record)["id"] for record in real}
+    assert summary.new == len(expected)
+    [problem] = summary.problems
+    assert str(problem).startswith(f"{path}:4: {reason}")
+    with sessions() as session:
+        assert set(session.scalars(select(Paper.external_id))) == expected
+
+
+def test_the_good_lines_of_a_truncated_gzip_are_kept(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
+    payload = b"".join(
+        json.dumps(_record(f"2605.{i:05d}", f"Paper {i}")).encode() + b"\n" for i in range(3000)
+    )
+    compressed = gzip.compress(payload)
+    path = tmp_path / "2026-05-04.jsonl.gz"
+    path.write_bytes(compressed[: len(compressed) * 2 // 3])
+    with sessions.begin() as session:
+        summary = ingest_file(session, path, today=TODAY)
+    assert summary.new > 1000
+    [problem] = summary.problems
+    assert problem.location == str(path)
+    assert problem.reason.startswith(f"truncated after line {summary.new}:")
+    assert _count(sessions) == summary.new
