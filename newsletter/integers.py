@@ -12,8 +12,10 @@ import re
 
 from newsletter.errors import NewsletterError
 
-# [0-9], not \d: \d is every script's digits. Nine digits are more than any range here.
-_ASCII_DIGITS = re.compile(r"[0-9]{1,9}")
+# [0-9], not \d: \d is every script's digits. Ten digits hold any range here.
+_ASCII_DIGITS = re.compile(r"[0-9]{1,10}")
+# The largest id a row of ours can have (an INTEGER column: 32 bits on PostgreSQL).
+MAX_ROW_ID = 2**31 - 1
 
 
 class NotInRange(NewsletterError):

@@ -36,7 +36,7 @@ def test_ascii_digits_and_ints_in_the_range_are_read(raw: str | int, expected: i
         True,
         False,
         pytest.param("9" * 5000, id="5000-digits"),  # int() raises past 4300 digits
-        pytest.param("0" * 9 + "1", id="10-digits"),
+        pytest.param("0" * 10 + "1", id="11-digits"),
     ],
 )
 def test_anything_else_is_refused_with_the_range(raw: str | int) -> None:

@@ -28,14 +28,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Path
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
-from pydantic_core import PydanticCustomError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from newsletter.i18n import LOCALES
-from newsletter.integers import NotInRange, small_int
 from newsletter.models import Subscriber, utcnow
 from newsletter.tokens import InvalidToken, Purpose
 from newsletter.web import accounts
@@ -51,6 +49,7 @@ from newsletter.web.forms import (
     FormError,
     parse_choices,
     parse_email,
+    whole_number,
 )
 from newsletter.web.guards import State, posts_allowed, subscriber_for
 from newsletter.web.routes.feedback import MAX_RANK
@@ -240,25 +239,6 @@ def _text(limit: int, **kwargs: Any) -> Any:
     return Field(max_length=limit, **kwargs)
 
 
-def _whole_number(low: int, high: int) -> BeforeValidator:
-    """The pages' rule for a number (``integers.small_int``), for a JSON value or a path
-    segment: pydantic alone would take "1_0", "7.0" or true where the pages do not."""
-
-    def check(value: object) -> int:
-        try:
-            if isinstance(value, str | int):
-                return small_int(value, low=low, high=high)
-        except NotInRange:
-            pass
-        raise PydanticCustomError(
-            "whole_number",
-            "Input should be a whole number from {low} to {high}",
-            {"low": low, "high": high},
-        )
-
-    return BeforeValidator(check)
-
-
 Text = Annotated[str, AfterValidator(_plain_text)]
 Token = Annotated[
     str,
@@ -289,14 +269,14 @@ class KeywordWeight(BaseModel):
 
 FrequencyName = Literal["daily", "weekly"]
 SendHour = Annotated[
-    int, _whole_number(0, 23), Field(ge=0, le=23, description="Local hour the issue is sent.")
+    int, whole_number(0, 23), Field(ge=0, le=23, description="Local hour the issue is sent.")
 ]
 SendWeekday = Annotated[
     int,
-    _whole_number(0, 6),
+    whole_number(0, 6),
     Field(ge=0, le=6, description="Day a weekly issue is sent: 0 = Monday ... 6 = Sunday."),
 ]
-MaxPapers = Annotated[int, _whole_number(1, MAX_PAPERS), Field(ge=1, le=MAX_PAPERS)]
+MaxPapers = Annotated[int, whole_number(1, MAX_PAPERS), Field(ge=1, le=MAX_PAPERS)]
 TopicIds = Annotated[
     list[Annotated[Text, _text(64)]],
     Field(max_length=_MAX_TOPICS, description="Topic ids from the catalogue, e.g. cs.CL."),
@@ -583,7 +563,7 @@ def feedback(
     token: Token,
     rank: Annotated[
         int,
-        _whole_number(1, MAX_RANK),
+        whole_number(1, MAX_RANK),
         Path(ge=1, le=MAX_RANK, description="The paper's place in the issue."),
     ],
     body: Vote,

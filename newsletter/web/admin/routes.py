@@ -21,6 +21,7 @@ from newsletter.testsend import send_test_issue
 from newsletter.web.admin import auth, charts, imports, stats, topics
 from newsletter.web.admin.auth import CurrentOperator, LoginRequired
 from newsletter.web.admin.page import render as _page
+from newsletter.web.forms import whole_number
 from newsletter.web.guards import FormGuard, State
 from newsletter.web.security import VIEW_CSP
 
@@ -143,7 +144,7 @@ def subscribers(
     operator: CurrentOperator,
     q: Annotated[str, Query(max_length=200)] = "",
     status: Annotated[str, Query(max_length=20)] = "",
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    page: Annotated[int, whole_number(1, 100_000), Query(ge=1, le=100_000)] = 1,
 ) -> Response:
     search, wanted = q.strip(), _status_filter(status)
     with state.sessions() as session:

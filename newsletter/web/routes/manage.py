@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Form
+from fastapi import APIRouter, BackgroundTasks, Form, Path
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from newsletter.i18n import LOCALES
+from newsletter.integers import MAX_ROW_ID
 from newsletter.models import Subscriber, SubscriberStatus, utcnow
 from newsletter.tokens import Purpose
 from newsletter.web import accounts
@@ -24,6 +25,7 @@ from newsletter.web.forms import (
     parse_email,
     timezones,
     weekday_choices,
+    whole_number,
 )
 from newsletter.web.guards import FormGuard, State, linked_subscriber, subscriber_for
 from newsletter.web.links import AddressChange
@@ -190,8 +192,12 @@ def resume(state: State, token: str) -> Response:
     return _back(token, "resumed")
 
 
+# A 400 page for anything but an id (a huge number was a 500: out of the column's range).
+PaperId = Annotated[int, whole_number(1, MAX_ROW_ID), Path()]
+
+
 @router.post("/manage/{token}/feedback/{paper_id}/undo", dependencies=FormGuard)
-def undo_feedback(state: State, token: str, paper_id: int) -> Response:
+def undo_feedback(state: State, token: str, paper_id: PaperId) -> Response:
     with state.sessions.begin() as session:
         subscriber, _ = subscriber_for(session, state, Purpose.MANAGE, token)
         accounts.undo_feedback(session, subscriber, paper_id)
