@@ -8,6 +8,7 @@ contract other tools rely on; see config/newsletter.toml for every setting.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -27,6 +28,24 @@ from pydantic_settings import (
 
 from newsletter.errors import ConfigError
 from newsletter.resources import resource_path
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(value: str) -> tuple[Network, ...]:
+    """``"127.0.0.1, 10.0.0.0/8"`` as networks; raises ``ValueError`` naming a bad entry."""
+    networks: list[Network] = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{entry!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8)"
+            ) from None
+    return tuple(networks)
+
 
 ENV_PREFIX = "NEWSLETTER_"
 CONFIG_ENV = "NEWSLETTER_CONFIG"
@@ -93,6 +112,9 @@ class Settings(BaseSettings):
     rate_limit_storage: str = "memory://"
     # Bearer token /metrics asks for; unset, /metrics answers loopback clients only.
     metrics_token: SecretStr | None = None
+    # Addresses / networks of the reverse proxies in front of the web app, whose
+    # X-Forwarded-For is believed (comma-separated; "" when clients connect directly).
+    trusted_proxies: str = "127.0.0.1, ::1"
     smtp_message_timeout: float = Field(default=120.0, gt=0)
     smtp_slowdown_seconds: float = Field(default=1.0, gt=0)
     rate_per_second: float | None = Field(default=None, gt=0)
@@ -170,6 +192,12 @@ class Settings(BaseSettings):
             raise ValueError(f"{address!r} is not a valid address: {exc}") from exc
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _check_public_url(cls, value: str) -> str:
@@ -179,6 +207,11 @@ class Settings(BaseSettings):
         if parts.query or parts.fragment:
             raise ValueError("must not have a query or fragment")
         return value.rstrip("/")
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        """``trusted_proxies`` as networks."""
+        return parse_networks(self.trusted_proxies)
 
     @property
     def sender_address(self) -> str:

@@ -6,23 +6,38 @@ one-click unsubscribe and issues online, served by FastAPI with Jinja pages.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from newsletter.settings import Settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
     """Run the web app with uvicorn until interrupted (``newsletter serve``)."""
+    web_server(settings, host, port).run()
+
+
+def web_server(settings: Settings, host: str, port: int) -> uvicorn.Server:
+    """The uvicorn server ``newsletter serve`` runs, its logs free of link tokens."""
+    import logging
+
     import uvicorn
 
+    from newsletter.redact import install_redaction
     from newsletter.web.app import create_app
 
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=host,
         port=port,
-        # Behind a reverse proxy on the same machine, trust its X-Forwarded-For so the
-        # rate limits see the real client address.
-        proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
+        # The app resolves X-Forwarded-For itself, from ``trusted_proxies`` only
+        # (newsletter.web.proxies), and keeps the peer address it needs for /metrics.
+        proxy_headers=False,
         server_header=False,
         log_level="info",
     )
+    # uvicorn has set up its loggers now: no signed link reaches its access log.
+    install_redaction(logging.getLogger("uvicorn.access"), logging.getLogger("uvicorn.error"))
+    return uvicorn.Server(config)

@@ -24,6 +24,7 @@ from newsletter.web.links import Links
 from newsletter.web.mailer import Mailer
 from newsletter.web.options import WebOptions
 from newsletter.web.pages import Pages, web_templates_dir
+from newsletter.web.proxies import ProxyAware
 from newsletter.web.ratelimit import RateLimits
 from newsletter.web.routes import feedback, manage, subscribe, unsubscribe
 from newsletter.web.security import BodyLimit, SecurityHeaders
@@ -73,7 +74,9 @@ def create_app(settings: Settings, *, options: WebOptions | None = None) -> Fast
         max_bytes=options.max_body_bytes,
         paths={admin.IMPORT_PATH: options.max_import_bytes + admin.IMPORT_FORM_SLACK},
     )
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, hsts=settings.public_url.startswith("https://"))
+    # Outermost: every layer sees the client address the trusted proxies name.
+    app.add_middleware(ProxyAware, trusted=settings.trusted_proxy_networks)
     return app
 
 
@@ -86,7 +89,7 @@ def _build_state(settings: Settings, options: WebOptions, service: Service) -> W
         else settings.public_url.startswith("https://")
     )
     csrf = Csrf(secret, secure=secure)
-    mailer = Mailer(settings, list_name=LIST_NAME)
+    mailer = Mailer(settings, list_name=LIST_NAME, sessions=service.sessions)
     mailer.check()
     return WebState(
         settings=settings,

@@ -13,7 +13,6 @@ proxy may scrape (403 otherwise).
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 from collections.abc import Iterable
@@ -32,10 +31,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from newsletter import stats
 from newsletter.db import SessionFactory
+from newsletter.mailfailures import mail_failures_since
 from newsletter.models import (
     Delivery,
     utcnow,
 )
+from newsletter.redact import install_redaction
+from newsletter.web.proxies import is_local
 from newsletter.web.state import WebState, web_state
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,11 @@ class DatabaseCollector(Collector):
             "newsletter_last_sent_timestamp_seconds",
             "When an issue was last accepted by the SMTP relay (0: never).",
         )
+        mail_failures = GaugeMetricFamily(
+            "newsletter_account_mail_failures_24h",
+            "Account mails (sign-up confirmations, address changes) that could not be sent "
+            "in the last 24 hours.",
+        )
         up = GaugeMetricFamily("newsletter_database_up", "1 if the database answered the scrape.")
         latency = HistogramMetricFamily(
             "newsletter_send_latency_seconds",
@@ -127,6 +134,7 @@ class DatabaseCollector(Collector):
                 )
                 last = stats.activity(session)
                 late_buckets, late_count, late_sum = send_latency(session, now=now)
+                failed_mails = mail_failures_since(session, now - timedelta(days=1))
         except SQLAlchemyError as exc:
             log.warning("metrics: the database did not answer: %s", exc)
             up.add_metric([], 0.0)
@@ -146,8 +154,9 @@ class DatabaseCollector(Collector):
             + [("+Inf", float(late_count))],
             float(late_sum),
         )
+        mail_failures.add_metric([], float(failed_mails))
         up.add_metric([], 1.0)
-        yield from (deliveries, subscribers, queue, ingest, plan, sent, latency, up)
+        yield from (deliveries, subscribers, queue, ingest, plan, sent, latency, mail_failures, up)
 
 
 def install(app: FastAPI, sessions: SessionFactory) -> None:
@@ -156,22 +165,6 @@ def install(app: FastAPI, sessions: SessionFactory) -> None:
     registry.register(DatabaseCollector(sessions))
     app.state.metrics_registry = registry
     app.include_router(router)
-
-
-_PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
-
-
-def is_local(request: Request) -> bool:
-    """A client on this machine (127.0.0.0/8, ::1) that did not come through a proxy."""
-    if request.client is None or any(h in request.headers for h in _PROXY_HEADERS):
-        return False
-    try:
-        address = ipaddress.ip_address(request.client.host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
 
 
 def bearer_matches(request: Request, token: str) -> bool:
@@ -196,8 +189,9 @@ def metrics(request: Request, state: State) -> Response:
             )
     elif not is_local(request):
         return PlainTextResponse(
-            "Metrics are served to this machine only; set metrics_token to scrape "
-            "them from elsewhere.\n",
+            "Metrics are served without a token only to this machine, when no proxy is in "
+            "between (see trusted_proxies); set metrics_token to scrape them from "
+            "elsewhere.\n",
             status_code=403,
         )
     registry = request.app.state.metrics_registry
@@ -252,3 +246,4 @@ def configure_logging(*, json_lines: bool = False, level: int = logging.INFO) ->
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    install_redaction(root)

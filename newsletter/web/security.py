@@ -33,11 +33,17 @@ _HEADERS = {
 }
 
 
+HSTS = "max-age=31536000"
+
+
 class SecurityHeaders:
     """Adds the security headers; a response may set its own CSP and Cache-Control."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
         self.app = app
+        # With an https public URL, browsers are told to use nothing else (a year; not
+        # includeSubDomains, which would bind every other site of the domain too).
+        self.hsts = hsts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,6 +55,8 @@ class SecurityHeaders:
                 headers = MutableHeaders(scope=message)
                 for name, value in _HEADERS.items():
                     headers[name] = value
+                if self.hsts:
+                    headers["Strict-Transport-Security"] = HSTS
                 headers.setdefault("Content-Security-Policy", PAGE_CSP)
                 # Pages reached by a signed link show personal data: never cache them.
                 # The stylesheet and script are the same for everyone.

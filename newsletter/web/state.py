@@ -16,7 +16,10 @@ from newsletter.web.links import Links
 from newsletter.web.mailer import Mailer
 from newsletter.web.options import WebOptions
 from newsletter.web.pages import Pages
+from newsletter.web.proxies import client_ip
 from newsletter.web.ratelimit import RateLimits
+
+__all__ = ["WebState", "client_ip", "web_state"]  # client_ip lives in web.proxies
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,8 +43,3 @@ def web_state(request: Request) -> WebState:
     if not isinstance(state, WebState):
         raise RuntimeError("the app was not built by create_app")
     return state
-
-
-def client_ip(request: Request) -> str:
-    """The client's address (uvicorn's proxy_headers resolves X-Forwarded-For)."""
-    return request.client.host if request.client else "unknown"

@@ -100,7 +100,11 @@ def live(engine: Engine, database_url: str) -> Iterator[Live]:
     )
     with smtp_server as smtp:
         settings = make_settings(
-            database_url, smtp_host=smtp.host, smtp_port=smtp.port, public_url=url
+            database_url,
+            smtp_host=smtp.host,
+            smtp_port=smtp.port,
+            public_url=url,
+            trusted_proxies="",  # the browser and the scrape connect directly, no proxy
         )
         app = create_app(settings, options=WebOptions())
         with uvicorn_serving(app, listener):

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, create_engine, select
+from starlette.requests import Request
 
 from newsletter.db import SessionFactory, make_session_factory
 from newsletter.models import Delivery, DeliveryStatus, Edition, Paper, SubscriberStatus, utcnow
@@ -20,7 +21,7 @@ from newsletter.settings import Settings
 from newsletter.web.app import create_app
 from newsletter.web.observability import LATENCY_BUCKETS, JsonFormatter, configure_logging
 from newsletter.web.options import WebOptions
-from newsletter.web.state import WebState
+from newsletter.web.state import WebState, client_ip
 from tests.conftest import make_settings
 from tests.web.helpers import add_delivery, add_subscriber
 
@@ -29,9 +30,15 @@ TOKEN = "scrape-token-0123456789abcdef"
 
 
 @pytest.fixture
-def client(engine: Engine, web_settings: Settings, options: WebOptions) -> Iterator[TestClient]:
+def direct_settings(web_settings: Settings) -> Settings:
+    """No reverse proxy in front: clients connect to the app directly."""
+    return web_settings.model_copy(update={"trusted_proxies": ""})
+
+
+@pytest.fixture
+def client(engine: Engine, direct_settings: Settings, options: WebOptions) -> Iterator[TestClient]:
     """The app, asked from this machine (where /metrics answers without a token)."""
-    with TestClient(create_app(web_settings, options=options), client=LOCAL) as test_client:
+    with TestClient(create_app(direct_settings, options=options), client=LOCAL) as test_client:
         yield test_client
 
 
@@ -280,13 +287,13 @@ def test_send_latency_of_nothing_sent(client: TestClient) -> None:
 )
 def test_without_a_token_metrics_answer_local_clients_only(
     engine: Engine,
-    web_settings: Settings,
+    direct_settings: Settings,
     options: WebOptions,
     address: str,
     headers: dict[str, str],
     status: int,
 ) -> None:
-    app = create_app(web_settings, options=options)
+    app = create_app(direct_settings, options=options)
     with TestClient(app, client=(address, 40000)) as visitor:
         response = visitor.get("/metrics", headers=headers)
     assert response.status_code == status
@@ -295,6 +302,63 @@ def test_without_a_token_metrics_answer_local_clients_only(
         assert "newsletter_deliveries" not in response.text
     else:
         assert "newsletter_send_latency_seconds_bucket" in response.text
+
+
+@pytest.mark.parametrize(
+    ("address", "headers"),
+    [
+        # The proxy on this machine sends no X-Forwarded-For: the visitor could be anyone.
+        ("127.0.0.1", {}),
+        ("::1", {}),
+        # It does send it: a visitor from elsewhere, or one claiming to be local.
+        ("127.0.0.1", {"X-Forwarded-For": "192.0.2.7"}),
+        ("127.0.0.1", {"X-Forwarded-For": "127.0.0.1"}),
+    ],
+)
+def test_behind_a_trusted_proxy_metrics_need_the_token(
+    engine: Engine,
+    web_settings: Settings,
+    options: WebOptions,
+    address: str,
+    headers: dict[str, str],
+) -> None:
+    assert web_settings.trusted_proxies == "127.0.0.1, ::1"  # the default
+    with TestClient(create_app(web_settings, options=options), client=(address, 1)) as visitor:
+        response = visitor.get("/metrics", headers=headers)
+    assert response.status_code == 403
+    assert "newsletter_deliveries" not in response.text
+    assert "trusted_proxies" in response.text
+
+
+def test_a_trusted_proxy_names_the_client_and_an_untrusted_one_does_not(
+    engine: Engine, web_settings: Settings, options: WebOptions
+) -> None:
+    """The rate limits count per client: the address a trusted proxy forwards for,
+    never one a stranger writes into the header."""
+    seen: list[str] = []
+    app = create_app(web_settings, options=options)
+
+    @app.get("/whoami")
+    def whoami(request: Request) -> dict[str, str]:
+        seen.append(client_ip(request))
+        return {}
+
+    forwarded = {"X-Forwarded-For": "198.51.100.4"}
+    with TestClient(app, client=("127.0.0.1", 1)) as via_proxy:
+        via_proxy.get("/whoami", headers=forwarded)
+    with TestClient(app, client=("192.0.2.9", 1)) as stranger:
+        stranger.get("/whoami", headers=forwarded)
+    assert seen == ["198.51.100.4", "192.0.2.9"]
+
+
+def test_https_public_url_sends_hsts(
+    engine: Engine, web_settings: Settings, options: WebOptions
+) -> None:
+    secure = web_settings.model_copy(update={"public_url": "https://papers.example.org"})
+    with TestClient(create_app(secure, options=options)) as browser:
+        assert browser.get("/").headers["strict-transport-security"] == "max-age=31536000"
+    with TestClient(create_app(web_settings, options=options)) as browser:
+        assert "strict-transport-security" not in browser.get("/").headers
 
 
 @pytest.fixture

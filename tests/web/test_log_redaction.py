@@ -1,0 +1,87 @@
+"""Signed link tokens never reach a log: they are passwords for one reader's account."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from newsletter.redact import REDACTED, RedactTokens, redact_tokens
+from newsletter.settings import Settings
+from newsletter.tokens import Purpose, TokenData, Tokens
+from newsletter.web import web_server
+from newsletter.web.observability import configure_logging
+from tests.conftest import TEST_SECRET
+from tests.web.helpers import local_listener
+
+TOKEN = Tokens(TEST_SECRET).make(Purpose.MANAGE, TokenData(7, 12345))
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (f"GET /manage/{TOKEN} HTTP/1.1", f"GET /manage/{REDACTED} HTTP/1.1"),
+        (f"/manage/{TOKEN}/export", f"/manage/{REDACTED}/export"),
+        (f"/feedback/{TOKEN}/3/more", f"/feedback/{REDACTED}/3/more"),
+        (f"/unsubscribe/{TOKEN}?x=1", f"/unsubscribe/{REDACTED}?x=1"),
+        (f"/api/v1/subscribers/{TOKEN}/preferences", f"/api/v1/subscribers/{REDACTED}/preferences"),
+        (
+            f"http://h/confirm/{TOKEN} /view/{TOKEN}",
+            f"http://h/confirm/{REDACTED} /view/{REDACTED}",
+        ),
+        (f"/address/{TOKEN}", f"/address/{REDACTED}"),
+        ("/static/site.css", "/static/site.css"),
+        ("/admin/subscribers", "/admin/subscribers"),
+    ],
+)
+def test_tokens_are_taken_out_of_paths(line: str, expected: str) -> None:
+    assert redact_tokens(line) == expected
+
+
+def test_the_filter_redacts_messages_and_arguments() -> None:
+    record = logging.makeLogRecord(
+        {"msg": f"opened /view/{TOKEN} and %s (%d)", "args": (f"/manage/{TOKEN}", 200)}
+    )
+    assert RedactTokens().filter(record)
+    assert TOKEN not in record.getMessage()
+    assert record.getMessage() == f"opened /view/{REDACTED} and /manage/{REDACTED} (200)"
+
+
+def test_the_application_log_is_redacted(capfd: pytest.CaptureFixture[str]) -> None:
+    configure_logging()
+    try:
+        logging.getLogger("newsletter.test").warning("link /manage/%s failed", TOKEN)
+    finally:
+        logging.getLogger().handlers.clear()
+    err = capfd.readouterr().err
+    assert f"link /manage/{REDACTED} failed" in err
+    assert TOKEN not in err
+
+
+def test_the_access_log_of_the_running_server_is_redacted(
+    engine: Engine, web_settings: Settings, capfd: pytest.CaptureFixture[str]
+) -> None:
+    listener, url = local_listener()
+    server = web_server(web_settings, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        for path in (f"/manage/{TOKEN}", f"/unsubscribe/{TOKEN}", f"/feedback/{TOKEN}/1/more"):
+            httpx.get(url + path, timeout=10)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listener.close()
+    captured = capfd.readouterr()
+    logged = captured.out + captured.err  # uvicorn's access log goes to stdout
+    assert f"/manage/{REDACTED}" in logged  # the request is logged ...
+    assert f"/feedback/{REDACTED}/1/more" in logged
+    assert TOKEN not in logged  # ... without its token
