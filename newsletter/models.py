@@ -422,3 +422,18 @@ class SourceState(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AccountMailFailure(Base):
+    """An account mail (confirm a sign-up, a new address, ...) that did not go out
+    (migration 0012). Such mails are sent after the page has answered, so nobody sees
+    them fail but the operator: ``newsletter status``, the admin area and /metrics."""
+
+    __tablename__ = "account_mail_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    template: Mapped[str] = mapped_column(String(32))  # confirm, already, address
+    email: Mapped[str] = mapped_column(String(320))
+    code: Mapped[int | None] = mapped_column(SmallInteger)  # the relay's reply code, if any
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

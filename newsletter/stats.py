@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
+from newsletter.mailfailures import MailFailure, mail_failures_since, recent_mail_failures
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -200,6 +201,8 @@ class Status:
     editions: list[EditionRow]
     failures: list[Failure]
     activity: Activity
+    mail_failures: list[MailFailure] = field(default_factory=list)  # account mails
+    mail_failures_day: int = 0  # account mails that failed in the last 24 hours
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data: dates and times as ISO 8601 strings."""
@@ -244,6 +247,10 @@ class Status:
                 for failure in self.failures
             ],
             "activity": plain(asdict(self.activity)),
+            "account_mail_failures": {
+                "last_24h": self.mail_failures_day,
+                "newest": [plain(asdict(failure)) for failure in self.mail_failures],
+            },
         }
 
 
@@ -270,4 +277,6 @@ def status(
         editions=editions(session, limit=editions_limit, day=day),
         failures=recent_failures(session, limit=failures_limit, edition_id=edition_id),
         activity=activity(session),
+        mail_failures=recent_mail_failures(session, limit=failures_limit),
+        mail_failures_day=mail_failures_since(session, now - timedelta(days=1)),
     )

@@ -30,6 +30,7 @@ TABLES = {
     "send_rate",
     "paper_embeddings",
     "source_state",
+    "account_mail_failures",
 }
 
 

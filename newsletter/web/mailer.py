@@ -8,6 +8,7 @@ task, so a request answers at once and in the same time whatever happens to the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from dataclasses import dataclass
@@ -21,8 +22,11 @@ from typing import Any
 import jinja2
 from mjml import mjml2html
 
+from newsletter.addresses import needs_smtputf8, smtp_address
+from newsletter.db import SessionFactory
 from newsletter.delivery import smtp_config
 from newsletter.errors import NewsletterError, TemplateError
+from newsletter.mailfailures import record_mail_failure
 from newsletter.message import one_line
 from newsletter.models import utcnow
 from newsletter.render import RenderedIssue
@@ -45,8 +49,11 @@ class Mail:
 class Mailer:
     """Renders and sends the web app's mails."""
 
-    def __init__(self, settings: Settings, *, list_name: str) -> None:
+    def __init__(
+        self, settings: Settings, *, list_name: str, sessions: SessionFactory | None = None
+    ) -> None:
         self._settings = settings
+        self._sessions = sessions  # where failures are stored (None: only logged)
         self._list_name = list_name
         self._dirs = [d for d in (settings.templates_dir,) if d is not None]
         self._dirs.append(resource_path("templates") / "email")
@@ -95,13 +102,18 @@ class Mailer:
         return RenderedIssue(subject=subject, html=html, text=text)
 
     def build(self, mail: Mail) -> bytes:
-        """The message as bytes for SMTP."""
+        """The message as bytes for SMTP (raises ``InvalidAddress`` for an address that
+        cannot be written on the wire)."""
         rendered = self.render(mail)
-        message = EmailMessage(policy=policy.SMTP)
+        recipient = smtp_address(mail.to)
+        # RFC 6532: an address with a non-ASCII local part is written as UTF-8.
+        utf8 = needs_smtputf8(recipient)
+        message = EmailMessage(policy=policy.SMTPUTF8 if utf8 else policy.SMTP)
         sender_name, sender_address = parseaddr(self._settings.sender)
         domain = sender_address.rpartition("@")[2] or "localhost"
         message["From"] = Address(one_line(sender_name), addr_spec=sender_address)
-        message["To"] = Address(addr_spec=mail.to)
+        # A plain string: ``Address`` refuses a non-ASCII local part even under SMTPUTF8.
+        message["To"] = recipient if utf8 else Address(addr_spec=recipient)
         message["Subject"] = one_line(rendered.subject)
         message["Date"] = format_datetime(utcnow())
         message["Message-ID"] = make_msgid(idstring=mail.template, domain=domain)
@@ -112,19 +124,46 @@ class Mailer:
         return message.as_bytes()
 
     async def send(self, mail: Mail) -> bool:
-        """Send one mail; a failure is logged (the request has long been answered)."""
+        """Send one mail. The request has long been answered, so a failure of any kind
+        is logged and stored for the operator (``newsletter.mailfailures``)."""
         try:
             data = self.build(mail)
             async with SmtpPool(smtp_config(self._settings)) as pool:
                 result = await pool.send(
-                    sender=self._settings.sender_address, recipients=[mail.to], message=data
+                    sender=self._settings.sender_address,
+                    recipients=[smtp_address(mail.to)],
+                    message=data,
                 )
-        except NewsletterError as exc:
-            log.error("%s mail to %s not sent: %s", mail.template, mail.to, exc)
-            return False
-        if result.status != "sent":
-            log.error(
-                "%s mail to %s refused: %s %s", mail.template, mail.to, result.code, result.reply
+        except Exception as exc:  # a background task: nobody else would hear of it
+            reason = str(exc) or type(exc).__name__
+            await self._failed(
+                mail,
+                None,
+                reason if isinstance(exc, NewsletterError) else (f"{type(exc).__name__}: {reason}"),
             )
             return False
+        if result.status != "sent":
+            await self._failed(mail, result.code, result.reply)
+            return False
         return True
+
+    async def _failed(self, mail: Mail, code: int | None, reason: str) -> None:
+        log.error("%s mail to %s not sent: %s %s", mail.template, mail.to, code or "", reason)
+        if self._sessions is None:
+            return
+        try:
+            await asyncio.to_thread(_store_failure, self._sessions, mail, code, reason)
+        except Exception:  # the log line above is then all there is
+            log.exception("could not store the failure of a %s mail", mail.template)
+
+
+def _store_failure(sessions: SessionFactory, mail: Mail, code: int | None, reason: str) -> None:
+    with sessions.begin() as session:
+        record_mail_failure(
+            session,
+            template=mail.template,
+            email=mail.to,
+            code=code,
+            reason=one_line(reason, limit=2000),
+            now=utcnow(),
+        )

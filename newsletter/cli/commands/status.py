@@ -158,6 +158,21 @@ def render(figures: Status, console: Console) -> None:
     else:
         console.print("Newest failures: none")
 
+    if figures.mail_failures:
+        mails = table(f"Account mails not sent ({figures.mail_failures_day} in the last 24 h)")
+        mails.add_column("when", no_wrap=True)
+        mails.add_column("mail", no_wrap=True)
+        mails.add_column("email", overflow="fold", max_width=26)
+        mails.add_column("reply", overflow="fold", min_width=16)
+        for mail in figures.mail_failures:
+            mails.add_row(
+                mail.at.strftime("%m-%d %H:%M"),
+                mail.template,
+                mail.email,
+                f"{mail.code or ''} {mail.reason}".strip(),
+            )
+        console.print(mails)
+
     activity = figures.activity
     console.print(
         f"last ingest: {_when(activity.last_ingest)}\n"
