@@ -42,6 +42,33 @@ class Choices:
     always_send: bool = False
     send_weekday: int = 0  # 0 = Monday; the day a weekly issue goes out
 
+    def as_json(self) -> dict[str, Any]:
+        """The choices as JSON data (a pending sign-up keeps them so until confirmed)."""
+        return {
+            "topics": list(self.topics),
+            "keywords": [[phrase, weight] for phrase, weight in self.keywords],
+            "frequency": self.frequency.value,
+            "timezone": self.timezone,
+            "send_hour": self.send_hour,
+            "max_papers": self.max_papers,
+            "always_send": self.always_send,
+            "send_weekday": self.send_weekday,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Choices:
+        """The choices ``as_json`` stored."""
+        return cls(
+            topics=tuple(str(topic) for topic in data["topics"]),
+            keywords=tuple((str(phrase), float(weight)) for phrase, weight in data["keywords"]),
+            frequency=Frequency(data["frequency"]),
+            timezone=str(data["timezone"]),
+            send_hour=int(data["send_hour"]),
+            max_papers=None if data["max_papers"] is None else int(data["max_papers"]),
+            always_send=bool(data["always_send"]),
+            send_weekday=int(data["send_weekday"]),
+        )
+
 
 SignupOutcome = Literal["confirm", "already", "nothing"]
 
@@ -73,11 +100,14 @@ def request_signup(
 ) -> tuple[SignupOutcome, Subscriber | None]:
     """Record a sign-up and say which mail it needs.
 
-    A new address becomes a pending subscriber. A pending or unsubscribed one gets
-    the new choices and a new confirmation (an open sign-up keeps its link, so an
-    earlier mail still works). An active one is told it is subscribed already and
-    nothing changes: a stranger must not edit someone's choices. A suppressed
-    address gets nothing. The caller shows the same page in every case.
+    A new address becomes a pending subscriber with these choices. For a pending or
+    unsubscribed one, the choices wait in ``pending_signup`` and nothing of theirs
+    changes until the link is confirmed (anyone can type an address into the form).
+    Each link confirms the choices it was mailed for: asking again for the same
+    choices keeps the open sign-up's link (an earlier mail still works), other choices
+    get a new one. An active one is told it is subscribed already and nothing changes.
+    A bounced or suppressed address gets nothing. The caller shows the same page in
+    every case.
     """
     if session.get(Suppression, email) is not None:
         return "nothing", None
@@ -89,13 +119,16 @@ def request_signup(
     if subscriber is None:
         subscriber = Subscriber(email=email, status=SubscriberStatus.PENDING, created_at=now)
         session.add(subscriber)
+        # Nobody's record yet, so the choices can be on it at once (the admin lists them).
+        apply_choices(subscriber, choices)
     elif subscriber.status == SubscriberStatus.ACTIVE:
         return "already", subscriber
     elif subscriber.status == SubscriberStatus.BOUNCED:
         return "nothing", None
-    apply_choices(subscriber, choices)
-    if not _signup_open(subscriber, now):
+    wanted = choices.as_json()
+    if not (_signup_open(subscriber, now) and subscriber.pending_signup == wanted):
         subscriber.signup_at = now
+        subscriber.pending_signup = wanted
     session.flush()
     return "confirm", subscriber
 
@@ -114,9 +147,13 @@ def check_signup(subscriber: Subscriber, stamp: int | None, *, now: datetime) ->
 
 
 def confirm_signup(subscriber: Subscriber, stamp: int | None, *, now: datetime) -> ConfirmOutcome:
-    """Activate a subscriber whose sign-up this is; idempotent."""
+    """Activate a subscriber whose sign-up this is, with the choices it asked for;
+    idempotent."""
     outcome = check_signup(subscriber, stamp, now=now)
     if outcome == "confirmed":
+        if subscriber.pending_signup is not None:
+            apply_choices(subscriber, Choices.from_json(subscriber.pending_signup))
+            subscriber.pending_signup = None
         subscriber.status = SubscriberStatus.ACTIVE
         subscriber.confirmed_at = now
         subscriber.signup_at = None
@@ -168,7 +205,7 @@ def purge_expired_signups(session: Session, *, now: datetime) -> int:
     session.execute(
         update(Subscriber)
         .where(Subscriber.signup_at.is_not(None), Subscriber.signup_at < cutoff)
-        .values(signup_at=None)
+        .values(signup_at=None, pending_signup=None)
     )
     return int(getattr(gone, "rowcount", 0) or 0)
 

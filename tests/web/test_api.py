@@ -200,6 +200,52 @@ def test_the_answer_is_the_same_for_every_address(
         assert [i.topic_id for i in active.interests] == ["cs.CL"]  # a stranger changed nothing
 
 
+def test_a_strangers_signup_changes_nothing_until_confirmed(
+    client: TestClient, sessions: SessionFactory, mails: Mails
+) -> None:
+    """Issue 12, item 6: an unsubscribed person's record, byte for byte, after a sign-up
+    anyone could have sent for their address; the confirmation applies it."""
+    with sessions.begin() as session:
+        person = add_subscriber(session, "left@example.org", status=SubscriberStatus.UNSUBSCRIBED)
+        person.interests.append(Interest(keywords="type theory", weight=0.5))
+        person.timezone, person.send_hour, person.max_papers = "America/Lima", 22, 9
+        person_id = person.id
+
+    def record() -> dict[str, Any]:
+        with sessions() as session:
+            row = session.execute(
+                select(*Subscriber.__table__.columns).where(Subscriber.id == person_id)
+            ).one()
+            interests = session.execute(
+                select(Interest.id, Interest.topic_id, Interest.keywords, Interest.weight)
+                .where(Interest.subscriber_id == person_id)
+                .order_by(Interest.id)
+            ).all()
+        # Everything but the open request itself (its time and the choices it asks for).
+        kept = {k: v for k, v in row._mapping.items() if k not in ("signup_at", "pending_signup")}
+        return kept | {"interests": [tuple(i) for i in interests]}
+
+    before = record()
+    stranger = signup("left@example.org", topics=["cs.CR"], keywords=["spam"], send_hour=3)
+    assert client.post(f"{API}/subscribe", json=stranger).status_code == 202
+    assert record() == before
+    [mail] = mails()
+    confirm_token = mail.link("/confirm/").rsplit("/", 1)[1]
+    done = client.post(f"{API}/confirm/{confirm_token}")
+    assert done.status_code == 200, done.text
+    prefs = client.get(f"{API}/subscribers/{done.json()['manage_token']}/preferences").json()
+    assert (prefs["status"], prefs["topics"], prefs["keywords"]) == (
+        "active",
+        ["cs.CR"],
+        [{"phrase": "spam", "weight": 1.0}],
+    )
+    assert (prefs["send_hour"], prefs["timezone"], prefs["frequency"]) == (
+        3,
+        "Europe/Berlin",
+        "weekly",
+    )
+
+
 @pytest.mark.parametrize(
     ("body", "status", "phrase"),
     [

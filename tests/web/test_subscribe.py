@@ -14,7 +14,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from newsletter.db import SessionFactory
-from newsletter.models import Subscriber, SubscriberStatus, Suppression, utcnow
+from newsletter.models import (
+    Frequency,
+    Interest,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    utcnow,
+)
 from newsletter.settings import Settings
 from newsletter.tokens import Purpose, TokenData, Tokens
 from newsletter.web.app import create_app
@@ -185,7 +192,7 @@ def test_subscribing_twice_before_confirming_keeps_both_links_working(
     client: TestClient, sessions: SessionFactory, mails: Mails
 ) -> None:
     subscribe(client, "cy@example.org")
-    subscribe(client, "cy@example.org", topics=["cs.RO"])
+    subscribe(client, "cy@example.org")  # the same form again (a double click, a reload)
     first, second = (m.link("/confirm/") for m in mails())
     with sessions() as session:
         assert session.scalar(select(func.count(Subscriber.id))) == 1
@@ -195,6 +202,106 @@ def test_subscribing_twice_before_confirming_keeps_both_links_working(
     confirmed = subscriber_by_email(sessions, "cy@example.org")
     assert confirmed is not None
     assert confirmed.status == SubscriberStatus.ACTIVE
+
+
+def test_a_link_confirms_the_choices_it_was_mailed_for(
+    client: TestClient, sessions: SessionFactory, mails: Mails
+) -> None:
+    subscribe(client, "cy@example.org")
+    subscribe(client, "cy@example.org", topics=["cs.RO"], keywords="")
+    first, second = (m.link("/confirm/") for m in mails())
+    assert first != second
+    # The older link would confirm choices it was not mailed for: a newer mail replaced it.
+    assert "A newer confirmation mail replaced it" in client.get(first).text
+    page = client.get(second)
+    assert client.post(second, data={"csrf_token": csrf_from(page)}).status_code == 200
+    with sessions() as session:
+        confirmed = session.scalars(select(Subscriber)).one()
+        assert confirmed.status == SubscriberStatus.ACTIVE
+        assert [(i.topic_id, i.keywords) for i in confirmed.interests] == [("cs.RO", None)]
+        assert confirmed.pending_signup is None
+
+
+# Issue 12, item 6: a sign-up for an address that is stored already (anyone can type
+# it into the form) changes nothing about that person until the link is confirmed.
+
+
+def stored_row(sessions: SessionFactory, address: str) -> dict[str, object]:
+    """Every column of the subscriber (but the open request's own) and their interests."""
+    with sessions() as session:
+        subscriber = session.scalars(select(Subscriber).where(Subscriber.email == address)).one()
+        row = {
+            column.key: getattr(subscriber, column.key)
+            for column in Subscriber.__table__.columns
+            if column.key not in ("signup_at", "pending_signup")
+        }
+        row["interests"] = [(i.id, i.topic_id, i.keywords, i.weight) for i in subscriber.interests]
+        return row
+
+
+@pytest.mark.parametrize(
+    "status",
+    [SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.PENDING, SubscriberStatus.BOUNCED],
+)
+def test_a_strangers_signup_changes_nothing_until_confirmed(
+    client: TestClient, sessions: SessionFactory, mails: Mails, status: SubscriberStatus
+) -> None:
+    with sessions.begin() as session:
+        person = add_subscriber(session, "left@example.org", status=status, topics=("cs.CL",))
+        person.interests.append(Interest(keywords="type theory", weight=2.0))
+        person.frequency = Frequency.WEEKLY
+        person.timezone = "Asia/Tokyo"
+        person.send_hour = 21
+        person.send_weekday = 5
+        person.max_papers = 12
+        person.always_send = True
+        person.name = "Left Person"
+    before = stored_row(sessions, "left@example.org")
+    stranger = {"topics": ["cs.CR"], "keywords": "spam", "timezone": "UTC", "send_hour": "3"}
+    page = subscribe(client, "left@example.org", frequency="daily", weekday="1", **stranger)
+    assert _normalised(page, "left@example.org") == _normalised(
+        subscribe(client, "nobody@example.org"), "nobody@example.org"
+    )
+    assert stored_row(sessions, "left@example.org") == before
+    if status == SubscriberStatus.BOUNCED:
+        assert [m.to for m in mails()] == ["nobody@example.org"]
+        return
+    link = mails()[0].link("/confirm/")
+    assert stored_row(sessions, "left@example.org") == before  # opening the link: neither
+    client.get(link)
+    assert stored_row(sessions, "left@example.org") == before
+    assert client.post(link, data={"csrf_token": csrf_from(client.get(link))}).status_code == 200
+    with sessions() as session:
+        back = session.scalars(select(Subscriber).where(Subscriber.email == "left@example.org"))
+        confirmed = back.one()
+        assert confirmed.status == SubscriberStatus.ACTIVE
+        assert [(i.topic_id, i.keywords) for i in confirmed.interests] == [
+            ("cs.CR", None),
+            (None, "spam"),
+        ]
+        assert (confirmed.frequency, confirmed.timezone) == (Frequency.DAILY, "UTC")
+        assert (confirmed.send_hour, confirmed.send_weekday) == (3, 1)
+        assert confirmed.pending_signup is None
+
+
+def test_a_lapsed_strangers_signup_is_forgotten(
+    client: TestClient, sessions: SessionFactory, mails: Mails, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with sessions.begin() as session:
+        add_subscriber(session, "left@example.org", status=SubscriberStatus.UNSUBSCRIBED)
+    before = stored_row(sessions, "left@example.org")
+    subscribe(client, "left@example.org", topics=["cs.CR"])
+    with sessions.begin() as session:
+        stored = session.scalars(select(Subscriber)).one()
+        assert stored.pending_signup is not None
+        stored.signup_at = utcnow() - timedelta(days=8)
+    subscribe(client, "someone@example.org")  # any sign-up forgets lapsed ones
+    assert stored_row(sessions, "left@example.org") == before
+    with sessions() as session:
+        lapsed = session.scalars(
+            select(Subscriber).where(Subscriber.email == "left@example.org")
+        ).one()
+        assert (lapsed.signup_at, lapsed.pending_signup) == (None, None)
 
 
 @pytest.mark.parametrize(
