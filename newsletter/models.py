@@ -171,7 +171,7 @@ class Subscriber(Base):
     send_weekday: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     # The choices of the open sign-up (migration 0011): applied when its link is
     # confirmed, so a stranger's sign-up changes nothing about an existing subscriber.
-    pending_signup: Mapped[dict[str, Any] | None]
+    pending_signup: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
     interests: Mapped[list[Interest]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", order_by="Interest.id"
