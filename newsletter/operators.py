@@ -3,6 +3,8 @@
 ``create_operator`` is what ``newsletter admin create-user`` calls; ``authenticate``
 is what the login form calls. A wrong username costs as much time as a wrong password
 (a dummy hash is verified), so the login form tells nobody which usernames exist.
+``end_sessions`` (logout) and ``set_password`` bump the operator's session version,
+which ends every admin session issued before (see ``newsletter.web.admin.auth``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import re
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from newsletter.errors import NewsletterError
@@ -54,12 +56,24 @@ def create_operator(session: Session, username: str, password: str) -> Operator:
 
 
 def set_password(session: Session, operator: Operator, password: str) -> None:
+    """Change the password (the caller commits); every earlier session of theirs ends."""
     if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
         raise OperatorError(
             f"a password has {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters"
         )
     operator.password_hash = _hasher.hash(password)
+    # In SQL, so a concurrent logout's bump is not lost.
+    operator.session_version = Operator.session_version + 1
     session.flush()
+
+
+def end_sessions(session: Session, operator_id: int) -> None:
+    """End every admin session of this operator issued so far (the caller commits)."""
+    session.execute(
+        update(Operator)
+        .where(Operator.id == operator_id)
+        .values(session_version=Operator.session_version + 1)
+    )
 
 
 def authenticate(session: Session, username: str, password: str) -> Operator | None:

@@ -212,15 +212,18 @@ def test_forged_expired_and_orphaned_sessions_are_refused(
     client: TestClient, operator: str, sessions: SessionFactory
 ) -> None:
     with sessions() as session:
-        operator_id = session.scalars(select(Operator.id)).one()
-    good = _forged(auth.SALT, {"op": operator_id, "n": "x"})
+        operator_id, version = session.execute(select(Operator.id, Operator.session_version)).one()
+    good = _forged(auth.SALT, {"op": operator_id, "v": version, "n": "x"})
     client.cookies.set(auth.COOKIE, good, path="/admin")
     assert client.get("/admin", follow_redirects=False).status_code == 200
 
     for value in (
-        _forged("another-salt", {"op": operator_id}),
-        _forged(auth.SALT, {"op": operator_id}, secret="another secret " * 3),
-        _forged(auth.SALT, {"op": str(operator_id)}),
+        _forged("another-salt", {"op": operator_id, "v": version}),
+        _forged(auth.SALT, {"op": operator_id, "v": version}, secret="another secret " * 3),
+        _forged(auth.SALT, {"op": str(operator_id), "v": version}),
+        _forged(auth.SALT, {"op": operator_id, "v": version + 1}),
+        _forged(auth.SALT, {"op": operator_id, "v": str(version)}),
+        _forged(auth.SALT, {"op": operator_id, "n": "x"}),  # from before session versions
         _forged(auth.SALT, [operator_id]),
         good[:-3] + "AAA",
     ):
@@ -233,16 +236,20 @@ def test_forged_expired_and_orphaned_sessions_are_refused(
             return int(time.time()) - auth.MAX_AGE_SECONDS - 5
 
     expired = URLSafeTimedSerializer(TEST_SECRET, salt=auth.SALT, signer=PastSigner).dumps(
-        {"op": operator_id, "n": "x"}
+        {"op": operator_id, "v": version, "n": "x"}
     )
     client.cookies.set(auth.COOKIE, expired, path="/admin")
     assert client.get("/admin", follow_redirects=False).status_code == 303
     client.cookies.set(auth.COOKIE, good, path="/admin")
     assert client.get("/admin", follow_redirects=False).status_code == 200
 
-    # The operator is removed: the session dies with them.
+    # The operator is removed: the session dies with them, and does not come back for
+    # the next operator, who may get the same id (SQLite reuses the highest one).
     with sessions.begin() as session:
         session.execute(delete(Operator))
+    assert client.get("/admin", follow_redirects=False).status_code == 303
+    with sessions.begin() as session:
+        create_operator(session, "mallory", PASSWORD)
     assert client.get("/admin", follow_redirects=False).status_code == 303
 
 

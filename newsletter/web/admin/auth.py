@@ -1,10 +1,15 @@
-"""The admin session: a signed, expiring cookie (no server-side store).
+"""The admin session: a signed, expiring cookie, revocable on the server.
 
-The cookie holds the operator's id and a random nonce, signed with the service secret
-under the salt ``admin-session``, so no other signed value of the app (links, CSRF
-tokens) can pass for it. A fresh value is issued at every login (the session is
-rotated); logout deletes it. Every request looks the operator up again, so deleting an
-operator ends their sessions.
+The cookie holds the operator's id, their ``session_version`` and a random nonce, signed
+with the service secret under the salt ``admin-session``, so no other signed value of
+the app (links, CSRF tokens) can pass for it. A fresh value is issued at every login
+(the session is rotated). Every request looks the operator up again and accepts the
+cookie only while its version is the operator's current one: logging out and changing
+the password bump the version, which ends every session of that operator issued
+before, in every browser, even a cookie that was copied (a logout ends the operator's
+other sessions too; that is the price of keeping no table of sessions). Deleting an
+operator ends their sessions; the version starts random, so a later operator who gets
+the same id does not inherit them.
 """
 
 from __future__ import annotations
@@ -40,6 +45,11 @@ class LoginRequired(Exception):
 class SignedIn:
     id: int
     username: str
+    session_version: int
+
+
+def signed_in_as(operator: Operator) -> SignedIn:
+    return SignedIn(operator.id, operator.username, operator.session_version)
 
 
 def _serializer(state: WebState) -> URLSafeTimedSerializer:
@@ -52,8 +62,10 @@ def secure_cookies(state: WebState) -> bool:
     return state.settings.public_url.startswith("https://")
 
 
-def start_session(state: WebState, response: Response, operator: Operator) -> None:
-    value = _serializer(state).dumps({"op": operator.id, "n": secrets.token_urlsafe(16)})
+def start_session(state: WebState, response: Response, operator: SignedIn) -> None:
+    value = _serializer(state).dumps(
+        {"op": operator.id, "v": operator.session_version, "n": secrets.token_urlsafe(16)}
+    )
     response.set_cookie(
         COOKIE,
         value,
@@ -72,7 +84,8 @@ def end_session(state: WebState, response: Response) -> None:
 
 
 def signed_in(request: Request, state: WebState) -> SignedIn | None:
-    """The operator of this request's session, if it is valid and they still exist."""
+    """The operator of this request's session, if it is valid, not revoked, and they
+    still exist."""
     value = request.cookies.get(COOKIE)
     if not value or len(value) > 512:
         return None
@@ -80,11 +93,17 @@ def signed_in(request: Request, state: WebState) -> SignedIn | None:
         data: Any = _serializer(state).loads(value, max_age=MAX_AGE_SECONDS)
     except BadSignature:
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("op"), int):
+    if not (
+        isinstance(data, dict)
+        and isinstance(data.get("op"), int)
+        and isinstance(data.get("v"), int)
+    ):
         return None
     with state.sessions() as session:
         operator = session.get(Operator, data["op"])
-        return SignedIn(operator.id, operator.username) if operator else None
+        if operator is None or operator.session_version != data["v"]:
+            return None
+        return signed_in_as(operator)
 
 
 def login_url(next_url: str) -> str:

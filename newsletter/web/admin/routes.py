@@ -6,6 +6,7 @@ import csv
 import io
 from collections.abc import Iterator
 from datetime import date
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Form, Query
@@ -18,12 +19,13 @@ from newsletter.models import SubscriberStatus, utcnow
 from newsletter.preview import preview
 from newsletter.subscribers import CSV_COLUMNS, protect_cell
 from newsletter.testsend import send_test_issue
-from newsletter.web.admin import auth, charts, imports, stats, topics
-from newsletter.web.admin.auth import CurrentOperator, LoginRequired
+from newsletter.web.admin import auth, charts, imports, logins, stats, topics
+from newsletter.web.admin.auth import CurrentOperator, LoginRequired, SignedIn
 from newsletter.web.admin.page import render as _page
 from newsletter.web.forms import whole_number
 from newsletter.web.guards import FormGuard, State
 from newsletter.web.security import VIEW_CSP
+from newsletter.web.state import WebState, client_ip
 
 router = APIRouter(prefix="/admin")
 
@@ -31,7 +33,12 @@ STATUSES = [status.value for status in SubscriberStatus]
 
 
 def install(app: FastAPI) -> None:
-    """Add the admin routes, and the redirect to the login page they rely on."""
+    """Add the admin routes, the redirect to the login page they rely on, and the
+    login throttle (its counts in the rate limits' storage)."""
+    state = app.state.web
+    if not isinstance(state, WebState):
+        raise RuntimeError("install the admin area into an app built by create_app")
+    logins.install(app, logins.LoginThrottle(state.settings.rate_limit_storage))
     app.include_router(router)
     app.include_router(imports.router)
     app.include_router(topics.router)
@@ -53,36 +60,60 @@ def login_page(request: Request, state: State, next: str = auth.PATH) -> Respons
     return _page(request, state, "login.html", None, {"next": auth.safe_next(next), "error": ""})
 
 
+def _check_password(state: WebState, username: str, password: str) -> SignedIn | None:
+    # In a worker thread (LoginThrottle.attempt): argon2 takes tens of milliseconds.
+    with state.sessions.begin() as session:
+        operator = operators.authenticate(session, username, password)
+        return auth.signed_in_as(operator) if operator is not None else None
+
+
 @router.post("/login", dependencies=FormGuard)
-def login(
+async def login(
     request: Request,
     state: State,
     username: Annotated[str, Form(max_length=200)] = "",
     password: Annotated[str, Form(max_length=2000)] = "",
     next: Annotated[str, Form(max_length=2000)] = auth.PATH,
 ) -> Response:
-    with state.sessions.begin() as session:
-        operator = operators.authenticate(session, username, password)
-        if operator is not None:
-            response = RedirectResponse(auth.safe_next(next), status_code=303)
-            auth.start_session(state, response, operator)
-            return response
+    context = {"next": auth.safe_next(next), "username": username}
+    try:
+        operator = await logins.throttle_of(request).attempt(
+            partial(_check_password, state, username, password),
+            account=operators.normalise_username(username),
+            address=client_ip(request),
+        )
+    except logins.LoginRefused as refused:
+        response = _page(
+            request,
+            state,
+            "login.html",
+            None,
+            {**context, "error": refused.message},
+            status=refused.status,
+        )
+        response.headers["Retry-After"] = str(refused.retry_after)
+        return response
+    if operator is not None:
+        response = RedirectResponse(auth.safe_next(next), status_code=303)
+        auth.start_session(state, response, operator)
+        return response
     return _page(
         request,
         state,
         "login.html",
         None,
-        {
-            "next": auth.safe_next(next),
-            "username": username,
-            "error": "That username and password do not match. Please try again.",
-        },
+        {**context, "error": "That username and password do not match. Please try again."},
         status=401,
     )
 
 
 @router.post("/logout", dependencies=FormGuard)
-def logout(state: State) -> Response:
+def logout(request: Request, state: State) -> Response:
+    """End the session: this cookie and every other one of the operator (see ``auth``)."""
+    operator = auth.signed_in(request, state)
+    if operator is not None:
+        with state.sessions.begin() as session:
+            operators.end_sessions(session, operator.id)
     response = RedirectResponse(auth.PATH + "/login?out=1", status_code=303)
     auth.end_session(state, response)
     return response
