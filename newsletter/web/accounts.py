@@ -166,6 +166,7 @@ def unsubscribe(session: Session, subscriber: Subscriber) -> None:
     if subscriber.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
         subscriber.status = SubscriberStatus.UNSUBSCRIBED
     subscriber.signup_at = None
+    subscriber.pending_signup = None  # a sign-up nobody confirmed is dropped with it
     cancel_open_deliveries(session, subscriber)
 
 

@@ -88,7 +88,10 @@ class BodyLimit:
             return
         max_bytes = self.paths.get(str(scope.get("path", "")), self.max_bytes)
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+        # ASCII digits only: str.isdigit() also says yes to "²", which int() refuses.
+        if declared is not None and (
+            not (declared.isascii() and declared.isdigit()) or int(declared) > max_bytes
+        ):
             await _too_large(send)
             return
         chunks: list[bytes] = []

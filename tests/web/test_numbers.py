@@ -4,6 +4,8 @@ test_subscribe, test_feedback, test_forms and test_api."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -43,3 +45,26 @@ def test_a_subscribers_page_that_is_no_number_is_a_400_page(admin: TestClient, p
     response = admin.get("/admin/subscribers", params={"page": page})
     assert response.status_code == 400
     assert "malformed" in response.text
+
+
+@pytest.mark.parametrize("declared", [b"\xb2", b"\xb3\xb9", b"-1", b"1e3", b" 5"])
+def test_a_content_length_that_is_no_number_is_refused_not_a_500(declared: bytes) -> None:
+    import asyncio
+
+    from newsletter.web.security import BodyLimit
+
+    async def app(scope: object, receive: object, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/", "headers": [(b"content-length", declared)]}
+    asyncio.run(BodyLimit(app, max_bytes=100)(scope, receive, send))  # type: ignore[arg-type]
+    assert sent[0]["status"] == 413

@@ -24,6 +24,7 @@ from newsletter.models import (
 )
 from newsletter.settings import Settings
 from newsletter.tokens import Purpose, TokenData, Tokens
+from newsletter.web import accounts
 from newsletter.web.app import create_app
 from newsletter.web.links import signup_stamp
 from newsletter.web.options import WebOptions
@@ -520,3 +521,18 @@ def test_unstorable_characters_are_refused_not_a_server_error(
     assert "cannot be stored" in response.text
     with sessions() as session:
         assert session.scalar(select(func.count(Subscriber.id))) == 0
+
+
+def test_unsubscribing_drops_a_strangers_unconfirmed_choices(
+    client: TestClient, sessions: SessionFactory, mails: Mails
+) -> None:
+    with sessions.begin() as session:
+        add_subscriber(session, "left@example.org", status=SubscriberStatus.UNSUBSCRIBED)
+    subscribe(client, "left@example.org", topics=["cs.CR"])
+    with sessions.begin() as session:
+        stored = session.scalars(select(Subscriber)).one()
+        assert stored.pending_signup is not None
+        accounts.unsubscribe(session, stored)
+    with sessions() as session:
+        gone = session.scalars(select(Subscriber)).one()
+        assert (gone.pending_signup, gone.signup_at) == (None, None)
