@@ -20,12 +20,14 @@ from newsletter import stats
 from newsletter.cli import app as cli_app
 from newsletter.db import SessionFactory
 from newsletter.mailcapture import FaultyServer
+from newsletter.mailfailures import record_mail_failure
 from newsletter.models import AccountMailFailure, utcnow
 from newsletter.settings import Settings
 from newsletter.web.app import create_app
 from newsletter.web.options import WebOptions
 from tests.conftest import TEST_SECRET, make_settings
 from tests.web.helpers import post_form, subscribe_form
+from tests.web.test_admin import admin, operator  # noqa: F401 - fixtures
 
 REFUSED = "nobody@example.org"
 
@@ -132,3 +134,23 @@ def test_a_database_that_cannot_store_the_failure_still_logs_it(
     assert asyncio.run(mailer.send(mail)) is False
     assert "confirm mail to someone@example.org not sent" in caplog.text
     assert "could not store the failure" in caplog.text
+
+
+def test_the_admin_editions_page_lists_account_mails_not_sent(
+    admin: TestClient, sessions: SessionFactory
+) -> None:
+    assert "None: every account mail was accepted" in admin.get("/admin/editions").text
+    with sessions.begin() as session:
+        record_mail_failure(
+            session,
+            template="confirm",
+            email="x<script>@example.org",
+            code=550,
+            reason="5.1.1 <x@example.org>: user unknown",
+            now=utcnow(),
+        )
+    page = admin.get("/admin/editions").text
+    listed = page.split('id="mail-failure-list"')[1].split("</table>")[0]
+    assert listed.count("<tr>") == 2  # the header and the failure
+    assert "x&lt;script&gt;@example.org" in listed
+    assert "<code>550</code> 5.1.1 &lt;x@example.org&gt;: user unknown" in listed

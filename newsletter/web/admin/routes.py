@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from newsletter import operators
 from newsletter.errors import NewsletterError
+from newsletter.mailfailures import recent_mail_failures
 from newsletter.models import SubscriberStatus, utcnow
 from newsletter.preview import preview
 from newsletter.subscribers import CSV_COLUMNS, protect_cell
@@ -155,12 +156,18 @@ def editions(request: Request, state: State, operator: CurrentOperator) -> Respo
     with state.sessions() as session:
         rows = stats.editions(session)
         failures = stats.recent_failures(session)
+        mail_failures = recent_mail_failures(session)
     return _page(
         request,
         state,
         "editions.html",
         operator,
-        {"editions": rows, "failures": failures, "outcomes": stats.OUTCOMES},
+        {
+            "editions": rows,
+            "failures": failures,
+            "mail_failures": mail_failures,
+            "outcomes": stats.OUTCOMES,
+        },
     )
 
 
