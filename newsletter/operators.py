@@ -55,6 +55,13 @@ def create_operator(session: Session, username: str, password: str) -> Operator:
     return operator
 
 
+def find_operator(session: Session, username: str) -> Operator | None:
+    """The operator of this (normalised) username, if there is one."""
+    return session.scalars(
+        select(Operator).where(Operator.username == normalise_username(username))
+    ).one_or_none()
+
+
 def set_password(session: Session, operator: Operator, password: str) -> None:
     """Change the password (the caller commits); every earlier session of theirs ends."""
     if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:

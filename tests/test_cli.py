@@ -256,6 +256,12 @@ def test_admin_create_user(run: Run) -> None:
     short = run("admin", "create-user", "bob", "--password", "short")
     assert short.returncode == 1
     assert "error:" in short.stderr
+    changed = run("admin", "set-password", "Alice", "--password", "another-passphrase")
+    assert changed.returncode == 0, changed.stderr
+    assert "password of alice changed" in changed.stdout
+    nobody = run("admin", "set-password", "carol", "--password", "another-passphrase")
+    assert nobody.returncode == 1
+    assert "no operator 'carol'" in nobody.stderr
 
 
 def test_deliver_logs_one_json_object_per_event_when_asked(run: Run) -> None:

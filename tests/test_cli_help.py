@@ -43,7 +43,7 @@ def test_the_tree_has_every_command() -> None:
         "db upgrade", "db downgrade", "db current", "ingest", "subscribers add",
         "subscribers import", "subscribers list", "topics", "plan", "send", "deliver",
         "bounces", "serve", "run", "test-send", "preview", "admin create-user", "recommend",
-        "recommender refit", "demo", "status",
+        "recommender refit", "demo", "status", "admin set-password",
     }  # fmt: skip
     assert expected <= names
 

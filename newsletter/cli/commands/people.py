@@ -220,3 +220,38 @@ def admin_create_user(
     finally:
         service.close()
     typer.echo(f"operator {name} created")
+
+
+@admin_app.command("set-password")
+def admin_set_password(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="The operator's login name.")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            confirmation_prompt=True,
+            hide_input=True,
+            help="Asked for twice when not given (at least 10 characters).",
+        ),
+    ],
+) -> None:
+    """Change an operator's password; every admin session they had ends.
+
+    Examples:
+      newsletter admin set-password alice
+      newsletter admin set-password bob --password "$(cat bob.secret)"
+    """
+    from newsletter.operators import OperatorError, find_operator, set_password
+
+    service = state(ctx).service()
+    try:
+        with service.sessions.begin() as session:
+            operator = find_operator(session, username)
+            if operator is None:
+                raise OperatorError(f"no operator {username.strip().lower()!r}")
+            set_password(session, operator, password)
+            name = operator.username
+    finally:
+        service.close()
+    typer.echo(f"password of {name} changed; their sessions have ended")
