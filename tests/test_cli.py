@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -13,7 +15,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
+from typer.testing import CliRunner
 
+from newsletter.cli import app
 from newsletter.cli.exitcodes import ExitCode
 from newsletter.db import make_engine, make_session_factory
 from newsletter.mailcapture import MaildirServer
@@ -95,7 +99,7 @@ def test_bad_input_is_reported_and_nothing_is_lost(run: Run, tmp_path: Path) -> 
         + "\n"
     )
     result = run("ingest", str(feed))
-    assert result.returncode == 0
+    assert result.returncode == ExitCode.FAILURE  # the good line is in; two were skipped
     assert f"{feed}:2: not JSON" in result.stderr
     assert f"{feed}:3: missing 'title'" in result.stderr
     assert "1 new, 0 updated, 0 unchanged, 2 skipped" in result.stdout
@@ -278,3 +282,103 @@ def test_deliver_logs_one_json_object_per_event_when_asked(run: Run) -> None:
     warning = next(e for e in events if "single writer" in json.dumps(e))
     assert warning["level"].lower().startswith("warn")
     assert result.stderr.splitlines()[-1].startswith("error:")
+
+
+def test_ingest_fails_when_a_line_was_skipped_or_a_file_cut_short(run: Run, tmp_path: Path) -> None:
+    """Every good line is kept, but the run says that something was lost (issue 12)."""
+    assert run("db", "upgrade").returncode == 0
+    good = DAILY / "2026-05-27.jsonl"
+    lines = good.read_bytes().splitlines(keepends=True)
+    cut = tmp_path / "2026-05-28.jsonl.gz"
+    compressed = gzip.compress(b"".join(lines[:200]))
+    cut.write_bytes(compressed[: len(compressed) // 2])
+    bad = tmp_path / "2026-05-29.jsonl"
+    bad.write_bytes(b"".join(lines[200:300]).replace(b'"title": "', b'"title": "\xff', 1))
+    result = run("ingest", "--json", str(good), str(cut), str(bad))
+    assert result.returncode == ExitCode.FAILURE, result.stderr
+    assert "Traceback" not in result.stderr
+    summary = json.loads(result.stdout)
+    assert [f["skipped"] for f in summary["files"]] == [0, 1, 1]
+    assert f"skipped {cut}: truncated after line " in result.stderr
+    assert f"skipped {bad}:1: not UTF-8 (byte 0xff at column " in result.stderr
+    again = run("ingest", str(good))
+    assert again.returncode == 0, again.stderr
+    assert f"{good}: 0 new, 0 updated, 319 unchanged, 0 skipped" in again.stdout
+
+
+def _usage_message(stderr: str) -> str:
+    """The usage error's text, without the box rich draws around it."""
+    return " ".join(re.sub("[│╭╮╰╯─]", " ", stderr).split())
+
+
+BAD_DAYS = {
+    "0001-01-01": "0001-01-01 is not between 1900-01-01 and 2999-12-31",
+    "9999-12-31": "9999-12-31 is not between 1900-01-01 and 2999-12-31",
+    "1899-12-31": "1899-12-31 is not between 1900-01-01 and 2999-12-31",
+    "2026-02-30": "'2026-02-30' is not a YYYY-MM-DD date",
+    "26-05-27": "'26-05-27' is not a YYYY-MM-DD date",
+}
+DAY_OPTIONS = {
+    "plan": ("plan", "--edition"),
+    "send": ("send", "--edition"),
+    "deliver": ("deliver", "--edition"),
+    "status": ("status", "--edition"),
+    "test-send": ("test-send", "--to", "me@example.org", "--edition"),
+    "preview": ("preview", "--edition"),
+    "ingest": ("ingest", "--source", "local", "--since"),
+    "embed": ("recommender", "embed", "--since"),
+}
+
+
+@pytest.mark.parametrize("command", DAY_OPTIONS)
+@pytest.mark.parametrize("day", BAD_DAYS)
+def test_every_date_option_refuses_a_day_it_cannot_work_with(
+    tmp_path: Path, command: str, day: str
+) -> None:
+    env = {"NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'none.db'}"}
+    result = CliRunner().invoke(app, [*DAY_OPTIONS[command], day], env=env)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    option = DAY_OPTIONS[command][-1]
+    assert f"Invalid value for '{option}': {BAD_DAYS[day]}" in _usage_message(result.stderr)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("status", "--failures", "99999999999999999999"),
+        ("status", "--failures", "-1"),
+        ("deliver", "--workers", "0"),
+        ("deliver", "--concurrency", "100000"),
+        ("subscribers", "add", "ada@example.org", "--send-hour", "24"),
+        ("serve", "--port", "70000"),
+    ],
+)
+def test_number_options_out_of_range_are_usage_errors(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    env = {"NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'none.db'}"}
+    result = CliRunner().invoke(app, list(args), env=env)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert f"Invalid value for '{args[-2]}'" in _usage_message(result.stderr)
+
+
+def test_recommend_refuses_a_top_it_cannot_allocate(tmp_path: Path) -> None:
+    papers = tmp_path / "papers.jsonl"
+    papers.write_bytes(b"".join((DAILY / "2026-05-27.jsonl").read_bytes().splitlines(True)[:5]))
+    profiles = tmp_path / "profiles.jsonl"
+    profiles.write_text('{"id": "ada", "topics": ["cs.CL"]}\n')
+    files = ("--papers", str(papers), "--profiles", str(profiles), "--no-semantic")
+    # Not a huge top that fits an int64: before the cap, that allocated until killed.
+    for top in ("1001", "99999999999999999999"):
+        result = CliRunner().invoke(app, ["recommend", *files, "--top", top])
+        assert result.exit_code == ExitCode.USAGE, result.output
+        assert "Invalid value for '--top'" in _usage_message(result.stderr)
+
+
+def test_plan_with_a_day_out_of_range_prints_no_traceback(run: Run) -> None:
+    assert run("db", "upgrade").returncode == 0
+    result = run("plan", "--edition", "0001-01-01")
+    assert result.returncode == ExitCode.USAGE
+    assert "Traceback" not in result.stderr
+    assert "0001-01-01 is not between 1900-01-01 and 2999-12-31" in _usage_message(result.stderr)
+    assert run("plan", "--edition", "2999-12-31").returncode == 0

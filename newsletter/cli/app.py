@@ -20,6 +20,7 @@ from typer.core import TyperCommand, TyperGroup
 from newsletter import __version__
 from newsletter.cli.exitcodes import EPILOG, exit_code_for
 from newsletter.errors import NewsletterError
+from newsletter.sources import parse_day
 
 if TYPE_CHECKING:
     from newsletter.service import Service
@@ -110,16 +111,24 @@ def root(
 
 # --- shared options and helpers ---------------------------------------------------------
 
-DATE_FORMATS = ["%Y-%m-%d"]
+
+def parse_day_option(value: str) -> date:
+    """A ``YYYY-MM-DD`` day the commands can work with (``parse_day``'s range): anything
+    else is a usage error naming the option (exit status 2), never a traceback."""
+    try:
+        return parse_day(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def day_option(*names: str, help_text: str) -> Any:
+    """The one kind of date option (``--edition``, ``--since``): ``parse_day_option``."""
+    return typer.Option(*names, parser=parse_day_option, metavar="DATE", help=help_text)
+
 
 EditionOption = Annotated[
-    datetime | None,
-    typer.Option(
-        "--edition",
-        formats=DATE_FORMATS,
-        metavar="DATE",
-        help="Edition date, YYYY-MM-DD (default: today, UTC).",
-    ),
+    date | None,
+    day_option("--edition", help_text="Edition date, YYYY-MM-DD (default: today, UTC)."),
 ]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON object (for scripts) instead of text.")
@@ -133,8 +142,8 @@ def today_utc() -> date:
     return datetime.now(UTC).date()
 
 
-def edition_day(value: datetime | None) -> date:
-    return value.date() if value else today_utc()
+def edition_day(value: date | None) -> date:
+    return value if value is not None else today_utc()
 
 
 def echo_json(data: Any) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -10,12 +10,12 @@ import typer
 
 from newsletter.cli import progress
 from newsletter.cli.app import (
-    DATE_FORMATS,
     EditionOption,
     JsonOption,
     QuietOption,
     app,
     configure_logging,
+    day_option,
     echo_json,
     edition_day,
     state,
@@ -108,12 +108,8 @@ def send(
 def deliver(
     ctx: typer.Context,
     edition: Annotated[
-        datetime | None,
-        typer.Option(
-            formats=DATE_FORMATS,
-            metavar="DATE",
-            help="Only this edition, YYYY-MM-DD (default: every due delivery).",
-        ),
+        date | None,
+        day_option(help_text="Only this edition, YYYY-MM-DD (default: every due delivery)."),
     ] = None,
     workers: Annotated[
         int | None,
@@ -162,7 +158,7 @@ def deliver(
         enabled = progress.wanted(quiet=quiet, json_output=json_output)
         with progress.progress_bar("deliver", enabled=enabled) as hook:
             summary = service.deliver(
-                edition.date() if edition else None,
+                edition,
                 workers=workers,
                 concurrency=concurrency,
                 wait=wait,
@@ -226,12 +222,8 @@ KeywordsOption = Annotated[
     typer.Option(show_default=False, help='Ad-hoc profile: keywords, ";"-separated: "a; b".'),
 ]
 IssueEditionOption = Annotated[
-    datetime | None,
-    typer.Option(
-        formats=DATE_FORMATS,
-        metavar="DATE",
-        help="Edition date, YYYY-MM-DD (default: the newest listing).",
-    ),
+    date | None,
+    day_option(help_text="Edition date, YYYY-MM-DD (default: the newest listing)."),
 ]
 
 
@@ -266,7 +258,7 @@ def send_test_command(
             as_email=as_email,
             topics=tuple(topics or ()),
             keywords=split_list(keywords),
-            edition=edition.date() if edition else None,
+            edition=edition,
         )
     )
 
@@ -298,7 +290,7 @@ def preview_command(
         as_email=as_email,
         topics=tuple(topics or ()),
         keywords=split_list(keywords),
-        edition=edition.date() if edition else None,
+        edition=edition,
         out=out,
     )
     if out is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -10,16 +10,17 @@ import typer
 
 from newsletter.cli import progress
 from newsletter.cli.app import (
-    DATE_FORMATS,
     JsonOption,
     QuietOption,
     app,
+    day_option,
     echo_json,
     make_app,
     report_problems,
     state,
     today_utc,
 )
+from newsletter.cli.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from newsletter.ingest import IngestSummary
@@ -57,11 +58,10 @@ def ingest(
         ),
     ] = None,
     since: Annotated[
-        datetime | None,
-        typer.Option(
-            formats=DATE_FORMATS,
-            metavar="DATE",
-            help="With --source: papers from this date on (default: where the last run stopped).",
+        date | None,
+        day_option(
+            help_text="With --source: papers from this date on (default: where the last run "
+            "stopped)."
         ),
     ] = None,
     json_output: JsonOption = False,
@@ -71,7 +71,9 @@ def ingest(
 
     FILES are JSON Lines in the arXiv daily listing format (.gz allowed); a --source
     is fetched (arXiv API, OAI-PMH, Hugging Face daily papers, CSV, JSONL). A failed
-    fetch commits nothing.
+    fetch commits nothing. A bad line or record is reported (FILE:LINE: reason) and
+    skipped, and every good one is ingested, also from a file cut short; exit status
+    1 when anything was skipped or a file could not be read to its end.
 
     Examples:
       newsletter ingest listings/2026-05-29.jsonl.gz
@@ -93,7 +95,7 @@ def ingest(
                     service.sessions,
                     service.settings,
                     source_name,
-                    since=since.date() if since else None,
+                    since=since,
                     progress=bar(f"ingest {source_name}"),
                     embed_progress=bar("embed"),
                 )
@@ -109,8 +111,11 @@ def ingest(
                 )
             else:
                 typer.echo(str(fetched))
+            if fetched.problems:
+                raise typer.Exit(ExitCode.FAILURE)
             return
         results = []
+        skipped = 0
         for path in files or []:
             with progress.progress_bars(enabled=show) as bar:
                 summary = service.ingest(
@@ -120,6 +125,7 @@ def ingest(
                     embed_progress=bar("embed"),
                 )
             report_problems(summary.problems)
+            skipped += summary.skipped
             if json_output:
                 results.append({"path": str(path), **ingest_dict(summary)})
             else:
@@ -130,6 +136,8 @@ def ingest(
                 for key in ("new", "updated", "unchanged", "skipped")
             }
             echo_json({**totals, "files": results})
+        if skipped:
+            raise typer.Exit(ExitCode.FAILURE)
     finally:
         service.close()
 
@@ -186,13 +194,8 @@ def recommender_refit(ctx: typer.Context, quiet: QuietOption = False) -> None:
 def recommender_embed(
     ctx: typer.Context,
     since: Annotated[
-        datetime | None,
-        typer.Option(
-            formats=DATE_FORMATS,
-            metavar="DATE",
-            show_default=False,
-            help="Only papers listed on or after this day, YYYY-MM-DD (default: all).",
-        ),
+        date | None,
+        day_option(help_text="Only papers listed on or after this day, YYYY-MM-DD (default: all)."),
     ] = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
@@ -213,7 +216,7 @@ def recommender_embed(
     try:
         enabled = progress.wanted(quiet=quiet, json_output=json_output)
         with progress.progress_bar("embed", enabled=enabled) as hook:
-            count = backfill(service.sessions, since=since.date() if since else None, progress=hook)
+            count = backfill(service.sessions, since=since, progress=hook)
         if json_output:
             echo_json({"embedded": count})
         else:

@@ -41,7 +41,9 @@ def recommend(
             help='JSON Lines profiles: {"id", "topics", "keywords", "liked", "disliked"}.',
         ),
     ],
-    top: Annotated[int, typer.Option(min=1, metavar="K", help="At most this many papers each.")],
+    top: Annotated[
+        int, typer.Option(min=1, max=1000, metavar="K", help="At most this many papers each.")
+    ],
     corpus_files: Annotated[
         list[Path] | None,
         typer.Option(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from newsletter.cli.app import DATE_FORMATS, JsonOption, app, echo_json, state
+from newsletter.cli.app import JsonOption, app, day_option, echo_json, state
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -21,16 +21,17 @@ DELIVERY_COLUMNS = ("pending", "claimed", "retry", "sent", "bounced", "failed", 
 def status(
     ctx: typer.Context,
     edition: Annotated[
-        datetime | None,
-        typer.Option(
-            formats=DATE_FORMATS,
-            metavar="DATE",
-            help="Only the deliveries of this edition, YYYY-MM-DD (default: every edition).",
+        date | None,
+        day_option(
+            help_text="Only the deliveries of this edition, YYYY-MM-DD (default: every edition)."
         ),
     ] = None,
     json_output: JsonOption = False,
     failures: Annotated[
-        int, typer.Option(min=0, metavar="N", help="How many of the newest failures to show.")
+        int,
+        typer.Option(
+            min=0, max=1000, metavar="N", help="How many of the newest failures to show (0-1000)."
+        ),
     ] = 10,
 ) -> None:
     """Show subscribers, the delivery queue, the last editions and the newest failures.
@@ -53,7 +54,7 @@ def status(
     service = state(ctx).service()
     try:
         with service.sessions() as session:
-            day = edition.date() if edition else None
+            day = edition
             edition_id = None
             if day is not None:
                 edition_id = stats.find_edition_id(session, day)
