@@ -34,6 +34,7 @@ from newsletter.sources.registry import FetchResult
 CSV_COLUMNS = ("id", "title", "abstract", "authors", "categories", "date", "url", "pdf", "comment")
 REQUIRED_COLUMNS = ("id", "title")
 _CATEGORY_SPLIT = re.compile(r"[;\s]+")
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 
 def row_to_raw(row: dict[str, str]) -> dict[str, Any]:
@@ -55,11 +56,18 @@ def row_to_raw(row: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _undecodable(row: dict[str | Any, Any]) -> bool:
+    """Whether a cell holds bytes that were not UTF-8 (kept as lone surrogates)."""
+    return any(isinstance(cell, str) and _ESCAPED_BYTE.search(cell) for cell in row.values())
+
+
 def read_csv(path: Path, *, today: date) -> ParseReport:
-    """Parse a CSV file; bad rows become problems (file:line: reason)."""
+    """Parse a CSV file; bad rows become problems (file:line: reason), and each row
+    stands alone: one that is not UTF-8 or not CSV costs only itself."""
     report = ParseReport()
     try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
+        # surrogateescape: a byte that is not UTF-8 spoils its row, not the rest.
+        with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
             reader = csv.DictReader(handle)
             header = [h.strip() for h in reader.fieldnames or []]
             missing = [c for c in REQUIRED_COLUMNS if c not in header]
@@ -75,8 +83,19 @@ def read_csv(path: Path, *, today: date) -> ParseReport:
                 )
                 return report
             reader.fieldnames = header
-            for row in reader:
+            while True:
+                start = reader.line_num + 1  # where the next row begins
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    report.problems.append(Problem(f"{path}:{start}", f"not CSV ({exc})"))
+                    continue
                 line = reader.line_num
+                if _undecodable(row):
+                    report.problems.append(Problem(f"{path}:{line}", "not UTF-8"))
+                    continue
                 if None in row:
                     report.problems.append(Problem(f"{path}:{line}", "more cells than columns"))
                     continue
