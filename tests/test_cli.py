@@ -382,3 +382,17 @@ def test_plan_with_a_day_out_of_range_prints_no_traceback(run: Run) -> None:
     assert "Traceback" not in result.stderr
     assert "0001-01-01 is not between 1900-01-01 and 2999-12-31" in _usage_message(result.stderr)
     assert run("plan", "--edition", "2999-12-31").returncode == 0
+
+
+@pytest.mark.parametrize("command", ["upgrade", "downgrade"])
+def test_db_revision_that_does_not_exist_is_a_usage_error(tmp_path: Path, command: str) -> None:
+    env = {
+        "NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "NEWSLETTER_SECRET_KEY": TEST_SECRET,
+    }
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade"], env=env).exit_code == 0
+    result = runner.invoke(app, ["db", command, "garbage"], env=env)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "Can't locate revision identified by 'garbage'" in _usage_message(result.stderr)
+    assert runner.invoke(app, ["db", "current"], env=env).stdout.startswith("current: 00")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -19,6 +21,17 @@ db_app = make_app(
 app.add_typer(db_app, name="db")
 
 
+@contextmanager
+def bad_revision() -> Iterator[None]:
+    """A REVISION Alembic cannot reach is a usage error (exit 2), not a traceback."""
+    from alembic.util import CommandError
+
+    try:
+        yield
+    except CommandError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'REVISION'") from None
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     ctx: typer.Context,
@@ -34,7 +47,8 @@ def db_upgrade(
 
     service = state(ctx).service(check_schema=False)
     try:
-        upgrade(service.engine, revision)
+        with bad_revision():
+            upgrade(service.engine, revision)
         service.sync_topics()
         typer.echo(f"database at revision {current_revision(service.engine)}")
     finally:
@@ -56,7 +70,8 @@ def db_downgrade(
 
     service = state(ctx).service(check_schema=False)
     try:
-        downgrade(service.engine, revision)
+        with bad_revision():
+            downgrade(service.engine, revision)
         typer.echo(f"database at revision {current_revision(service.engine) or 'base'}")
     finally:
         service.close()
