@@ -72,7 +72,8 @@ def test_the_access_log_of_the_running_server_is_redacted(
     try:
         deadline = time.monotonic() + 10
         while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            assert thread.is_alive(), "uvicorn stopped"
+            assert time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.02)
         for path in (f"/manage/{TOKEN}", f"/unsubscribe/{TOKEN}", f"/feedback/{TOKEN}/1/more"):
             httpx.get(url + path, timeout=10)
