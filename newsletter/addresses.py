@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import idna
 
-from newsletter.errors import NewsletterError
-
-
-class InvalidAddress(NewsletterError):
-    """An address that cannot be written on the wire at all (a broken domain)."""
+from newsletter.errors import InvalidAddress
 
 
 def smtp_address(address: str) -> str:

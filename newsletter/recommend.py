@@ -10,7 +10,6 @@ written; the problems name ``FILE:LINE``.
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
@@ -23,7 +22,7 @@ import scipy.sparse
 from newsletter.catalogue import CatalogueTopic, resolve_topic
 from newsletter.errors import NewsletterError, UnknownTopic
 from newsletter.sources import ARXIV_ID, PaperRecord, Problem, normalise_space
-from newsletter.sources.jsonl import RecordError, date_from_name, iter_lines, parse_record
+from newsletter.sources.jsonl import RecordError, date_from_name, json_lines, parse_record
 from recommender import (
     Document,
     RankResult,
@@ -114,19 +113,6 @@ def _recency(record: PaperRecord) -> tuple[int, date]:
     return (record.version or 0, record.listed_on)
 
 
-def _read_json_lines(path: Path, problems: list[Problem]) -> Iterator[tuple[str, Any]]:
-    """Decoded non-blank lines with their ``FILE:LINE``; undecodable ones become problems."""
-    try:
-        for number, line in iter_lines(path):
-            location = f"{path}:{number}"
-            try:
-                yield location, json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(Problem(location, f"not JSON ({exc.msg})"))
-    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
-        problems.append(Problem(str(path), f"cannot read file: {exc}"))
-
-
 def read_papers(
     papers: Path, corpus: Sequence[Path], *, problems: list[Problem]
 ) -> tuple[list[PaperRecord], list[PaperRecord]]:
@@ -139,7 +125,7 @@ def read_papers(
     ranked: dict[str, None] = {}  # PAPERS ids in first-seen order
     for number, path in enumerate((papers, *corpus)):
         default_date = date_from_name(path) or _NO_DATE
-        for location, raw in _read_json_lines(path, problems):
+        for location, raw in json_lines(path, problems):
             try:
                 record = parse_record(raw, default_date=default_date)
             except RecordError as exc:
@@ -205,7 +191,7 @@ def read_profiles(
     """Parse the profiles file in order; bad lines and repeated ids become problems."""
     profiles: list[Profile] = []
     first_seen: dict[str, str] = {}
-    for location, raw in _read_json_lines(path, problems):
+    for location, raw in json_lines(path, problems):
         try:
             profile = parse_profile(raw, location=location, catalogue=catalogue)
         except (ProfileError, UnknownTopic) as exc:

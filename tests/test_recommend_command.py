@@ -285,3 +285,16 @@ def test_every_bad_line_is_reported_with_file_and_line_and_nothing_is_written(
 def test_one_unknown_topic_is_enough_to_stop_the_run(tmp_path: Path) -> None:
     _write_inputs(tmp_path, [{"id": "a", "topics": ["cs.CL", "cs.nope"]}], bad_record=None)
     assert _fails(tmp_path).startswith("profiles.jsonl:1: unknown topic 'cs.nope'")
+
+
+def test_a_line_that_is_not_utf8_is_one_problem_and_the_lines_after_it_are_read(
+    tmp_path: Path,
+) -> None:
+    _write_inputs(tmp_path, [{"id": "a", "topics": ["cs.CL"]}], bad_record=None)
+    with (tmp_path / "profiles.jsonl").open("ab") as handle:
+        handle.write(b'{"id": "b\xff", "topics": ["cs.CL"]}\n')
+        handle.write(b'{"id": "c", "topics": ["cs.NOPE"]}\n')  # still read and checked
+    problems = dict(line.split(": ", 1) for line in _fails(tmp_path).splitlines())
+    assert problems.keys() == {"profiles.jsonl:2", "profiles.jsonl:3"}
+    assert problems["profiles.jsonl:2"].startswith("not UTF-8")
+    assert problems["profiles.jsonl:3"].startswith("unknown topic 'cs.NOPE'")

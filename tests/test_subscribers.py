@@ -145,6 +145,27 @@ def test_import_csv_reports_bad_rows_by_line_and_is_idempotent(
     assert people["barbara@example.org"].frequency == Frequency.WEEKLY
 
 
+def test_a_row_that_is_not_utf8_costs_only_itself(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_bytes(
+        b"email,name,topics\n"
+        b"ada@example.org,Ada,cs.CL\n"
+        b"bad@example.org,J\xfcrgen,cs.CL\n"  # Latin-1, not UTF-8
+        b"grace@example.org,Grace,cs.CV\n"
+    )
+    with sessions.begin() as session:
+        summary = import_csv(session, path, CATALOGUE)
+    assert summary.created == 2
+    [problem] = summary.problems
+    assert problem.location == f"{path}:3"
+    assert problem.reason.startswith("not UTF-8")
+    with sessions() as session:
+        stored = set(session.scalars(select(Subscriber.email)))
+    assert stored == {"ada@example.org", "grace@example.org"}
+
+
 def test_import_without_email_column_is_refused(sessions: SessionFactory, tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text("name,topics\nAda,cs.CL\n")

@@ -56,7 +56,7 @@ def row_to_raw(row: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _undecodable(row: dict[str | Any, Any]) -> bool:
+def has_undecodable_cells(row: dict[str | Any, Any]) -> bool:
     """Whether a cell holds bytes that were not UTF-8 (kept as lone surrogates)."""
     return any(isinstance(cell, str) and _ESCAPED_BYTE.search(cell) for cell in row.values())
 
@@ -93,7 +93,7 @@ def read_csv(path: Path, *, today: date) -> ParseReport:
                     report.problems.append(Problem(f"{path}:{start}", f"not CSV ({exc})"))
                     continue
                 line = reader.line_num
-                if _undecodable(row):
+                if has_undecodable_cells(row):
                     report.problems.append(Problem(f"{path}:{line}", "not UTF-8"))
                     continue
                 if None in row:

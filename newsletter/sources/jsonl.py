@@ -253,19 +253,6 @@ def json_lines(path: Path, problems: list[Problem]) -> Iterator[tuple[str, Any]]
         problems.append(Problem(str(path), f"cannot read file{where}: {exc}"))
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Numbered non-blank lines of a (possibly gzipped) UTF-8 file, decoded one by one.
-
-    Raises at the first line that is not UTF-8 (or where the file cannot be read on);
-    ``json_lines`` is the reader that reports such a line and goes on.
-    """
-    with _open(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            text = line.decode("utf-8-sig" if number == 1 else "utf-8")
-            if text.strip():
-                yield number, text
-
-
 def read_jsonl(path: Path, *, today: date) -> ParseReport:
     """Parse a whole file; bad lines become problems (file:line: reason), never exceptions."""
     report = ParseReport()
