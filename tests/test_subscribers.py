@@ -145,9 +145,7 @@ def test_import_csv_reports_bad_rows_by_line_and_is_idempotent(
     assert people["barbara@example.org"].frequency == Frequency.WEEKLY
 
 
-def test_a_row_that_is_not_utf8_costs_only_itself(
-    sessions: SessionFactory, tmp_path: Path
-) -> None:
+def test_a_row_that_is_not_utf8_costs_only_itself(sessions: SessionFactory, tmp_path: Path) -> None:
     path = tmp_path / "people.csv"
     path.write_bytes(
         b"email,name,topics\n"
