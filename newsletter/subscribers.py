@@ -19,7 +19,7 @@ from newsletter.errors import InvalidAddress, NewsletterError
 from newsletter.integers import NotInRange, small_int
 from newsletter.models import Frequency, Interest, Subscriber, SubscriberStatus, Suppression, utcnow
 from newsletter.sources import Problem, normalise_space
-from newsletter.sources.csv_source import has_undecodable_cells
+from newsletter.sources.csv_source import csv_rows
 
 # What the import reads and the admin export writes, so an export imports back. The last
 # four are the record, not the choices: they only ever apply to a new subscriber.
@@ -339,19 +339,10 @@ def import_csv(
         summary.ignored_columns = [h for h in header if h not in CSV_COLUMNS]
         reader.fieldnames = header
         seen: set[str] = set()
-        while True:
-            start = reader.line_num + 1  # where the next row begins
-            try:
-                raw = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                where = f"{name}:{start}" if name else f"line {start}"
-                summary.problems.append(Problem(where, f"not CSV ({exc})"))
-                continue
-            location = f"{name}:{reader.line_num}" if name else f"line {reader.line_num}"
-            if has_undecodable_cells(raw):
-                summary.problems.append(Problem(location, "not UTF-8 (save the file as CSV UTF-8)"))
+        for line, raw in csv_rows(reader):
+            location = f"{name}:{line}" if name else f"line {line}"
+            if isinstance(raw, str):
+                summary.problems.append(Problem(location, raw))
                 continue
             # The export's formula protection off: its quote is not part of the value.
             row = {

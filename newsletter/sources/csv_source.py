@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,24 @@ def has_undecodable_cells(row: dict[str | Any, Any]) -> bool:
     return any(isinstance(cell, str) and _ESCAPED_BYTE.search(cell) for cell in row.values())
 
 
+def csv_rows(reader: csv.DictReader[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """Each row of a CSV opened with ``errors="surrogateescape"``, with its line number,
+    or the reason it cannot be read (not CSV, not UTF-8): one bad row costs only itself."""
+    while True:
+        start = reader.line_num + 1  # where the next row begins
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield start, f"not CSV ({exc})"
+            continue
+        if has_undecodable_cells(row):
+            yield reader.line_num, "not UTF-8"
+            continue
+        yield reader.line_num, row
+
+
 def read_csv(path: Path, *, today: date) -> ParseReport:
     """Parse a CSV file; bad rows become problems (file:line: reason), and each row
     stands alone: one that is not UTF-8 or not CSV costs only itself."""
@@ -83,18 +102,9 @@ def read_csv(path: Path, *, today: date) -> ParseReport:
                 )
                 return report
             reader.fieldnames = header
-            while True:
-                start = reader.line_num + 1  # where the next row begins
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error as exc:
-                    report.problems.append(Problem(f"{path}:{start}", f"not CSV ({exc})"))
-                    continue
-                line = reader.line_num
-                if has_undecodable_cells(row):
-                    report.problems.append(Problem(f"{path}:{line}", "not UTF-8"))
+            for line, row in csv_rows(reader):
+                if isinstance(row, str):
+                    report.problems.append(Problem(f"{path}:{line}", row))
                     continue
                 if None in row:
                     report.problems.append(Problem(f"{path}:{line}", "more cells than columns"))

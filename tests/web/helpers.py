@@ -198,6 +198,13 @@ def local_listener() -> tuple[socket.socket, str]:
 def uvicorn_serving(app: FastAPI, listener: socket.socket) -> Iterator[None]:
     """Serve ``app`` with uvicorn on ``listener`` in a thread until the block ends."""
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    with server_running(server, listener):
+        yield
+
+
+@contextmanager
+def server_running(server: uvicorn.Server, listener: socket.socket) -> Iterator[None]:
+    """Run a uvicorn ``server`` on ``listener`` in a thread until the block ends."""
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]})
     thread.start()
     try:

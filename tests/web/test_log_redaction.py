@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
 import httpx
 import pytest
@@ -16,7 +14,7 @@ from newsletter.tokens import Purpose, TokenData, Tokens
 from newsletter.web import web_server
 from newsletter.web.observability import configure_logging
 from tests.conftest import TEST_SECRET
-from tests.web.helpers import local_listener
+from tests.web.helpers import local_listener, server_running
 
 TOKEN = Tokens(TEST_SECRET).make(Purpose.MANAGE, TokenData(7, 12345))
 
@@ -66,21 +64,9 @@ def test_the_access_log_of_the_running_server_is_redacted(
     engine: Engine, web_settings: Settings, capfd: pytest.CaptureFixture[str]
 ) -> None:
     listener, url = local_listener()
-    server = web_server(web_settings, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]})
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert thread.is_alive(), "uvicorn stopped"
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
+    with server_running(web_server(web_settings, "127.0.0.1", 0), listener):
         for path in (f"/manage/{TOKEN}", f"/unsubscribe/{TOKEN}", f"/feedback/{TOKEN}/1/more"):
             httpx.get(url + path, timeout=10)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        listener.close()
     captured = capfd.readouterr()
     logged = captured.out + captured.err  # uvicorn's access log goes to stdout
     assert f"/manage/{REDACTED}" in logged  # the request is logged ...

@@ -191,19 +191,23 @@ admin_app = make_app(
 app.add_typer(admin_app, name="admin")
 
 
+# An operator's new password: asked for twice, unseen, when not given.
+PasswordOption = Annotated[
+    str,
+    typer.Option(
+        prompt=True,
+        confirmation_prompt=True,
+        hide_input=True,
+        help="Asked for twice when not given (at least 10 characters).",
+    ),
+]
+
+
 @admin_app.command("create-user")
 def admin_create_user(
     ctx: typer.Context,
     username: Annotated[str, typer.Argument(help="The operator's login name.")],
-    password: Annotated[
-        str,
-        typer.Option(
-            prompt=True,
-            confirmation_prompt=True,
-            hide_input=True,
-            help="Asked for twice when not given (at least 10 characters).",
-        ),
-    ],
+    password: PasswordOption,
 ) -> None:
     """Add an operator who can log in to /admin.
 
@@ -226,15 +230,7 @@ def admin_create_user(
 def admin_set_password(
     ctx: typer.Context,
     username: Annotated[str, typer.Argument(help="The operator's login name.")],
-    password: Annotated[
-        str,
-        typer.Option(
-            prompt=True,
-            confirmation_prompt=True,
-            hide_input=True,
-            help="Asked for twice when not given (at least 10 characters).",
-        ),
-    ],
+    password: PasswordOption,
 ) -> None:
     """Change an operator's password; every admin session they had ends.
 
