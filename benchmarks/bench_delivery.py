@@ -56,9 +56,7 @@ from typing import Any
 import aiosmtplib
 from sqlalchemy import Engine, func, insert, select, text, update
 
-from newsletter.catalogue import load_catalogue, sync_topics
 from newsletter.db import make_engine, make_session_factory
-from newsletter.ingest import ingest_file
 from newsletter.migrations import upgrade
 from newsletter.models import (
     Bounce,
@@ -75,6 +73,8 @@ from newsletter.models import (
     SubscriberStatus,
     Suppression,
 )
+from newsletter.papers.catalogue import load_catalogue, sync_topics
+from newsletter.papers.ingest import ingest_file
 from newsletter.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -767,8 +767,8 @@ def _engine_api() -> tuple[dict[str, Any], list[str]]:
             "smtp_config",
             "DeliverySummary",
         ),
-        "newsletter.render": ("Renderer",),
-        "newsletter.smtp": ("SmtpPool",),
+        "newsletter.mail.render": ("Renderer",),
+        "newsletter.delivery.smtp": ("SmtpPool",),
         "newsletter.tokens": ("Tokens",),
     }
     for module_name, names in wanted.items():
@@ -897,12 +897,12 @@ def bench_stages(db: Database, sink: Sink, *, sample: int, batch: int, connectio
 def aiosmtplib_data_cost(message: bytes, repeat: int = 200) -> float | None:
     """Seconds per message of what the engine's SMTP client does to every message
     before DATA (line endings normalised, leading dots doubled): aiosmtplib's two
-    regex passes as newsletter.smtp replaces them (bytes.count/replace; the stock
+    regex passes as newsletter.delivery.smtp replaces them (bytes.count/replace; the stock
     regexes cost ~0.6 ms on a 58 KB issue)."""
     try:
         import aiosmtplib.protocol as protocol
 
-        import newsletter.smtp  # noqa: F401 - installs the fast DATA encoding
+        import newsletter.delivery.smtp  # noqa: F401 - installs the fast DATA encoding
     except ImportError:
         return None
     start = time.perf_counter()

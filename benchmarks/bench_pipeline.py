@@ -31,17 +31,17 @@ from pathlib import Path
 import numpy as np
 from mjml import mjml2html
 
-from newsletter.catalogue import load_catalogue
 from newsletter.delivery import select_renderable, send_edition
-from newsletter.issue import issue_view
-from newsletter.message import MessageHeaders, build_message
+from newsletter.mail.message import MessageHeaders, build_message
+from newsletter.mail.render import Renderer
+from newsletter.mail.view import issue_view
 from newsletter.migrations import upgrade
 from newsletter.models import Interest, Subscriber, SubscriberStatus
-from newsletter.render import Renderer
+from newsletter.papers.catalogue import load_catalogue
+from newsletter.papers.sources.jsonl import read_jsonl
 from newsletter.resources import demo_feed_dir, resource_path
 from newsletter.service import Service
 from newsletter.settings import load_settings
-from newsletter.sources.jsonl import read_jsonl
 from newsletter.tokens import Tokens
 from recommender import Document, build_profiles, fit_transform, rank
 

@@ -68,7 +68,7 @@ if str(REPO) not in sys.path:
     # Run as a script, only benchmarks/ is on the path; the packages live one level up.
     sys.path.insert(0, str(REPO))
 
-from newsletter.catalogue import load_catalogue  # noqa: E402
+from newsletter.papers.catalogue import load_catalogue  # noqa: E402
 from recommender import (  # noqa: E402
     Document,
     FeedbackWeights,

@@ -9,17 +9,17 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from newsletter.catalogue import CatalogueTopic, load_catalogue, sync_topics
 from newsletter.db import SessionFactory, make_engine, make_session_factory
-from newsletter.ingest import IngestSummary, ingest_file
+from newsletter.mail.render import Renderer
 from newsletter.migrations import require_current
+from newsletter.papers.catalogue import CatalogueTopic, load_catalogue, sync_topics
+from newsletter.papers.ingest import IngestSummary, ingest_file
 from newsletter.progress import ProgressHook
-from newsletter.render import Renderer
 from newsletter.settings import Settings
 
 if TYPE_CHECKING:
     from newsletter.delivery import SendSummary
-    from newsletter.editions import PlanSummary
+    from newsletter.planning.editions import PlanSummary
 
 
 @dataclass
@@ -61,7 +61,7 @@ class Service:
     @property
     def semantic(self) -> bool:
         """Whether papers are embedded at ingest and ranked by the hybrid (issue 8)."""
-        from newsletter.embeddings import semantic_enabled
+        from newsletter.papers.embeddings import semantic_enabled
 
         return semantic_enabled(self.settings.semantic)
 
@@ -94,7 +94,7 @@ class Service:
         """Plan the edition of ``day`` (one transaction)."""
         # Imported here, as in send(): scikit-learn and the SMTP stack take about a
         # second to import, which every other command would pay at start-up.
-        from newsletter.editions import PlanOptions, plan_edition
+        from newsletter.planning.editions import PlanOptions, plan_edition
 
         options = PlanOptions.from_settings(self.settings)
         self.sync_topics()
@@ -103,8 +103,8 @@ class Service:
 
     def refit(self, *, progress: ProgressHook | None = None) -> str:
         """Fit the model on the newest papers now and store it; return its version."""
-        from newsletter.corpus import refit
         from newsletter.errors import ConfigError
+        from newsletter.planning.corpus import refit
 
         if self.settings.model_dir is None:
             raise ConfigError(

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from newsletter.catalogue import load_catalogue, sync_topics
 from newsletter.db import SessionFactory, make_engine, make_session_factory
 from newsletter.migrations import upgrade
 from newsletter.models import Base
+from newsletter.papers.catalogue import load_catalogue, sync_topics
 from newsletter.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]

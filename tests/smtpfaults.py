@@ -1,7 +1,7 @@
 """Real aiosmtpd servers that misbehave on purpose, for the delivery fault and crash tests.
 
 ``ChaosServer`` is a real SMTP server on 127.0.0.1 (an aiosmtpd ``Controller`` in a
-thread, like ``newsletter.mailcapture``) whose faults are configured by ``Faults``:
+thread, like ``newsletter.mail.capture``) whose faults are configured by ``Faults``:
 
 - random 421/450/451 replies at MAIL, RCPT and DATA, drawn from a seeded hash of
   (stage, recipient, attempt), so which transaction fails does not depend on the
@@ -44,12 +44,10 @@ from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
 from sqlalchemy import select
 
-from newsletter.catalogue import load_catalogue
 from newsletter.db import SessionFactory
 from newsletter.delivery import DeliverySummary
-from newsletter.editions import PlanOptions, plan_edition
-from newsletter.ingest import ingest_file
-from newsletter.mailcapture import (
+from newsletter.delivery.suppression import OPEN_STATES
+from newsletter.mail.capture import (
     CapturedMessage,
     _BaseServer,
     _FreePortController,
@@ -65,8 +63,10 @@ from newsletter.models import (
     SubscriberStatus,
     Suppression,
 )
-from newsletter.subscribers import build_input, upsert_subscriber
-from newsletter.suppression import OPEN_STATES
+from newsletter.papers.catalogue import load_catalogue
+from newsletter.papers.ingest import ingest_file
+from newsletter.planning.editions import PlanOptions, plan_edition
+from newsletter.subscribers.roster import build_input, upsert_subscriber
 
 __all__ = [
     "EDITION",

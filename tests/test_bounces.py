@@ -34,7 +34,8 @@ from newsletter.bounces import (
 )
 from newsletter.db import SessionFactory
 from newsletter.errors import ConfigError, NewsletterError
-from newsletter.message import message_id_for
+from newsletter.mail.message import message_id_for
+from newsletter.mail.verp import verp_address
 from newsletter.models import (
     Bounce,
     BounceKind,
@@ -46,7 +47,6 @@ from newsletter.models import (
     Suppression,
 )
 from newsletter.settings import Settings
-from newsletter.verp import verp_address
 from tests.conftest import TEST_SECRET, make_settings
 
 DATA = Path(__file__).parent / "data" / "bounces"

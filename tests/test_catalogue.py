@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from newsletter.catalogue import (
+from newsletter.errors import ConfigError, UnknownTopic
+from newsletter.papers.catalogue import (
     CatalogueTopic,
     default_topics_file,
     load_catalogue,
     resolve_topic,
 )
-from newsletter.errors import ConfigError, UnknownTopic
 from recommender import Document, build_profiles, fit_model, rank
 
 ARXIV_CODES = (

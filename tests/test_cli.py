@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from newsletter.cli import app
 from newsletter.cli.exitcodes import ExitCode
 from newsletter.db import make_engine, make_session_factory
-from newsletter.mailcapture import MaildirServer
+from newsletter.mail.capture import MaildirServer
 from newsletter.models import Delivery, DeliveryStatus
 from newsletter.resources import resource_path
 from tests.conftest import DAILY, TEST_SECRET

@@ -13,11 +13,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner, Result
 
-from newsletter import stats
+from newsletter import status as stats
 from newsletter.cli import app
 from newsletter.db import SessionFactory
 from newsletter.errors import EditionError
-from newsletter.mailcapture import MaildirServer
+from newsletter.mail.capture import MaildirServer
 from newsletter.models import Delivery, DeliveryStatus, Subscriber, utcnow
 from tests.conftest import DAILY, TEST_SECRET
 

@@ -23,14 +23,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from newsletter.catalogue import load_catalogue
 from newsletter.db import SessionFactory
 from newsletter.delivery import SendSummary, claim_batch, send_edition
-from newsletter.editions import PlanOptions, plan_edition
 from newsletter.errors import SmtpUnavailable, TemplateError
-from newsletter.ingest import ingest_file
-from newsletter.mailcapture import CapturedMessage, FaultyServer
-from newsletter.message import MessageHeaders, build_message
+from newsletter.mail.capture import CapturedMessage, FaultyServer
+from newsletter.mail.message import MessageHeaders, build_message
+from newsletter.mail.render import RenderedIssue, Renderer
 from newsletter.models import (
     Bounce,
     Delivery,
@@ -45,10 +43,12 @@ from newsletter.models import (
     Suppression,
     utcnow,
 )
-from newsletter.render import RenderedIssue, Renderer
+from newsletter.papers.catalogue import load_catalogue
+from newsletter.papers.ingest import ingest_file
+from newsletter.planning.editions import PlanOptions, plan_edition
 from newsletter.resources import resource_path
 from newsletter.settings import Settings
-from newsletter.subscribers import build_input, upsert_subscriber
+from newsletter.subscribers.roster import build_input, upsert_subscriber
 from tests.conftest import make_settings
 
 EDITION = date(2026, 5, 27)

@@ -27,8 +27,9 @@ from newsletter.delivery import (
     release_owned,
     renew_leases,
 )
-from newsletter.editions import PlanOptions, plan_edition
-from newsletter.mailcapture import FaultyServer
+from newsletter.delivery.sendrate import RateLimiter, reserve
+from newsletter.mail.capture import FaultyServer
+from newsletter.mail.verp import parse_verp
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -38,8 +39,7 @@ from newsletter.models import (
     Subscriber,
     utcnow,
 )
-from newsletter.ratelimit import RateLimiter, reserve
-from newsletter.verp import parse_verp
+from newsletter.planning.editions import PlanOptions, plan_edition
 from tests.test_delivery import (
     EDITION,
     Planned,
@@ -386,7 +386,7 @@ def test_deliver_without_an_edition_sends_every_due_delivery(planned: Planned) -
 def test_a_bug_while_sending_stops_the_worker_and_loses_nothing(
     planned: Planned, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from newsletter import smtp as smtp_module
+    from newsletter.delivery import smtp as smtp_module
 
     real_send = smtp_module.SmtpPool.send
 

@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 
 from newsletter.db import SessionFactory
 from newsletter.delivery import DeliverySummary, deliver
+from newsletter.delivery.suppression import OPEN_STATES
 from newsletter.errors import SmtpUnavailable
 from newsletter.models import (
     Delivery,
@@ -33,7 +34,6 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.settings import Settings
-from newsletter.suppression import OPEN_STATES
 from tests.conftest import make_settings
 from tests.smtpfaults import (
     EDITION,

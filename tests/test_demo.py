@@ -7,7 +7,7 @@ import socket
 import threading
 from pathlib import Path
 
-from newsletter.demo import DEMO_SUBSCRIBERS, run_demo
+from newsletter.cli.demo import DEMO_SUBSCRIBERS, run_demo
 
 
 def test_demo_twice(tmp_path: Path) -> None:

@@ -16,10 +16,10 @@ import nacl.signing
 import pytest
 from dkim.util import parse_tag_value  # type: ignore[import-untyped]
 
-from newsletter.dkimsign import DkimSigner
 from newsletter.errors import ConfigError
-from newsletter.message import MessageHeaders, build_message, message_id_for
-from newsletter.render import RenderedIssue
+from newsletter.mail.dkim import DkimSigner
+from newsletter.mail.message import MessageHeaders, build_message, message_id_for
+from newsletter.mail.render import RenderedIssue
 from tests.conftest import make_settings
 
 DOMAIN = "example.org"

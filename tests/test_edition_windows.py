@@ -10,13 +10,6 @@ from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import selectinload
 
 from newsletter.db import SessionFactory
-from newsletter.editions import (
-    MAX_WINDOW_DAYS,
-    PlanOptions,
-    plan_edition,
-    previous_issues,
-    window_start,
-)
 from newsletter.models import (
     Delivery,
     DeliveryItem,
@@ -27,6 +20,13 @@ from newsletter.models import (
     Paper,
     Subscriber,
     SubscriberStatus,
+)
+from newsletter.planning.editions import (
+    MAX_WINDOW_DAYS,
+    PlanOptions,
+    plan_edition,
+    previous_issues,
+    window_start,
 )
 
 FRIDAY = date(2026, 5, 29)

@@ -8,10 +8,7 @@ from scipy import sparse
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from newsletter.catalogue import load_catalogue
 from newsletter.db import SessionFactory
-from newsletter.editions import PlanOptions, _pick, plan_edition, window
-from newsletter.ingest import ingest_file
 from newsletter.models import (
     Delivery,
     DeliveryItem,
@@ -23,7 +20,10 @@ from newsletter.models import (
     SubscriberStatus,
     Suppression,
 )
-from newsletter.subscribers import build_input, upsert_subscriber
+from newsletter.papers.catalogue import load_catalogue
+from newsletter.papers.ingest import ingest_file
+from newsletter.planning.editions import PlanOptions, _pick, plan_edition, window
+from newsletter.subscribers.roster import build_input, upsert_subscriber
 from tests.conftest import DAILY
 
 WED = date(2026, 5, 27)

@@ -26,10 +26,10 @@ from markupsafe import escape
 from sqlalchemy import Engine, text
 
 from newsletter import i18n
-from newsletter.issue import ItemView, build_issue_view, interests_text, paper_base
-from newsletter.message import MessageHeaders, build_message, message_id_for
+from newsletter.mail.message import MessageHeaders, build_message, message_id_for
+from newsletter.mail.render import IssueView, RenderedIssue, Renderer
+from newsletter.mail.view import ItemView, build_issue_view, interests_text, paper_base
 from newsletter.models import Subscriber
-from newsletter.render import IssueView, RenderedIssue, Renderer
 from newsletter.resources import resource_path
 from newsletter.settings import Settings, load_settings
 from newsletter.tokens import Tokens
@@ -405,7 +405,7 @@ def test_translation_arguments_are_escaped_in_html_only(
 def _template_messages() -> set[str]:
     found: set[str] = set()
     method_map = [
-        ("newsletter/issue.py", "python"),
+        ("newsletter/mail/view.py", "python"),
         ("templates/email/issue.*", "jinja2"),
     ]
     keywords = {"mark": None, "gettext": (2,), "ngettext": (2, 3), "_": None}

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from newsletter.cli.demo import DEMO_SUBSCRIBERS
 from newsletter.db import make_engine
-from newsletter.demo import DEMO_SUBSCRIBERS
-from newsletter.mailcapture import MaildirServer
+from newsletter.mail.capture import MaildirServer
 from newsletter.models import Delivery, DeliveryStatus, Paper
 from newsletter.resources import demo_feed_dir
 from newsletter.service import Service
-from newsletter.subscribers import build_input, upsert_subscriber
+from newsletter.subscribers.roster import build_input, upsert_subscriber
 from recommender import Document, build_profiles, fit_model
 from tests.conftest import make_settings, reset_database
 

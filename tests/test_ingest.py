@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter.db import SessionFactory
-from newsletter.ingest import ingest_file
 from newsletter.models import Paper
+from newsletter.papers.ingest import ingest_file
 from tests.conftest import DAILY
 
 TODAY = date(2026, 11, 29)

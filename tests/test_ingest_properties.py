@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
 from newsletter.db import SessionFactory
-from newsletter.ingest import ingest_file
 from newsletter.models import Paper
-from newsletter.sources import jsonl
-from newsletter.sources.jsonl import RecordError, parse_record, read_jsonl
+from newsletter.papers.ingest import ingest_file
+from newsletter.papers.sources import jsonl
+from newsletter.papers.sources.jsonl import RecordError, parse_record, read_jsonl
 from tests.conftest import DAILY
 
 TODAY = date(2026, 11, 29)

@@ -7,9 +7,15 @@ from datetime import date
 import pytest
 from markupsafe import escape
 
-from newsletter.issue import LIST_NAME, edition_label, interests_line, issue_view, subscriber_links
+from newsletter.mail.render import Renderer
+from newsletter.mail.view import (
+    LIST_NAME,
+    edition_label,
+    interests_line,
+    issue_view,
+    subscriber_links,
+)
 from newsletter.models import Delivery, DeliveryItem, Edition, Interest, Paper, Subscriber, Topic
-from newsletter.render import Renderer
 from newsletter.settings import Settings, load_settings
 from newsletter.tokens import InvalidToken, Purpose, TokenData, Tokens
 

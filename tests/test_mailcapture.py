@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.mailcapture import CapturedMessage, FaultyServer, MaildirServer
+from newsletter.mail.capture import CapturedMessage, FaultyServer, MaildirServer
 
 MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: Hello\r\n\r\nFirst line\r\n"
 

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter import message as message_module
-from newsletter.message import MessageHeaders, build_message, message_id_for, one_line
-from newsletter.render import IssueView, PaperView, RenderedIssue, Renderer
+from newsletter.mail import message as message_module
+from newsletter.mail.message import MessageHeaders, build_message, message_id_for, one_line
+from newsletter.mail.render import IssueView, PaperView, RenderedIssue, Renderer
 
 UNSUBSCRIBE_URL = (
     "https://papers.example.org/unsubscribe/WzQyLDNd.aww-yg.6VWQjqhvtW3s92WkgnJsGvMat4s"
@@ -456,7 +456,7 @@ def test_boundary_never_occurs_in_a_body(
 ) -> None:
     import itertools
 
-    from newsletter import message as message_module
+    from newsletter.mail import message as message_module
 
     monkeypatch.setattr(message_module, "_boundary_counter", itertools.count(5))
     taken = f"--{message_module._BOUNDARY_PREFIX}5"

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from newsletter import modelstore
-from newsletter.corpus import model_for_edition, refit
 from newsletter.db import SessionFactory
-from newsletter.ingest import ingest_file
 from newsletter.models import Paper
+from newsletter.papers.ingest import ingest_file
+from newsletter.planning import modelstore
+from newsletter.planning.corpus import model_for_edition, refit
 from recommender import Document, fit_transform
 from tests.conftest import DAILY
 

@@ -14,10 +14,10 @@ from rich.console import Console
 
 from newsletter.cli import progress as cli_progress
 from newsletter.db import SessionFactory
-from newsletter.ingest import ingest_file
-from newsletter.mailcapture import MaildirServer
+from newsletter.mail.capture import MaildirServer
+from newsletter.papers.ingest import ingest_file
 from newsletter.service import Service
-from newsletter.subscribers import build_input, upsert_subscriber
+from newsletter.subscribers.roster import build_input, upsert_subscriber
 from tests.conftest import make_settings
 
 EDITION = date(2026, 5, 27)

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from markupsafe import escape
 
-import newsletter.render as render_module
+import newsletter.mail.render as render_module
 from newsletter.errors import TemplateError
-from newsletter.render import (
+from newsletter.mail.render import (
     IssueView,
     PaperView,
     RenderedIssue,

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from newsletter.schedule import (
+from newsletter.scheduler.slots import (
     Rule,
     covered_dates,
     due_cutoff,

@@ -23,10 +23,8 @@ import pytest
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 from sqlalchemy import select, text, update
 
-from newsletter.catalogue import load_catalogue
 from newsletter.db import SessionFactory, make_engine
-from newsletter.ingest import ingest_file
-from newsletter.mailcapture import FaultyServer
+from newsletter.mail.capture import FaultyServer
 from newsletter.migrations import upgrade
 from newsletter.models import (
     Delivery,
@@ -37,6 +35,8 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
+from newsletter.papers.catalogue import load_catalogue
+from newsletter.papers.ingest import ingest_file
 from newsletter.scheduler import (
     AdvisoryLock,
     Scheduler,
@@ -48,7 +48,7 @@ from newsletter.scheduler import (
     set_send_times,
 )
 from newsletter.settings import Settings
-from newsletter.subscribers import build_input, upsert_subscriber
+from newsletter.subscribers.roster import build_input, upsert_subscriber
 from tests.conftest import TEST_SECRET, make_settings
 
 EDITION = date(2026, 5, 27)
@@ -636,13 +636,13 @@ def test_settings_give_a_scheduler_config() -> None:
 
 
 def test_frequency_values_match_the_schedule_rules() -> None:
-    from newsletter.schedule import Cadence
+    from newsletter.scheduler.slots import Cadence
 
     assert {f.value for f in Frequency} == {c.value for c in Cadence}
 
 
 def test_rule_for_a_subscriber_has_their_weekday_when_weekly() -> None:
-    from newsletter.schedule import Rule
+    from newsletter.scheduler.slots import Rule
 
     weekly = Subscriber(
         timezone="Asia/Kolkata", send_hour=6, frequency=Frequency.WEEKLY, send_weekday=5

@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from newsletter.catalogue import load_catalogue
 from newsletter.db import SessionFactory
-from newsletter.editions import PlanOptions, candidate_papers, rank_issues
-from newsletter.embeddings import edition_inputs, embed_papers, stored_vectors
-from newsletter.ingest import upsert_papers
 from newsletter.models import Feedback, Paper, PaperEmbedding, Subscriber
-from newsletter.profiles import load_ratings
+from newsletter.papers.catalogue import load_catalogue
+from newsletter.papers.embeddings import edition_inputs, embed_papers, stored_vectors
+from newsletter.papers.ingest import upsert_papers
+from newsletter.papers.sources.jsonl import read_jsonl
+from newsletter.planning.editions import PlanOptions, candidate_papers, rank_issues
+from newsletter.planning.profile_vectors import load_ratings
 from newsletter.service import Service
-from newsletter.sources.jsonl import read_jsonl
-from newsletter.subscribers import build_input, upsert_subscriber
+from newsletter.subscribers.roster import build_input, upsert_subscriber
 from recommender import Document, build_profiles, fit_transform, semantic
 from recommender.hybrid import HybridWeights, rank_hybrid
 from tests.conftest import DAILY, make_settings

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 
 from newsletter.db import SessionFactory
-from newsletter.embeddings import backfill
-from newsletter.ingest import upsert_papers
 from newsletter.models import Paper, PaperEmbedding
-from newsletter.sources.jsonl import read_jsonl
+from newsletter.papers.embeddings import backfill
+from newsletter.papers.ingest import upsert_papers
+from newsletter.papers.sources.jsonl import read_jsonl
 from recommender import semantic
 from tests.conftest import DAILY, TEST_SECRET
 

@@ -32,12 +32,12 @@ SCRIPT = textwrap.dedent(
 
     sys.meta_path.insert(0, Blocker())
 
-    from newsletter.catalogue import load_catalogue
+    from newsletter.papers.catalogue import load_catalogue
     from newsletter.db import make_engine
     from newsletter.migrations import upgrade
     from newsletter.service import Service
     from newsletter.settings import load_settings
-    from newsletter.subscribers import build_input, upsert_subscriber
+    from newsletter.subscribers.roster import build_input, upsert_subscriber
 
     tmp, daily, papers, profiles, secret = sys.argv[1:6]
     url = f"sqlite:///{tmp}/plain.db"

@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter import smtp as smtp_module
+from newsletter.delivery import smtp as smtp_module
+from newsletter.delivery.smtp import SendResult, SmtpConfig, SmtpPool, TlsMode
 from newsletter.errors import ConfigError, SmtpUnavailable
-from newsletter.mailcapture import FaultyServer, MaildirServer, ServerTls
-from newsletter.smtp import SendResult, SmtpConfig, SmtpPool, TlsMode
+from newsletter.mail.capture import FaultyServer, MaildirServer, ServerTls
 
 T = TypeVar("T")
 
@@ -451,8 +451,8 @@ def test_fast_data_encoding_matches_aiosmtplib_on_any_input(message: bytes) -> N
 def test_fast_data_encoding_matches_on_a_real_issue() -> None:
     from datetime import UTC, datetime
 
-    from newsletter.message import MessageHeaders, build_message
-    from newsletter.render import RenderedIssue
+    from newsletter.mail.message import MessageHeaders, build_message
+    from newsletter.mail.render import RenderedIssue
 
     rendered = RenderedIssue(
         subject="Über 📚",

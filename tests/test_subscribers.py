@@ -7,11 +7,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from newsletter.catalogue import load_catalogue
 from newsletter.db import SessionFactory
 from newsletter.errors import InvalidAddress, UnknownTopic
 from newsletter.models import Frequency, Subscriber, SubscriberStatus, Suppression
-from newsletter.subscribers import (
+from newsletter.papers.catalogue import load_catalogue
+from newsletter.subscribers.roster import (
     WEEKDAYS,
     InvalidSubscriber,
     build_input,

@@ -22,21 +22,21 @@ import nacl.signing
 import pytest
 from sqlalchemy import Engine, MetaData, select, update
 
-from newsletter import testsend
-from newsletter.catalogue import load_catalogue
-from newsletter.corpus import refit
 from newsletter.db import SessionFactory
-from newsletter.editions import plan_edition
+from newsletter.delivery import testsend
+from newsletter.delivery.preview import preview
+from newsletter.delivery.testsend import IssueRequest, TestSendError, compose_test
 from newsletter.errors import InvalidAddress, NewsletterError
-from newsletter.ingest import ingest_file
-from newsletter.mailcapture import FaultyServer, MaildirServer
+from newsletter.mail.capture import FaultyServer, MaildirServer
 from newsletter.models import Delivery, DeliveryItem, Paper, Subscriber, utcnow
-from newsletter.preview import preview
+from newsletter.papers.catalogue import load_catalogue
+from newsletter.papers.ingest import ingest_file
+from newsletter.planning.corpus import refit
+from newsletter.planning.editions import plan_edition
 from newsletter.scheduler import plan_options
 from newsletter.service import Service
 from newsletter.settings import Settings
-from newsletter.subscribers import build_input, upsert_subscriber
-from newsletter.testsend import IssueRequest, TestSendError, compose_test
+from newsletter.subscribers.roster import build_input, upsert_subscriber
 from newsletter.tokens import Purpose, Tokens
 from tests.conftest import TEST_SECRET, make_settings
 

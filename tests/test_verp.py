@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from newsletter.errors import ConfigError
-from newsletter.verp import envelope_sender, parse_verp, verp_address
+from newsletter.mail.verp import envelope_sender, parse_verp, verp_address
 from tests.conftest import TEST_SECRET, make_settings
 
 RETURN_PATH = "bounces@example.org"

@@ -20,12 +20,12 @@ from typer.core import TyperCommand, TyperGroup
 from newsletter import __version__
 from newsletter.cli.exitcodes import EPILOG, exit_code_for
 from newsletter.errors import NewsletterError
-from newsletter.sources import parse_day
+from newsletter.papers.sources import parse_day
 
 if TYPE_CHECKING:
+    from newsletter.papers.sources import Problem
     from newsletter.service import Service
     from newsletter.settings import Settings
-    from newsletter.sources import Problem
 
 
 class State:

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from newsletter.issue import LIST_NAME
+from newsletter.mail.view import LIST_NAME
 from newsletter.service import Service
 from newsletter.settings import Settings, check_secret
 from newsletter.tokens import InvalidToken, Tokens

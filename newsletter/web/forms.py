@@ -11,12 +11,12 @@ from babel.dates import get_day_names
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
-from newsletter.catalogue import CatalogueTopic, resolve_topic
 from newsletter.errors import NewsletterError
 from newsletter.integers import NotInRange, small_int
 from newsletter.models import Frequency
-from newsletter.sources import normalise_space
-from newsletter.subscribers import check_frequency, check_timezone, normalise_email
+from newsletter.papers.catalogue import CatalogueTopic, resolve_topic
+from newsletter.papers.sources import normalise_space
+from newsletter.subscribers.roster import check_frequency, check_timezone, normalise_email
 from newsletter.web.accounts import Choices
 
 MAX_EMAIL = 320

@@ -22,17 +22,17 @@ from typing import Any
 import jinja2
 from mjml import mjml2html
 
-from newsletter.addresses import needs_smtputf8, smtp_address
 from newsletter.db import SessionFactory
 from newsletter.delivery import smtp_config
+from newsletter.delivery.smtp import SmtpPool
 from newsletter.errors import NewsletterError, TemplateError
-from newsletter.mailfailures import record_mail_failure
-from newsletter.message import one_line
+from newsletter.mail.addresses import needs_smtputf8, smtp_address
+from newsletter.mail.failures import record_mail_failure
+from newsletter.mail.message import one_line
+from newsletter.mail.render import RenderedIssue
 from newsletter.models import utcnow
-from newsletter.render import RenderedIssue
 from newsletter.resources import resource_path
 from newsletter.settings import Settings
-from newsletter.smtp import SmtpPool
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class Mailer:
 
     async def send(self, mail: Mail) -> bool:
         """Send one mail. The request has long been answered, so a failure of any kind
-        is logged and stored for the operator (``newsletter.mailfailures``)."""
+        is logged and stored for the operator (``newsletter.mail.failures``)."""
         try:
             data = self.build(mail)
             async with SmtpPool(smtp_config(self._settings)) as pool:

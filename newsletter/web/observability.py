@@ -29,9 +29,9 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from newsletter import stats
+from newsletter import status as stats
 from newsletter.db import SessionFactory
-from newsletter.mailfailures import mail_failures_since
+from newsletter.mail.failures import mail_failures_since
 from newsletter.models import (
     Delivery,
     utcnow,

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from newsletter.catalogue import CatalogueTopic
 from newsletter.db import SessionFactory
-from newsletter.render import Renderer
+from newsletter.mail.render import Renderer
+from newsletter.papers.catalogue import CatalogueTopic
 from newsletter.settings import Settings
 from newsletter.tokens import Tokens
 from newsletter.web.csrf import Csrf

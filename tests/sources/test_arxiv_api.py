@@ -5,8 +5,8 @@ from datetime import date
 
 import pytest
 
-from newsletter.sources.arxiv_api import ArxivApiSource, build_query, parse_atom
-from newsletter.sources.http import FetchError, HttpClient, HttpOptions
+from newsletter.papers.sources.arxiv_api import ArxivApiSource, build_query, parse_atom
+from newsletter.papers.sources.http import FetchError, HttpClient, HttpOptions
 from tests.sources.fakeserver import ATOM_FILE, HTTP_DATA, FakeServer, Reply, server
 
 __all__ = ["server"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from newsletter.sources.csv_source import CSV_COLUMNS, read_csv
+from newsletter.papers.sources.csv_source import CSV_COLUMNS, read_csv
 
 TODAY = date(2026, 11, 29)
 HEADER = ",".join(CSV_COLUMNS).encode()

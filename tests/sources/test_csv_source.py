@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.sources.csv_source import CSV_COLUMNS, CsvSource, JsonlSource, read_csv
-from newsletter.sources.http import FetchError
+from newsletter.papers.sources.csv_source import CSV_COLUMNS, CsvSource, JsonlSource, read_csv
+from newsletter.papers.sources.http import FetchError
 from tests.conftest import DAILY
 
 TODAY = date(2026, 11, 29)

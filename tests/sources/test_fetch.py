@@ -10,14 +10,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-import newsletter.fetch
+import newsletter.papers.fetch
 from newsletter.db import SessionFactory
 from newsletter.errors import ConfigError
-from newsletter.fetch import fetch_source, set_source_state, source_state
-from newsletter.ingest import IngestSummary, upsert_papers
 from newsletter.models import Paper
-from newsletter.sources import PaperRecord
-from newsletter.sources.http import FetchError
+from newsletter.papers.fetch import fetch_source, set_source_state, source_state
+from newsletter.papers.ingest import IngestSummary, upsert_papers
+from newsletter.papers.sources import PaperRecord
+from newsletter.papers.sources.http import FetchError
 from tests.sources.fakeserver import HTTP_DATA, OAI_FILE, FakeServer, Reply, server, source_settings
 from tests.sources.test_arxiv_api import atom_pages
 from tests.sources.test_oai_pmh import oai_page
@@ -182,7 +182,7 @@ def test_a_database_failure_midway_commits_nothing(
         assert summary.new == 9
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(newsletter.fetch, "upsert_papers", upsert_then_fail)
+    monkeypatch.setattr(newsletter.papers.fetch, "upsert_papers", upsert_then_fail)
     server.add(*[Reply(body=p) for p in atom_pages([5, 5])])
     with pytest.raises(RuntimeError, match="went away"):
         fetch_source(sessions, settings, "arxiv", today=TODAY)

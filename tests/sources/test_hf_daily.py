@@ -4,9 +4,9 @@ from datetime import date
 
 import pytest
 
-from newsletter.sources.hf_daily import HfDailySource
-from newsletter.sources.http import FetchError, HttpClient, HttpOptions
-from newsletter.sources.registry import FetchResult
+from newsletter.papers.sources.hf_daily import HfDailySource
+from newsletter.papers.sources.http import FetchError, HttpClient, HttpOptions
+from newsletter.papers.sources.registry import FetchResult
 from tests.sources.fakeserver import HTTP_DATA, FakeServer, Reply, server
 
 __all__ = ["server"]

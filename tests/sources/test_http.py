@@ -7,7 +7,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from newsletter.sources.http import FetchError, HttpClient, HttpOptions, retry_after
+from newsletter.papers.sources.http import FetchError, HttpClient, HttpOptions, retry_after
 from tests.sources.fakeserver import FakeServer, Reply, server, source_settings
 
 __all__ = ["server"]

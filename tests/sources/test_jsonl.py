@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.sources.jsonl import RecordError, date_from_name, parse_record, read_jsonl
+from newsletter.papers.sources.jsonl import RecordError, date_from_name, parse_record, read_jsonl
 
 TODAY = date(2026, 11, 29)
 GOOD = {

@@ -4,9 +4,9 @@ from datetime import date
 
 import pytest
 
-from newsletter.sources.http import FetchError, HttpClient, HttpOptions
-from newsletter.sources.oai_pmh import OaiPmhSource
-from newsletter.sources.registry import FetchResult
+from newsletter.papers.sources.http import FetchError, HttpClient, HttpOptions
+from newsletter.papers.sources.oai_pmh import OaiPmhSource
+from newsletter.papers.sources.registry import FetchResult
 from tests.sources.fakeserver import HTTP_DATA, OAI_FILE, FakeServer, Reply, server
 
 __all__ = ["server"]

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 
 from newsletter.errors import ConfigError
-from newsletter.sources.arxiv_api import ArxivApiSource
-from newsletter.sources.csv_source import CsvSource, JsonlSource
-from newsletter.sources.hf_daily import HfDailySource
-from newsletter.sources.oai_pmh import OaiPmhSource
-from newsletter.sources.registry import Source, make_source
+from newsletter.papers.sources.arxiv_api import ArxivApiSource
+from newsletter.papers.sources.csv_source import CsvSource, JsonlSource
+from newsletter.papers.sources.hf_daily import HfDailySource
+from newsletter.papers.sources.oai_pmh import OaiPmhSource
+from newsletter.papers.sources.registry import Source, make_source
 from tests.conftest import make_settings
 from tests.sources.fakeserver import source_settings
 

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from newsletter.mailcapture import MaildirServer
+from newsletter.mail.capture import MaildirServer
 from newsletter.settings import Settings
 from newsletter.web.app import create_app
 from newsletter.web.options import WebOptions

@@ -16,11 +16,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
-from newsletter import stats
+from newsletter import status as stats
 from newsletter.cli import app as cli_app
 from newsletter.db import SessionFactory
-from newsletter.mailcapture import FaultyServer
-from newsletter.mailfailures import record_mail_failure
+from newsletter.mail.capture import FaultyServer
+from newsletter.mail.failures import record_mail_failure
 from newsletter.models import AccountMailFailure, utcnow
 from newsletter.settings import Settings
 from newsletter.web.app import create_app

@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from newsletter.catalogue import CatalogueTopic, load_catalogue
 from newsletter.db import SessionFactory
 from newsletter.models import Interest, Paper, SubscriberStatus, utcnow
+from newsletter.papers.catalogue import CatalogueTopic, load_catalogue
 from newsletter.web.admin import stats
 from newsletter.web.admin.topics import arxiv_category
 from tests.web.helpers import add_subscriber

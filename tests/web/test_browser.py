@@ -24,7 +24,7 @@ from playwright.sync_api import Browser, Page, Playwright, ViewportSize, sync_pl
 from sqlalchemy import Engine, select
 
 from newsletter.db import make_session_factory
-from newsletter.mailcapture import MaildirServer
+from newsletter.mail.capture import MaildirServer
 from newsletter.models import Delivery, DeliveryItem, Feedback, Subscriber, SubscriberStatus
 from newsletter.service import Service
 from newsletter.settings import Settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from newsletter.catalogue import load_catalogue
+from newsletter.papers.catalogue import load_catalogue
 from newsletter.web.accounts import Choices
 from newsletter.web.forms import FormError, parse_choices, parse_int, parse_weekday
 

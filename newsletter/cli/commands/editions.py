@@ -248,8 +248,8 @@ def send_test_command(
       newsletter test-send --to me@example.org --topic cs.CL --keywords "reasoning; evaluation"
       newsletter test-send --to me@example.org --as ada@example.org --edition 2026-05-29
     """
-    from newsletter.subscribers import split_list
-    from newsletter.testsend import send_test_issue
+    from newsletter.delivery.testsend import send_test_issue
+    from newsletter.subscribers.roster import split_list
 
     typer.echo(
         send_test_issue(
@@ -282,8 +282,8 @@ def preview_command(
       newsletter preview --as ada@example.org --edition 2026-05-29 > issue.html
       newsletter preview --topic cs.RO --out robots.html
     """
-    from newsletter.preview import preview
-    from newsletter.subscribers import split_list
+    from newsletter.delivery.preview import preview
+    from newsletter.subscribers.roster import split_list
 
     html = preview(
         state(ctx).settings(),

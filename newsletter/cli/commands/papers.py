@@ -23,7 +23,7 @@ from newsletter.cli.app import (
 from newsletter.cli.exitcodes import ExitCode
 
 if TYPE_CHECKING:
-    from newsletter.ingest import IngestSummary
+    from newsletter.papers.ingest import IngestSummary
 
 
 def ingest_dict(summary: IngestSummary) -> dict[str, Any]:
@@ -88,7 +88,7 @@ def ingest(
     service = state(ctx).service()
     try:
         if source_name:
-            from newsletter.fetch import fetch_source
+            from newsletter.papers.fetch import fetch_source
 
             with progress.progress_bars(enabled=show) as bar:
                 fetched = fetch_source(
@@ -150,7 +150,7 @@ def topics(ctx: typer.Context, json_output: JsonOption = False) -> None:
       newsletter topics
       newsletter topics --json | jq -r '.topics[].id'
     """
-    from newsletter.catalogue import load_catalogue
+    from newsletter.papers.catalogue import load_catalogue
 
     catalogue = load_catalogue(state(ctx).settings().topics_file)
     if json_output:
@@ -210,7 +210,7 @@ def recommender_embed(
       newsletter recommender embed
       newsletter recommender embed --since 2026-05-01 --json
     """
-    from newsletter.embeddings import backfill
+    from newsletter.papers.embeddings import backfill
 
     service = state(ctx).service()
     try:

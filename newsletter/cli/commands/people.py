@@ -79,7 +79,7 @@ def subscribers_add(
       newsletter subscribers add alan@example.org --topic cs.AI --frequency weekly --weekday fri
       newsletter subscribers add grace@example.org --keywords compilers --send-hour 6
     """
-    from newsletter.subscribers import build_input, split_list, upsert_subscriber
+    from newsletter.subscribers.roster import build_input, split_list, upsert_subscriber
 
     service = state(ctx).service()
     try:
@@ -115,7 +115,7 @@ def subscribers_import(
     Examples:
       newsletter subscribers import people.csv
     """
-    from newsletter.subscribers import import_csv
+    from newsletter.subscribers.roster import import_csv
 
     service = state(ctx).service()
     try:
@@ -142,7 +142,7 @@ def subscribers_list(ctx: typer.Context, json_output: JsonOption = False) -> Non
     from sqlalchemy.orm import selectinload
 
     from newsletter.models import Subscriber
-    from newsletter.subscribers import weekday_name
+    from newsletter.subscribers.roster import weekday_name
 
     service = state(ctx).service()
     try:

@@ -64,6 +64,6 @@ def demo(
       newsletter demo
       newsletter demo --dir /tmp/newsletter-demo
     """
-    from newsletter.demo import run_demo
+    from newsletter.cli.demo import run_demo
 
     run_demo(directory, echo=typer.echo)

@@ -1,7 +1,7 @@
 """``newsletter recommend``: rank papers for profiles from files, no database.
 
 Kept in a module of its own: ranking options (semantic ranking, ...) are added here
-as one more ``typer.Option`` parameter passed through to ``newsletter.recommend.run``.
+as one more ``typer.Option`` parameter passed through to ``newsletter.planning.batch.run``.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def recommend(
         --corpus last-month.jsonl.gz --why 0
       newsletter recommend --papers today.jsonl --profiles people.jsonl --top 5 --no-semantic
     """
-    from newsletter.catalogue import load_catalogue
-    from newsletter.recommend import RecommendInputError, load_inputs, run, write_jsonl
+    from newsletter.papers.catalogue import load_catalogue
+    from newsletter.planning.batch import RecommendInputError, load_inputs, run, write_jsonl
     from newsletter.settings import load_settings
 
     # Only the topic catalogue is used, so no secret key is needed.

@@ -12,7 +12,7 @@ from newsletter.cli.app import JsonOption, app, day_option, echo_json, state
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from newsletter.stats import Status
+    from newsletter.status import Status
 
 DELIVERY_COLUMNS = ("pending", "claimed", "retry", "sent", "bounced", "failed", "suppressed")
 
@@ -47,7 +47,7 @@ def status(
       newsletter status --edition 2026-05-29
       newsletter status --json | jq .queue.due_now
     """
-    from newsletter import stats
+    from newsletter import status as stats
     from newsletter.errors import EditionError
     from newsletter.models import utcnow
 

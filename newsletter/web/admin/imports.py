@@ -1,6 +1,6 @@
 """Importing subscribers from an uploaded CSV: the CLI's import, through a form.
 
-The upload goes through ``newsletter.subscribers.import_csv``, the code behind
+The upload goes through ``newsletter.subscribers.roster.import_csv``, the code behind
 ``newsletter subscribers import FILE``, so both take the same columns and give the
 same result: new addresses become active subscribers at once (the operator vouches
 for their consent) unless the row says otherwise (the admin export's ``status`` and
@@ -19,9 +19,9 @@ from fastapi import APIRouter, File, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
-from newsletter.catalogue import sync_topics
 from newsletter.errors import NewsletterError
-from newsletter.subscribers import CSV_COLUMNS, ImportSummary, import_csv
+from newsletter.papers.catalogue import sync_topics
+from newsletter.subscribers.roster import CSV_COLUMNS, ImportSummary, import_csv
 from newsletter.web.admin.auth import CurrentOperator, SignedIn
 from newsletter.web.admin.page import render
 from newsletter.web.guards import FormGuard, State

@@ -14,12 +14,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from newsletter import operators
+from newsletter.delivery.preview import preview
+from newsletter.delivery.testsend import send_test_issue
 from newsletter.errors import NewsletterError
-from newsletter.mailfailures import recent_mail_failures
+from newsletter.mail.failures import recent_mail_failures
 from newsletter.models import SubscriberStatus, utcnow
-from newsletter.preview import preview
-from newsletter.subscribers import CSV_COLUMNS, protect_cell
-from newsletter.testsend import send_test_issue
+from newsletter.subscribers.roster import CSV_COLUMNS, protect_cell
 from newsletter.web.admin import auth, charts, imports, logins, stats, topics
 from newsletter.web.admin.auth import CurrentOperator, LoginRequired, SignedIn
 from newsletter.web.admin.page import render as _page
@@ -212,7 +212,7 @@ def subscribers(
 
 def _csv_cell(value: object) -> str:
     text = "" if value is None else value.isoformat() if isinstance(value, date) else str(value)
-    # The import's own columns (newsletter.subscribers.CSV_COLUMNS), status and consent
+    # The import's own columns (newsletter.subscribers.roster.CSV_COLUMNS), status and consent
     # date among them, so an export imports back as it was; a cell starting with = + - @
     # is a formula to a spreadsheet, so it is marked as text (the import takes it off).
     return protect_cell(text)

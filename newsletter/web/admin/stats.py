@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import ColumnElement, Select, func, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
-from newsletter import stats as shared
+from newsletter import status as shared
 from newsletter.models import (
     DeliveryStatus,
     EditionStatus,
@@ -22,9 +22,9 @@ from newsletter.models import (
 )
 
 # The dashboard's counts are the CLI's (`newsletter status`).
-from newsletter.stats import deliveries_by_status as deliveries_by_status
-from newsletter.stats import subscribers_by_status as subscribers_by_status
-from newsletter.subscribers import weekday_name
+from newsletter.status import deliveries_by_status as deliveries_by_status
+from newsletter.status import subscribers_by_status as subscribers_by_status
+from newsletter.subscribers.roster import weekday_name
 
 # Claimed counts as pending on the pages: it is in the middle of being sent.
 OUTCOMES = ("sent", "pending", "retry", "bounced", "failed", "suppressed")

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from newsletter.catalogue import CatalogueTopic
 from newsletter.models import utcnow
+from newsletter.papers.catalogue import CatalogueTopic
 from newsletter.web.admin import stats
 from newsletter.web.admin.auth import CurrentOperator
 from newsletter.web.admin.page import render

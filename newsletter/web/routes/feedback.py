@@ -9,7 +9,7 @@ from starlette.responses import HTMLResponse, Response
 
 from newsletter.delivery import select_renderable
 from newsletter.integers import NotInRange, small_int
-from newsletter.issue import issue_view
+from newsletter.mail.view import issue_view
 from newsletter.models import Delivery, DeliveryItem, Subscriber, utcnow
 from newsletter.tokens import Purpose
 from newsletter.web import accounts

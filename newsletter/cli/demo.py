@@ -21,13 +21,13 @@ from typing import NotRequired, TypedDict
 
 from sqlalchemy import func, select
 
-from newsletter.mailcapture import MaildirServer
+from newsletter.mail.capture import MaildirServer
 from newsletter.migrations import upgrade
 from newsletter.models import Paper
 from newsletter.resources import demo_feed_dir
 from newsletter.service import Service
 from newsletter.settings import DEMO_SECRET, load_settings
-from newsletter.subscribers import build_input, upsert_subscriber
+from newsletter.subscribers.roster import build_input, upsert_subscriber
 
 
 class DemoSubscriber(TypedDict):

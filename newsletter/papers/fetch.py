@@ -15,11 +15,11 @@ from datetime import UTC, date, datetime
 from sqlalchemy.orm import Session
 
 from newsletter.db import SessionFactory
-from newsletter.ingest import IngestSummary, upsert_papers
 from newsletter.models import SourceState
+from newsletter.papers.ingest import IngestSummary, upsert_papers
+from newsletter.papers.sources.registry import make_source
 from newsletter.progress import ProgressHook
 from newsletter.settings import Settings
-from newsletter.sources.registry import make_source
 
 
 def source_state(session: Session, name: str) -> str | None:
@@ -51,7 +51,7 @@ class FetchSummary(IngestSummary):
 
 def _embed(settings: Settings) -> bool:
     """Whether ingest stores sentence embeddings (the semantic extra, issue 8)."""
-    from newsletter.embeddings import semantic_enabled
+    from newsletter.papers.embeddings import semantic_enabled
 
     return semantic_enabled(settings.semantic)
 

@@ -14,11 +14,11 @@ import xml.etree.ElementTree as ET
 from datetime import date, timedelta
 from typing import Any
 
-from newsletter.sources import Problem
-from newsletter.sources.arxiv_api import AtomError, parse_xml
-from newsletter.sources.http import HttpClient, require_content_type
-from newsletter.sources.jsonl import RecordError, parse_record
-from newsletter.sources.registry import FetchResult
+from newsletter.papers.sources import Problem
+from newsletter.papers.sources.arxiv_api import AtomError, parse_xml
+from newsletter.papers.sources.http import HttpClient, require_content_type
+from newsletter.papers.sources.jsonl import RecordError, parse_record
+from newsletter.papers.sources.registry import FetchResult
 
 DEFAULT_BASE_URL = "https://oaipmh.arxiv.org/oai"
 OAI = "{http://www.openarchives.org/OAI/2.0/}"

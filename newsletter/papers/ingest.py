@@ -11,9 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.models import Paper, utcnow
+from newsletter.papers.sources import PaperRecord, Problem
+from newsletter.papers.sources.jsonl import read_jsonl
 from newsletter.progress import ProgressHook
-from newsletter.sources import PaperRecord, Problem
-from newsletter.sources.jsonl import read_jsonl
 
 _LOOKUP_CHUNK = 500
 
@@ -147,7 +147,7 @@ def upsert_papers(
     session.flush()
     if embed:
         # Imported here: the plain ingest path never loads the recommender stack.
-        from newsletter.embeddings import embed_ingested, forget_vectors
+        from newsletter.papers.embeddings import embed_ingested, forget_vectors
 
         forget_vectors(session, retext)
         embed_ingested(session, ids, progress=embed_progress)

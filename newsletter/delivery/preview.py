@@ -1,7 +1,7 @@
 """``newsletter preview``: a subscriber's issue as the HTML of the mail, written nowhere
 but to a file or stdout.
 
-The same issue a test send would mail (see ``newsletter.testsend``): the delivery
+The same issue a test send would mail (see ``newsletter.delivery.testsend``): the delivery
 already planned for them in the edition, or their picks ranked in memory; rendered
 by the production renderer through the same view. Nothing is written to the
 database.
@@ -14,11 +14,11 @@ from datetime import date
 from pathlib import Path
 
 from newsletter.delivery import Composer
+from newsletter.delivery.testsend import IssueRequest, build_job
+from newsletter.mail.render import RenderedIssue, Renderer
 from newsletter.models import utcnow
-from newsletter.render import RenderedIssue, Renderer
 from newsletter.service import Service
 from newsletter.settings import Settings
-from newsletter.testsend import IssueRequest, build_job
 from newsletter.tokens import Tokens
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from newsletter.errors import ConfigError
+from newsletter.papers.sources import ParseReport
+from newsletter.papers.sources.http import HttpClient, HttpOptions
 from newsletter.settings import Settings
-from newsletter.sources import ParseReport
-from newsletter.sources.http import HttpClient, HttpOptions
 
 KINDS = ("arxiv_api", "oai_pmh", "hf_daily", "csv", "jsonl")
 
@@ -140,7 +140,7 @@ def make_source(name: str, settings: Settings) -> Source:
 
     source: Source
     if kind == "arxiv_api":
-        from newsletter.sources.arxiv_api import DEFAULT_BASE_URL, ArxivApiSource
+        from newsletter.papers.sources.arxiv_api import DEFAULT_BASE_URL, ArxivApiSource
 
         base_url = options.string("base_url", DEFAULT_BASE_URL)
         categories = options.strings("categories")
@@ -164,8 +164,8 @@ def make_source(name: str, settings: Settings) -> Source:
             empty_page_retries=empty_retries,
         )
     elif kind == "oai_pmh":
-        from newsletter.sources.oai_pmh import DEFAULT_BASE_URL as OAI_URL
-        from newsletter.sources.oai_pmh import OaiPmhSource
+        from newsletter.papers.sources.oai_pmh import DEFAULT_BASE_URL as OAI_URL
+        from newsletter.papers.sources.oai_pmh import OaiPmhSource
 
         base_url = options.string("base_url", OAI_URL)
         set_spec = options.string("set", "") or None
@@ -181,8 +181,8 @@ def make_source(name: str, settings: Settings) -> Source:
             max_pages=max_pages,
         )
     elif kind == "hf_daily":
-        from newsletter.sources.hf_daily import DEFAULT_BASE_URL as HF_URL
-        from newsletter.sources.hf_daily import HfDailySource
+        from newsletter.papers.sources.hf_daily import DEFAULT_BASE_URL as HF_URL
+        from newsletter.papers.sources.hf_daily import HfDailySource
 
         base_url = options.string("base_url", HF_URL)
         lookback = options.integer("lookback_days", 1, minimum=0)
@@ -192,7 +192,7 @@ def make_source(name: str, settings: Settings) -> Source:
             name, client, base_url=base_url, lookback_days=lookback, max_days=max_days
         )
     else:
-        from newsletter.sources.csv_source import CsvSource, JsonlSource
+        from newsletter.papers.sources.csv_source import CsvSource, JsonlSource
 
         path = options.path("path")
         source = CsvSource(name, path) if kind == "csv" else JsonlSource(name, path)

@@ -17,8 +17,6 @@ from scipy import sparse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from newsletter.corpus import EditionModel, model_for_edition
-from newsletter.embeddings import edition_inputs
 from newsletter.models import (
     Delivery,
     DeliveryItem,
@@ -30,7 +28,9 @@ from newsletter.models import (
     SubscriberStatus,
     Suppression,
 )
-from newsletter.profiles import build_subscriber_profiles, load_ratings
+from newsletter.papers.embeddings import edition_inputs
+from newsletter.planning.corpus import EditionModel, model_for_edition
+from newsletter.planning.profile_vectors import build_subscriber_profiles, load_ratings
 from newsletter.progress import ProgressHook
 from newsletter.settings import Settings
 from recommender import (

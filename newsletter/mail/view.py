@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import date
 
 from newsletter.i18n import format_day, gettext, mark, ngettext, normalise_locale
+from newsletter.mail.render import IssueView, PaperView, shorten_authors, trim_text
 from newsletter.models import Delivery, Paper, Subscriber
-from newsletter.render import IssueView, PaperView, shorten_authors, trim_text
 from newsletter.settings import Settings
 from newsletter.tokens import Purpose, TokenData, Tokens
 

@@ -85,7 +85,7 @@ def break_lines(html: str) -> str:
     """Put line breaks into MJML's minified output (one line of tens of KB).
 
     Short lines let the HTML part travel as 7bit (no quoted-printable encoding, which
-    costs more than the rest of MIME assembly); see ``newsletter.message``.
+    costs more than the rest of MIME assembly); see ``newsletter.mail.message``.
     """
     return _BREAK_AFTER.sub("\\1\n", html)
 

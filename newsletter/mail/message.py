@@ -19,7 +19,7 @@ from email.utils import format_datetime, formataddr, parseaddr
 
 import numpy as np
 
-from newsletter.render import RenderedIssue
+from newsletter.mail.render import RenderedIssue
 
 # Unicode category Cc: the C0 controls, DEL and the C1 controls.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")

@@ -4,7 +4,7 @@ Jobs (APScheduler 3.x, in-memory job store, UTC; each ``coalesce=True``,
 ``max_instances=1`` and a ``misfire_grace_time``, so a late or missed run becomes one
 run, never a burst):
 
-- ingest: ``newsletter.fetch.fetch_source`` for every ``[sources.NAME]`` configured
+- ingest: ``newsletter.papers.fetch.fetch_source`` for every ``[sources.NAME]`` configured
   (no job without sources);
 - plan: plan the newest edition for the subscribers whose send time comes within
   ``plan_lookahead_minutes`` (or has passed since both their last issue and the
@@ -70,11 +70,11 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.schedule import Rule, due_cutoff, send_time
+from newsletter.scheduler.slots import Rule, due_cutoff, send_time
 from newsletter.settings import Settings
 
 if TYPE_CHECKING:
-    from newsletter.editions import PlanOptions, PlanSummary
+    from newsletter.planning.editions import PlanOptions, PlanSummary
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class SchedulerConfig:
 
 def plan_options(settings: Settings) -> PlanOptions:
     """The planner's options from the settings (as ``newsletter plan`` uses them)."""
-    from newsletter.editions import PlanOptions
+    from newsletter.planning.editions import PlanOptions
 
     return PlanOptions.from_settings(settings)
 
@@ -292,7 +292,7 @@ def plan_due(
     """Plan the newest edition for the subscribers whose issue is due (one transaction:
     the deliveries are never visible without their send time). ``skip``: subscribers
     known to have nothing new in this edition. None when there is nothing to plan."""
-    from newsletter.editions import plan_edition
+    from newsletter.planning.editions import plan_edition
 
     with session_factory.begin() as session:
         day = latest_edition_day(session, now)
@@ -534,7 +534,7 @@ class Scheduler:
         (each fetch is its own transaction: a failure commits nothing). The scheduler's
         clock says when the papers are first seen and which day's listing is newest,
         as it says when planning and delivery happen."""
-        from newsletter.fetch import fetch_source
+        from newsletter.papers.fetch import fetch_source
 
         failures = []
         for name in sorted(self.settings.sources):

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
-from newsletter.mailfailures import MailFailure, mail_failures_since, recent_mail_failures
+from newsletter.mail.failures import MailFailure, mail_failures_since, recent_mail_failures
 from newsletter.models import (
     Delivery,
     DeliveryStatus,

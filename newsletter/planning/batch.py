@@ -19,10 +19,10 @@ from typing import IO, Any, TypedDict
 import numpy as np
 import scipy.sparse
 
-from newsletter.catalogue import CatalogueTopic, resolve_topic
 from newsletter.errors import NewsletterError, UnknownTopic
-from newsletter.sources import ARXIV_ID, PaperRecord, Problem, normalise_space
-from newsletter.sources.jsonl import RecordError, date_from_name, json_lines, parse_record
+from newsletter.papers.catalogue import CatalogueTopic, resolve_topic
+from newsletter.papers.sources import ARXIV_ID, PaperRecord, Problem, normalise_space
+from newsletter.papers.sources.jsonl import RecordError, date_from_name, json_lines, parse_record
 from recommender import (
     Document,
     RankResult,
@@ -289,7 +289,7 @@ def run(
     exclude = _exclusions(profiles, row_of=row_of, n_papers=n_papers)
     if _semantic(semantic):
         # Imported here: the plain install never loads the embedding stack.
-        from newsletter.recommend_dense import dense_inputs
+        from newsletter.planning.batch_dense import dense_inputs
         from recommender.hybrid import rank_hybrid
 
         result = rank_hybrid(
@@ -341,7 +341,7 @@ def run(
 
 
 def _semantic(setting: bool | None) -> bool:
-    from newsletter.embeddings import semantic_enabled
+    from newsletter.papers.embeddings import semantic_enabled
 
     return semantic_enabled(setting)
 

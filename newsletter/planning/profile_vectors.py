@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.models import Feedback, Interest, Paper, Subscriber, Topic
-from newsletter.modelstore import TextCache
+from newsletter.planning.modelstore import TextCache
 from recommender import Document, FeedbackWeights, TfidfModel, apply_feedback, build_profiles
 
 _CHUNK = 500

@@ -27,10 +27,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from newsletter.sources import ParseReport, Problem
-from newsletter.sources.http import FetchError
-from newsletter.sources.jsonl import RecordError, parse_record, read_jsonl
-from newsletter.sources.registry import FetchResult
+from newsletter.papers.sources import ParseReport, Problem
+from newsletter.papers.sources.http import FetchError
+from newsletter.papers.sources.jsonl import RecordError, parse_record, read_jsonl
+from newsletter.papers.sources.registry import FetchResult
 
 CSV_COLUMNS = ("id", "title", "abstract", "authors", "categories", "date", "url", "pdf", "comment")
 REQUIRED_COLUMNS = ("id", "title")

@@ -20,8 +20,8 @@ import scipy.sparse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter import modelstore
 from newsletter.models import Paper
+from newsletter.planning import modelstore
 from newsletter.progress import ProgressHook
 from recommender import Document, TfidfModel, fit_transform
 

@@ -4,7 +4,7 @@ State machine of a delivery (``DeliveryStatus``)::
 
     pending ──claim──► claimed ──250──► sent
     retry ───(due)──►     │  ├──4xx, lost connection──► retry (backoff) … failed after max_attempts
-                          │  ├──5xx──► bounced (+ the bounce rules of newsletter.suppression)
+                          │  ├──5xx──► bounced (+ the bounce rules of delivery.suppression)
                           │  └──suppressed address, or subscriber gone──► suppressed
                           └──lease expired (worker died)──► claimable again
 
@@ -43,9 +43,10 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Select, Table, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from newsletter.addresses import smtp_address
 from newsletter.db import SessionFactory, make_engine, make_session_factory
-from newsletter.dkimsign import DkimSigner
+from newsletter.delivery.sendrate import RateLimiter
+from newsletter.delivery.smtp import SendResult, SmtpConfig, SmtpPool
+from newsletter.delivery.suppression import apply_bounce
 from newsletter.errors import (
     ConfigError,
     EditionError,
@@ -53,8 +54,12 @@ from newsletter.errors import (
     SmtpUnavailable,
     TemplateError,
 )
-from newsletter.issue import ItemView, build_issue_view, interests_text, paper_base
-from newsletter.message import MessageHeaders, build_message, message_id_for, one_line
+from newsletter.mail.addresses import smtp_address
+from newsletter.mail.dkim import DkimSigner
+from newsletter.mail.message import MessageHeaders, build_message, message_id_for, one_line
+from newsletter.mail.render import IssueView, PaperView, RenderedIssue, Renderer
+from newsletter.mail.verp import return_path_base, verp_address
+from newsletter.mail.view import ItemView, build_issue_view, interests_text, paper_base
 from newsletter.models import (
     BounceKind,
     Delivery,
@@ -71,13 +76,8 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.progress import ProgressHook
-from newsletter.ratelimit import RateLimiter
-from newsletter.render import IssueView, PaperView, RenderedIssue, Renderer
 from newsletter.settings import Settings
-from newsletter.smtp import SendResult, SmtpConfig, SmtpPool
-from newsletter.suppression import apply_bounce
 from newsletter.tokens import Tokens
-from newsletter.verp import return_path_base, verp_address
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.errors import ConfigError
 from newsletter.models import Paper, PaperEmbedding, Subscriber
-from newsletter.profiles import Ratings, interest_index
+from newsletter.planning.profile_vectors import Ratings, interest_index
 from newsletter.progress import ProgressHook
 from recommender import Document, FeedbackWeights, decay, semantic
 from recommender.linear import LinearOptions, blend_profiles, fit_directions

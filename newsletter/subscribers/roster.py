@@ -14,12 +14,12 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from newsletter.catalogue import CatalogueTopic, resolve_topic
 from newsletter.errors import InvalidAddress, NewsletterError
 from newsletter.integers import NotInRange, small_int
 from newsletter.models import Frequency, Interest, Subscriber, SubscriberStatus, Suppression, utcnow
-from newsletter.sources import Problem, normalise_space
-from newsletter.sources.csv_source import csv_rows
+from newsletter.papers.catalogue import CatalogueTopic, resolve_topic
+from newsletter.papers.sources import Problem, normalise_space
+from newsletter.papers.sources.csv_source import csv_rows
 
 # What the import reads and the admin export writes, so an export imports back. The last
 # four are the record, not the choices: they only ever apply to a new subscriber.

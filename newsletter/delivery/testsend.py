@@ -26,13 +26,12 @@ from datetime import date, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from newsletter import modelstore
-from newsletter.corpus import EditionModel, model_for_edition
 from newsletter.delivery import Composer, Job, Outgoing, smtp_config
-from newsletter.editions import candidate_papers, rank_issues, window
+from newsletter.delivery.smtp import SmtpPool
 from newsletter.errors import EditionError, NewsletterError
 from newsletter.i18n import DEFAULT_LOCALE
-from newsletter.issue import ItemView, interests_line, interests_text, paper_base_of
+from newsletter.mail.render import IssueView, RenderedIssue, Renderer
+from newsletter.mail.view import ItemView, interests_line, interests_text, paper_base_of
 from newsletter.models import (
     Delivery,
     DeliveryItem,
@@ -44,11 +43,12 @@ from newsletter.models import (
     Topic,
     utcnow,
 )
-from newsletter.render import IssueView, RenderedIssue, Renderer
+from newsletter.planning import modelstore
+from newsletter.planning.corpus import EditionModel, model_for_edition
+from newsletter.planning.editions import candidate_papers, rank_issues, window
 from newsletter.scheduler import latest_edition_day, plan_options
 from newsletter.service import Service
 from newsletter.settings import Settings
-from newsletter.smtp import SmtpPool
 from newsletter.tokens import Tokens
 
 TEST_PREFIX = "[TEST] "
@@ -159,7 +159,7 @@ def _stored_items(session: Session, delivery_id: int) -> list[ItemView]:
 
 def _ad_hoc(session: Session, service: Service, request: IssueRequest) -> tuple[Subscriber, str]:
     """A subscriber that exists only in memory (never added to the session)."""
-    from newsletter.subscribers import build_input
+    from newsletter.subscribers.roster import build_input
 
     data = build_input(
         service.catalogue,
@@ -275,7 +275,7 @@ async def _send(settings: Settings, outgoing: Outgoing) -> str:
 
 def compose_test(service: Service, request: IssueRequest, *, to: str, now: datetime) -> Outgoing:
     """The test message exactly as it would go on the wire."""
-    from newsletter.subscribers import normalise_email
+    from newsletter.subscribers.roster import normalise_email
 
     address = normalise_email(to)
     renderer = TestRenderer(service.settings.templates_dir)

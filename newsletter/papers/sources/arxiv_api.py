@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from newsletter.sources import PaperRecord, Problem
-from newsletter.sources.http import HttpClient, require_content_type
-from newsletter.sources.jsonl import RecordError, parse_record
-from newsletter.sources.registry import FetchResult
+from newsletter.papers.sources import PaperRecord, Problem
+from newsletter.papers.sources.http import HttpClient, require_content_type
+from newsletter.papers.sources.jsonl import RecordError, parse_record
+from newsletter.papers.sources.registry import FetchResult
 
 DEFAULT_BASE_URL = "https://export.arxiv.org/api/query"
 ATOM = "{http://www.w3.org/2005/Atom}"

@@ -5,7 +5,7 @@ sent to the envelope sender. This module reads those DSNs from a Maildir, an IMA
 folder or a POP3 mailbox, finds each failed recipient (RFC 3464 fields when the DSN
 has them, flufl.bounce's detectors for the many bounces that are not standard),
 matches it to the delivery it is about, and hands it to
-``newsletter.suppression.apply_bounce``, the same rules SMTP refusals go through.
+``newsletter.delivery.suppression.apply_bounce``, the same rules SMTP refusals go through.
 
 Matching, most trustworthy first: the VERP address the DSN was delivered to (signed,
 so it cannot be forged); the Message-ID of the returned original; else the address
@@ -38,12 +38,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.db import SessionFactory, make_engine, make_session_factory
+from newsletter.delivery.suppression import BounceOutcome, apply_bounce, normalise
 from newsletter.errors import ConfigError, NewsletterError
+from newsletter.mail.verp import check_return_path, parse_verp, return_path_base
 from newsletter.migrations import require_current
 from newsletter.models import Bounce, BounceKind, Delivery, Subscriber
 from newsletter.settings import Settings
-from newsletter.suppression import BounceOutcome, apply_bounce, normalise
-from newsletter.verp import check_return_path, parse_verp, return_path_base
 
 log = logging.getLogger(__name__)
 

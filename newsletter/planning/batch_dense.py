@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse
 
-from newsletter.recommend import RecommendInputs, interest_index
+from newsletter.planning.batch import RecommendInputs, interest_index
 from recommender import Document, semantic
 from recommender.linear import LinearOptions, blend_profiles, fit_directions
 

@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from newsletter.sources import (
+from newsletter.papers.sources import (
     ARXIV_CATEGORY,
     ARXIV_ID,
     PaperRecord,

@@ -1,0 +1,1 @@
+"""Mail as data: the issue's view, rendering, MIME, DKIM, VERP, addresses, capture servers."""

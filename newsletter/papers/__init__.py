@@ -1,0 +1,1 @@
+"""Papers: the topic catalogue, sources, ingest and fetch, and their embeddings."""

@@ -1,0 +1,1 @@
+"""Planning an edition: the model, subscribers' profile vectors, ranking into the outbox."""

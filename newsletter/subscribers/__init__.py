@@ -1,0 +1,1 @@
+"""Subscribers: adding, importing and validating them."""
