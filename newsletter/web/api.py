@@ -35,8 +35,8 @@ from starlette.responses import JSONResponse, Response
 
 from newsletter.i18n import LOCALES
 from newsletter.models import Subscriber, utcnow
+from newsletter.subscribers import accounts
 from newsletter.tokens import InvalidToken, Purpose
-from newsletter.web import accounts
 from newsletter.web.errors import WebError
 from newsletter.web.forms import (
     DEFAULT_SEND_HOUR,

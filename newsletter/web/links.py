@@ -8,24 +8,15 @@ address, so a link for one address can never confirm another.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from newsletter.models import Subscriber
 from newsletter.settings import Settings
+from newsletter.subscribers.accounts import SIGNUP_TTL, signup_stamp
 from newsletter.tokens import InvalidToken, Purpose, TokenData, Tokens
-from newsletter.web.options import SIGNUP_TTL
 
 MAX_TOKEN_LENGTH = 600  # far above any token we make; longer ones are refused unread
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def signup_stamp(when: datetime) -> int:
-    """The number a confirmation link carries to name the sign-up it confirms (microseconds)."""
-    return (when - _EPOCH) // timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
-
-from newsletter.tokens import MAX_AGE, Purpose
-
-# A sign-up waits for its confirmation as long as the confirmation link lives.
-SIGNUP_TTL: timedelta = MAX_AGE[Purpose.CONFIRM] or timedelta(days=7)
 
 
 @dataclass(frozen=True, kw_only=True)

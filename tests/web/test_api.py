@@ -22,8 +22,8 @@ from newsletter.models import (
     Suppression,
     utcnow,
 )
+from newsletter.subscribers import accounts
 from newsletter.tokens import Purpose, TokenData, Tokens
-from newsletter.web import accounts
 from newsletter.web.options import WebOptions
 from tests.conftest import TEST_SECRET
 from tests.web.helpers import Mail, add_delivery, add_subscriber, subscriber_by_email

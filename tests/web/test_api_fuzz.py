@@ -29,10 +29,10 @@ from sqlalchemy import Engine
 from newsletter.db import SessionFactory
 from newsletter.models import SubscriberStatus, utcnow
 from newsletter.settings import Settings
+from newsletter.subscribers.accounts import signup_stamp
 from newsletter.tokens import Purpose, TokenData, Tokens
 from newsletter.web.api import OPENAPI_URL, router
 from newsletter.web.app import create_app
-from newsletter.web.links import signup_stamp
 from newsletter.web.options import WebOptions
 from tests.conftest import TEST_SECRET
 from tests.web.helpers import add_delivery, add_subscriber

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from newsletter.papers.catalogue import load_catalogue
-from newsletter.web.accounts import Choices
+from newsletter.subscribers.accounts import Choices
 from newsletter.web.forms import FormError, parse_choices, parse_int, parse_weekday
 
 CATALOGUE = load_catalogue()

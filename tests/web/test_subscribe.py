@@ -23,10 +23,10 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.settings import Settings
+from newsletter.subscribers import accounts
+from newsletter.subscribers.accounts import signup_stamp
 from newsletter.tokens import Purpose, TokenData, Tokens
-from newsletter.web import accounts
 from newsletter.web.app import create_app
-from newsletter.web.links import signup_stamp
 from newsletter.web.options import WebOptions
 from tests.conftest import TEST_SECRET
 from tests.web.helpers import (

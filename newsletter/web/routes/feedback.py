@@ -11,8 +11,8 @@ from newsletter.delivery import select_renderable
 from newsletter.integers import NotInRange, small_int
 from newsletter.mail.view import issue_view
 from newsletter.models import Delivery, DeliveryItem, Subscriber, utcnow
+from newsletter.subscribers import accounts
 from newsletter.tokens import Purpose
-from newsletter.web import accounts
 from newsletter.web.errors import bad_link, not_found
 from newsletter.web.guards import FormGuard, State, subscriber_for
 from newsletter.web.security import VIEW_CSP

@@ -13,8 +13,8 @@ from starlette.responses import RedirectResponse, Response
 from newsletter.i18n import LOCALES
 from newsletter.integers import MAX_ROW_ID
 from newsletter.models import Subscriber, SubscriberStatus, utcnow
+from newsletter.subscribers import accounts
 from newsletter.tokens import Purpose
-from newsletter.web import accounts
 from newsletter.web.forms import (
     DEFAULT_SEND_HOUR,
     MAX_KEYWORDS,

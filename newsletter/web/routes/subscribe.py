@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from newsletter.models import Subscriber, utcnow
+from newsletter.subscribers import accounts
 from newsletter.tokens import Purpose
-from newsletter.web import accounts
 from newsletter.web.errors import WebError
 from newsletter.web.forms import (
     DEFAULT_SEND_HOUR,

@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from newsletter.models import SubscriberStatus
+from newsletter.subscribers import accounts
 from newsletter.tokens import Purpose
-from newsletter.web import accounts
 from newsletter.web.errors import WebError
 from newsletter.web.guards import State, subscriber_for
 

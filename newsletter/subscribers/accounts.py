@@ -1,12 +1,15 @@
-"""What a subscriber can do to their own record: the data side of the web pages.
+"""What a subscriber can do to their own record: sign up, confirm, change address,
+pause, unsubscribe, rate papers, export or delete their data.
 
-Functions take a session and never commit (the request owns the transaction).
+The domain side of the subscriber pages and the JSON API, kept out of ``web`` so the CLI
+and the scheduler can use it without loading the web app. Functions take a session and
+never commit (the caller owns the transaction).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import delete, select, update
@@ -25,8 +28,17 @@ from newsletter.models import (
     SubscriberStatus,
     Suppression,
 )
-from newsletter.web.links import signup_stamp
-from newsletter.web.options import SIGNUP_TTL
+from newsletter.tokens import MAX_AGE, Purpose
+
+# A sign-up waits for its confirmation as long as the confirmation link lives.
+SIGNUP_TTL: timedelta = MAX_AGE[Purpose.CONFIRM] or timedelta(days=7)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def signup_stamp(when: datetime) -> int:
+    """The number a confirmation link carries to name the sign-up it confirms (microseconds)."""
+    return (when - _EPOCH) // timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
