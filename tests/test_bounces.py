@@ -23,15 +23,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from newsletter.bounces import (
-    BounceReport,
+from newsletter.bounces.dsn import BounceReport, parse_dsn
+from newsletter.bounces.mailboxes import (
     BounceSummary,
-    parse_dsn,
-    process_bounce,
     process_mailbox,
     process_maildir,
     run_bounces,
 )
+from newsletter.bounces.matching import process_bounce
 from newsletter.db import SessionFactory
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.mail.message import message_id_for

@@ -193,7 +193,7 @@ def bounces(
     """
     import logging
 
-    from newsletter.bounces import run_bounces
+    from newsletter.bounces.mailboxes import run_bounces
 
     logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
     summary = run_bounces(state(ctx).settings(), maildir)
