@@ -37,16 +37,11 @@ from newsletter.models import (
 )
 from newsletter.papers.catalogue import load_catalogue
 from newsletter.papers.ingest import ingest_file
-from newsletter.scheduler import (
-    AdvisoryLock,
-    Scheduler,
-    SchedulerConfig,
-    due_subscribers,
-    plan_due,
-    plan_options,
-    rule_for,
-    set_send_times,
-)
+from newsletter.planning.latest import plan_options
+from newsletter.scheduler.config import SchedulerConfig
+from newsletter.scheduler.locks import AdvisoryLock
+from newsletter.scheduler.runner import Scheduler
+from newsletter.scheduler.sendtimes import due_subscribers, plan_due, rule_for, set_send_times
 from newsletter.settings import Settings
 from newsletter.subscribers.roster import build_input, upsert_subscriber
 from tests.conftest import TEST_SECRET, make_settings
@@ -487,7 +482,7 @@ def test_a_scheduler_that_loses_its_postgresql_lock_steps_down_and_retries(
 CHILD = """
 import logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-from newsletter.scheduler import run_scheduler
+from newsletter.scheduler.runner import run_scheduler
 from newsletter.settings import load_settings
 run_scheduler(load_settings())
 print("stopped", flush=True)

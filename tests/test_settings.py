@@ -6,7 +6,7 @@ import pytest
 
 from newsletter.db import make_engine, safe_url
 from newsletter.errors import ConfigError, DatabaseUnavailable
-from newsletter.scheduler import plan_options
+from newsletter.planning.latest import plan_options
 from newsletter.settings import DEMO_SECRET, load_settings
 from tests.conftest import TEST_SECRET
 

@@ -33,7 +33,7 @@ from newsletter.papers.catalogue import load_catalogue
 from newsletter.papers.ingest import ingest_file
 from newsletter.planning.corpus import refit
 from newsletter.planning.editions import plan_edition
-from newsletter.scheduler import plan_options
+from newsletter.planning.latest import plan_options
 from newsletter.service import Service
 from newsletter.settings import Settings
 from newsletter.subscribers.roster import build_input, upsert_subscriber

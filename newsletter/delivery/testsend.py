@@ -46,7 +46,7 @@ from newsletter.models import (
 from newsletter.planning import modelstore
 from newsletter.planning.corpus import EditionModel, model_for_edition
 from newsletter.planning.editions import candidate_papers, rank_issues, window
-from newsletter.scheduler import latest_edition_day, plan_options
+from newsletter.planning.latest import latest_edition_day, plan_options
 from newsletter.service import Service
 from newsletter.settings import Settings
 from newsletter.tokens import Tokens

@@ -42,7 +42,7 @@ def run(ctx: typer.Context) -> None:
       newsletter run
       NEWSLETTER_CONFIG=/etc/newsletter.toml newsletter run
     """
-    from newsletter.scheduler import run_scheduler
+    from newsletter.scheduler.runner import run_scheduler
 
     settings = state(ctx).settings()
     configure_logging(settings)
