@@ -37,8 +37,6 @@ MAX_SEQ_LENGTH = 128
 BATCH_SIZE = 32
 # Part of the stored vectors' key: a change to any of these makes new vectors.
 MODEL_VERSION = f"all-MiniLM-L6-v2/gt-0.1.0/seq{MAX_SEQ_LENGTH}"
-# Modules the plain install must never import (tests/test_semantic_plain.py).
-HEAVY_MODULES = ("torch", "transformers", "sentence_transformers")
 
 _OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 

@@ -9,7 +9,6 @@ import pytest
 
 from newsletter.scheduler.slots import (
     Rule,
-    covered_dates,
     due_cutoff,
     is_due,
     latest_slot_at_or_before,
@@ -211,51 +210,6 @@ def test_send_time_of_a_planned_issue(rule: Rule, now: datetime, expected: datet
 
 
 @pytest.mark.parametrize(
-    ("rule", "last", "due", "expected"),
-    [
-        (
-            Rule("Europe/Berlin", 7),
-            utc(2026, 3, 28, 6),
-            utc(2026, 3, 29, 5),
-            (date(2026, 3, 29),) * 2,
-        ),
-        # Weekly: every day since the last issue, in the subscriber's calendar.
-        (
-            Rule("America/New_York", 9, "weekly", 0),
-            utc(2026, 11, 2, 14),
-            utc(2026, 11, 9, 14),
-            (date(2026, 11, 3), date(2026, 11, 9)),
-        ),
-        # Three weeks down: the catch-up covers all three.
-        (
-            Rule("America/New_York", 9, "weekly", 0),
-            utc(2026, 10, 12, 13),
-            utc(2026, 11, 2, 14),
-            (date(2026, 10, 13), date(2026, 11, 2)),
-        ),
-        # Sydney's Monday 07:00 is Sunday in UTC: dates are Sydney's.
-        (
-            Rule("Australia/Sydney", 7, "weekly", 0),
-            utc(2026, 6, 7, 21),
-            utc(2026, 6, 14, 21),
-            (date(2026, 6, 9), date(2026, 6, 15)),
-        ),
-        # The first weekly issue: the last seven days.
-        (
-            Rule("Asia/Kolkata", 7, "weekly", 0),
-            None,
-            utc(2026, 6, 8, 1, 30),
-            (date(2026, 6, 2), date(2026, 6, 8)),
-        ),
-    ],
-)
-def test_covered_dates(
-    rule: Rule, last: datetime | None, due: datetime, expected: tuple[date, date]
-) -> None:
-    assert covered_dates(rule, last_issue_at=last, due_at=due) == expected
-
-
-@pytest.mark.parametrize(
     "make",
     [
         lambda: Rule("UTC", 24),
@@ -364,7 +318,3 @@ def test_weekly_catch_up_after_weeks_of_downtime_is_one_issue(zone: str, weekday
     assert following.astimezone(tz).weekday() == weekday
     assert abs(following - due - timedelta(days=7)) <= timedelta(hours=1)
     assert not is_due(rule, last_issue_at=sent, now=sent, lookahead=LOOKAHEAD)
-    # The catch-up issue covers every day since the last one.
-    first, end = covered_dates(rule, last_issue_at=last, due_at=due)
-    assert first == last.astimezone(tz).date() + timedelta(days=1)
-    assert end == due.astimezone(tz).date()

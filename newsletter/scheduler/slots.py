@@ -158,20 +158,3 @@ def send_time(rule: Rule, *, now: datetime, lookahead: timedelta) -> datetime:
     if upcoming <= now + lookahead:
         return upcoming
     return latest_slot_at_or_before(rule, now)
-
-
-def covered_dates(
-    rule: Rule, *, last_issue_at: datetime | None, due_at: datetime
-) -> tuple[date, date]:
-    """The listing dates (inclusive) an issue due at ``due_at`` covers, in the
-    subscriber's own calendar: daily, the day of the issue; weekly, every day since
-    the last issue (a week on the regular schedule; more after a long gap; the
-    seven days up to the issue when there was no issue before)."""
-    zone = rule.zone
-    end = _aware(due_at).astimezone(zone).date()
-    if not rule.weekly:
-        return end, end
-    if last_issue_at is None:
-        return end - timedelta(days=6), end
-    start = _aware(last_issue_at).astimezone(zone).date() + timedelta(days=1)
-    return min(start, end), end

@@ -24,7 +24,6 @@ async def csrf_checked(request: Request, state: State) -> None:
     await state.csrf.check(request)
 
 
-PostGuard = [Depends(posts_allowed)]
 FormGuard = [Depends(posts_allowed), Depends(csrf_checked)]
 
 
