@@ -9,6 +9,7 @@ from sqlalchemy.orm import selectinload
 
 from newsletter.db import SessionFactory
 from newsletter.errors import InvalidAddress, UnknownTopic
+from newsletter.mail.addresses import normalise_email
 from newsletter.models import Frequency, Subscriber, SubscriberStatus, Suppression
 from newsletter.papers.catalogue import load_catalogue
 from newsletter.subscribers.roster import (
@@ -18,7 +19,6 @@ from newsletter.subscribers.roster import (
     check_send_hour,
     check_weekday,
     import_csv,
-    normalise_email,
     protect_cell,
     split_list,
     unprotect_cell,

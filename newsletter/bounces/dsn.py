@@ -20,7 +20,7 @@ from email.parser import BytesHeaderParser, HeaderParser
 
 from flufl.bounce import all_failures
 
-from newsletter.delivery.suppression import normalise
+from newsletter.mail.addresses import address_key
 from newsletter.models import BounceKind
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def parse_dsn(raw: bytes) -> list[BounceReport]:
         log.warning("cannot read the returned message's headers", exc_info=True)
         original = None
     reports = [replace(r, original_message_id=original) for r in reports]
-    known = {normalise(r.recipient) for r in reports}
+    known = {address_key(r.recipient) for r in reports}
     try:
         temporary, permanent = all_failures(message)
     except Exception:  # a detector tripping over a malformed message
@@ -85,9 +85,9 @@ def parse_dsn(raw: bytes) -> list[BounceReport]:
     for addresses, kind in ((permanent, BounceKind.HARD), (temporary, BounceKind.SOFT)):
         for address in sorted(addresses):
             recipient = address.decode("ascii", "replace").strip()
-            if not recipient or normalise(recipient) in known:
+            if not recipient or address_key(recipient) in known:
                 continue
-            known.add(normalise(recipient))
+            known.add(address_key(recipient))
             diagnostic = _diagnostic_from_text(message, recipient)
             status = _STATUS.search(diagnostic)
             reports.append(

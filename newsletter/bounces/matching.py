@@ -20,7 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.bounces.dsn import MAX_REPLY, BounceReport, message_id_in, parse_dsn
-from newsletter.delivery.suppression import BounceOutcome, apply_bounce, normalise
+from newsletter.delivery.suppression import BounceOutcome, apply_bounce
+from newsletter.mail.addresses import address_key
 from newsletter.mail.verp import parse_verp, return_path_base
 from newsletter.models import Bounce, BounceKind, Delivery, Subscriber
 from newsletter.settings import Settings
@@ -157,7 +158,7 @@ def _apply(
 ) -> BounceResult:
     delivery_id, address, matched_by = _match(session, report)
     reply = " ".join(part for part in (report.status, report.diagnostic) if part)
-    if normalise(address) != normalise(report.recipient):
+    if address_key(address) != address_key(report.recipient):
         # A forwarded address failed: the delivery's own address is what bounced.
         reply = f"{reply} (reported for {report.recipient})".strip()
     if dsn_id:
@@ -167,7 +168,7 @@ def _apply(
         # apply_bounce de-duplicates per delivery; an unmatched bounce is recognised
         # by its text, which names the DSN.
         outcome = BounceOutcome(recorded=False, suppressed=False)
-        return BounceResult(report, normalise(address), None, matched_by, outcome)
+        return BounceResult(report, address_key(address), None, matched_by, outcome)
     outcome = apply_bounce(
         session,
         email=address,
@@ -178,14 +179,14 @@ def _apply(
         reply=reply,
         bounce_limit=settings.bounce_limit,
     )
-    return BounceResult(report, normalise(address), delivery_id, matched_by, outcome)
+    return BounceResult(report, address_key(address), delivery_id, matched_by, outcome)
 
 
 def _already_recorded(session: Session, address: str, kind: BounceKind, reply: str) -> bool:
     known = session.scalar(
         select(Bounce.id)
         .where(
-            Bounce.email == normalise(address),
+            Bounce.email == address_key(address),
             Bounce.delivery_id.is_(None),
             Bounce.kind == kind,
             Bounce.source == SOURCE,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from newsletter.mail.addresses import address_key
 from newsletter.models import (
     Bounce,
     BounceKind,
@@ -35,19 +36,14 @@ class BounceOutcome:
     suppressed: bool  # the address is now (or was already) on the suppression list
 
 
-def normalise(email: str) -> str:
-    """The form addresses are stored in (subscribers, suppressions): trimmed, lower case."""
-    return email.strip().lower()
-
-
 def is_suppressed(session: Session, email: str) -> bool:
-    return session.get(Suppression, normalise(email)) is not None
+    return session.get(Suppression, address_key(email)) is not None
 
 
 def suppress(session: Session, email: str, reason: str) -> None:
     """Put an address on the suppression list, mark its subscriber bounced and
     suppress its open deliveries. Idempotent; the first reason is kept."""
-    address = normalise(email)
+    address = address_key(email)
     if session.get(Suppression, address) is None:
         session.add(Suppression(email=address, reason=reason[:200]))
         session.flush()
@@ -79,7 +75,7 @@ def apply_bounce(
     bounce_limit: int,
 ) -> BounceOutcome:
     """Record one bounce and apply the rules; the caller commits."""
-    address = normalise(email)
+    address = address_key(email)
     if delivery_id is not None:
         known = session.scalar(
             select(Bounce.id).where(Bounce.delivery_id == delivery_id, Bounce.kind == kind)

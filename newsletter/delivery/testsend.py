@@ -30,6 +30,7 @@ from newsletter.delivery import Composer, Job, Outgoing, smtp_config
 from newsletter.delivery.smtp import SmtpPool
 from newsletter.errors import EditionError, NewsletterError
 from newsletter.i18n import DEFAULT_LOCALE
+from newsletter.mail.addresses import address_key, normalise_email
 from newsletter.mail.render import IssueView, RenderedIssue, Renderer
 from newsletter.mail.view import ItemView, interests_line, interests_text, paper_base_of
 from newsletter.models import (
@@ -216,7 +217,7 @@ def _build_job(
     if request.as_email:
         subscriber = session.scalars(
             select(Subscriber)
-            .where(func.lower(Subscriber.email) == request.as_email.strip().lower())
+            .where(func.lower(Subscriber.email) == address_key(request.as_email))
             .options(selectinload(Subscriber.interests).selectinload(Interest.topic))
         ).one_or_none()
         if subscriber is None:
@@ -275,8 +276,6 @@ async def _send(settings: Settings, outgoing: Outgoing) -> str:
 
 def compose_test(service: Service, request: IssueRequest, *, to: str, now: datetime) -> Outgoing:
     """The test message exactly as it would go on the wire."""
-    from newsletter.subscribers.roster import normalise_email
-
     address = normalise_email(to)
     renderer = TestRenderer(service.settings.templates_dir)
     renderer.check()

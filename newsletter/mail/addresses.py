@@ -1,4 +1,14 @@
-"""Email addresses on the wire: internationalised domains and local parts.
+"""Email addresses: the one place that says how an address is checked, compared and sent.
+
+Two forms, two uses:
+
+* ``normalise_email`` is for **what people type** (the subscribe form, the CLI, a CSV
+  import, a test-send recipient): it validates the syntax (email-validator) and returns
+  the canonical form addresses are stored in, lower case so one person is one row.
+* ``address_key`` is the cheap "same address?" key for addresses that are **already
+  stored, or reported by someone else** (suppressions, bounces, a DSN's recipient):
+  trimmed and lower case, no validation, so it never refuses what it is given. On a
+  stored address it changes nothing.
 
 Subscribers' addresses are stored as people typed them, normalised (a domain such as
 ``bücher.de`` stays in Unicode). SMTP and mail headers need more care:
@@ -14,8 +24,27 @@ Subscribers' addresses are stored as people typed them, normalised (a domain suc
 from __future__ import annotations
 
 import idna
+from email_validator import EmailNotValidError, validate_email
 
 from newsletter.errors import InvalidAddress
+
+
+def normalise_email(raw: str) -> str:
+    """Validate the syntax of an address and return its canonical, lower-case form."""
+    candidate = raw.strip()
+    try:
+        result = validate_email(candidate, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidAddress(f"invalid address {candidate!r}: {exc}") from None
+    # Treated case-insensitively in practice; one canonical form keeps it unique.
+    return result.normalized.lower()
+
+
+def address_key(email: str) -> str:
+    """The form addresses are stored and compared in (subscribers, suppressions,
+    bounces): trimmed, lower case. For stored addresses and addresses from DSNs;
+    what people type goes through ``normalise_email``."""
+    return email.strip().lower()
 
 
 def smtp_address(address: str) -> str:

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Literal, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from newsletter.errors import InvalidAddress, NewsletterError
+from newsletter.errors import NewsletterError
 from newsletter.integers import NotInRange, small_int
+from newsletter.mail.addresses import normalise_email
 from newsletter.models import Frequency, Interest, Subscriber, SubscriberStatus, Suppression, utcnow
 from newsletter.papers.catalogue import CatalogueTopic, resolve_topic
 from newsletter.papers.sources import Problem, normalise_space
@@ -38,17 +38,6 @@ Outcome = Literal["created", "updated", "unchanged"]
 
 class InvalidSubscriber(NewsletterError):
     """A subscriber's data is invalid; the message says which field and why."""
-
-
-def normalise_email(raw: str) -> str:
-    """Validate the syntax of an address and return its canonical, lower-case form."""
-    candidate = raw.strip()
-    try:
-        result = validate_email(candidate, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise InvalidAddress(f"invalid address {candidate!r}: {exc}") from None
-    # Treated case-insensitively in practice; one canonical form keeps it unique.
-    return result.normalized.lower()
 
 
 def split_list(raw: str | None) -> tuple[str, ...]:

@@ -13,11 +13,12 @@ from pydantic_core import PydanticCustomError
 
 from newsletter.errors import NewsletterError
 from newsletter.integers import NotInRange, small_int
+from newsletter.mail.addresses import normalise_email
 from newsletter.models import Frequency
 from newsletter.papers.catalogue import CatalogueTopic, resolve_topic
 from newsletter.papers.sources import normalise_space
 from newsletter.subscribers.accounts import Choices
-from newsletter.subscribers.roster import check_frequency, check_timezone, normalise_email
+from newsletter.subscribers.roster import check_frequency, check_timezone
 
 MAX_EMAIL = 320
 MAX_KEYWORDS = 20
