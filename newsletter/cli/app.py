@@ -168,7 +168,7 @@ def report_problems(problems: Sequence[Problem], *, limit: int = 50) -> None:
 
 def configure_logging(settings: Settings) -> None:
     """One line per event on stderr, plain or JSON (setting log_json)."""
-    from newsletter.web.observability import configure_logging as configure
+    from newsletter.logs import configure_logging as configure
 
     configure(json_lines=settings.log_json)
 

@@ -13,10 +13,9 @@ proxy may scrape (403 otherwise).
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -36,7 +35,6 @@ from newsletter.models import (
     Delivery,
     utcnow,
 )
-from newsletter.redact import install_redaction
 from newsletter.web.proxies import is_local
 from newsletter.web.state import WebState, web_state
 
@@ -210,40 +208,3 @@ def healthz(state: State) -> Response:
         log.warning("healthz: the database did not answer: %s", exc)
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
     return JSONResponse({"status": "ok", "database": "ok"})
-
-
-# Structured logs: one line per event, JSON when asked for (for a log shipper).
-
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time (UTC, ISO 8601), level, logger, message, the
-    ``extra=`` fields of the call, and the traceback if there is one."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        event: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                event[key] = value
-        if record.exc_info:
-            event["exception"] = self.formatException(record.exc_info)
-        return json.dumps(event, default=str, ensure_ascii=False)
-
-
-def configure_logging(*, json_lines: bool = False, level: int = logging.INFO) -> None:
-    """Log to stderr, one line per event: plain text, or JSON (``json_lines``)."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(TEXT_FORMAT))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level)
-    install_redaction(root)

@@ -8,11 +8,11 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
+from newsletter.logs import configure_logging
 from newsletter.redact import REDACTED, RedactTokens, redact_tokens
 from newsletter.settings import Settings
 from newsletter.tokens import Purpose, TokenData, Tokens
 from newsletter.web import web_server
-from newsletter.web.observability import configure_logging
 from tests.conftest import TEST_SECRET
 from tests.web.helpers import local_listener, server_running
 

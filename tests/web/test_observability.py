@@ -16,10 +16,11 @@ from sqlalchemy import Engine, create_engine, select
 from starlette.requests import Request
 
 from newsletter.db import SessionFactory, make_session_factory
+from newsletter.logs import JsonFormatter, configure_logging
 from newsletter.models import Delivery, DeliveryStatus, Edition, Paper, SubscriberStatus, utcnow
 from newsletter.settings import Settings
 from newsletter.web.app import create_app
-from newsletter.web.observability import LATENCY_BUCKETS, JsonFormatter, configure_logging
+from newsletter.web.observability import LATENCY_BUCKETS
 from newsletter.web.options import WebOptions
 from newsletter.web.state import WebState, client_ip
 from tests.conftest import make_settings
