@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse
 
-from recommender.semantic import normalise
+from recommender.semantic import FeedbackEvents, normalise
 
 # Subscribers fitted together: (500 negatives x this) float32 scores per step.
 _CHUNK = 16_384
@@ -130,3 +130,37 @@ def blend_profiles(
 
 def _sigmoid(z: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
     return np.asarray(0.5 * (1.0 + np.tanh(0.5 * z)), dtype=np.float32)
+
+
+def personalise(
+    profiles: npt.NDArray[np.float32],
+    feedback: FeedbackEvents,
+    *,
+    event_weights: npt.NDArray[np.float64],
+    rated_vectors: npt.NDArray[np.float32],
+    candidates: npt.NDArray[np.float32],
+    options: LinearOptions,
+) -> npt.NDArray[np.float32]:
+    """``profiles`` moved towards each subscriber's own logistic-regression direction
+    (the one home of that rule, for planning and for the batch command).
+
+    ``feedback`` rows are subscribers, its columns rows of ``rated_vectors``; each event
+    counts with its weight in ``event_weights`` (1, or decayed by age). The ``candidates``
+    (the papers to rank) are the background negatives. Subscribers without enough
+    likes keep their profile.
+    """
+    shape = (len(profiles), len(rated_vectors))
+
+    def matrix(mask: npt.NDArray[np.bool_]) -> scipy.sparse.csr_matrix:
+        return scipy.sparse.csr_matrix(
+            (event_weights[mask], (feedback.rows[mask], feedback.cols[mask])), shape=shape
+        )
+
+    directions, eligible = fit_directions(
+        matrix(feedback.values > 0),
+        matrix(feedback.values < 0),
+        rated_vectors,
+        candidates,
+        options=options,
+    )
+    return blend_profiles(profiles, directions, eligible, blend=options.blend)

@@ -16,9 +16,10 @@ from sqlalchemy import func, select
 from newsletter.db import SessionFactory
 from newsletter.models import Feedback, Paper, PaperEmbedding, Subscriber
 from newsletter.papers.catalogue import load_catalogue
-from newsletter.papers.embeddings import edition_inputs, embed_papers, stored_vectors
+from newsletter.papers.embeddings import embed_papers, stored_vectors
 from newsletter.papers.ingest import upsert_papers
 from newsletter.papers.sources.jsonl import read_jsonl
+from newsletter.planning.dense_inputs import edition_inputs
 from newsletter.planning.editions import PlanOptions, candidate_papers, rank_issues
 from newsletter.planning.profile_vectors import load_ratings
 from newsletter.service import Service
@@ -265,20 +266,20 @@ def test_the_hybrid_minimum_gives_an_unrelated_subscriber_no_issue(
                 session,
                 build_input(catalogue, email=email, keywords=off_topic, always_send=always),
             )
-    # The default minimums: 0.02 for TF-IDF, min_score_hybrid for the hybrid.
+    # The default minimums: 0.02 for TF-IDF, min_score_semantic for the hybrid.
     options = PlanOptions(max_papers=5, diversity=1.0, semantic=True)
-    assert options.min_score_hybrid > options.min_score
+    assert options.min_score_semantic > options.min_score
     issues = _issue_scores(sessions, options)
     # TF-IDF's 0.02 alone lets the embedding half of the score through: the baker got
     # an issue of unrelated papers before the hybrid had its own minimum.
-    before = _issue_scores(sessions, replace(options, min_score_hybrid=options.min_score))
+    before = _issue_scores(sessions, replace(options, min_score_semantic=options.min_score))
     assert before["baker@example.org"]
     # Now no issue, unless they asked to always get one: then the best papers there are.
     assert "baker@example.org" not in issues
-    unfiltered = _issue_scores(sessions, replace(options, min_score_hybrid=0.0))
+    unfiltered = _issue_scores(sessions, replace(options, min_score_semantic=0.0))
     assert issues["always@example.org"] == unfiltered["always@example.org"]
     assert len(issues["always@example.org"]) == 5
-    assert max(issues["always@example.org"]) <= options.min_score_hybrid
+    assert max(issues["always@example.org"]) <= options.min_score_semantic
     # A subscriber with related interests still gets a full issue above the minimum.
     assert len(issues["cv@example.org"]) == 5
-    assert min(issues["cv@example.org"]) > options.min_score_hybrid
+    assert min(issues["cv@example.org"]) > options.min_score_semantic

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse
 
 from newsletter.planning.batch import RecommendInputs, interest_index
 from recommender import Document, semantic
-from recommender.linear import LinearOptions, blend_profiles, fit_directions
+from recommender.linear import LinearOptions, personalise
 
 
 def dense_inputs(
@@ -59,22 +58,12 @@ def dense_inputs(
     if events.rows.size:
         # Readers with enough "more like this": a logistic regression against the papers
         # to rank (as background negatives), blended into the profile.
-        linear = LinearOptions()
-        shape = (len(inputs.profiles), len(vectors))
-        liked, disliked = events.values > 0, events.values < 0
-        directions, eligible = fit_directions(
-            _matrix(events, liked, shape),
-            _matrix(events, disliked, shape),
-            vectors,
-            vectors[:n_papers],
-            options=linear,
+        profiles = personalise(
+            profiles,
+            events,
+            event_weights=np.ones(len(events.rows)),
+            rated_vectors=vectors,
+            candidates=vectors[:n_papers],
+            options=LinearOptions(),
         )
-        profiles = blend_profiles(profiles, directions, eligible, blend=linear.blend)
     return profiles, vectors[:n_papers]
-
-
-def _matrix(
-    events: semantic.FeedbackEvents, mask: npt.NDArray[np.bool_], shape: tuple[int, int]
-) -> scipy.sparse.csr_matrix:
-    ones = np.ones(int(mask.sum()))
-    return scipy.sparse.csr_matrix((ones, (events.rows[mask], events.cols[mask])), shape=shape)

@@ -28,8 +28,8 @@ from newsletter.models import (
     SubscriberStatus,
     Suppression,
 )
-from newsletter.papers.embeddings import edition_inputs
 from newsletter.planning.corpus import EditionModel, model_for_edition
+from newsletter.planning.dense_inputs import edition_inputs
 from newsletter.planning.profile_vectors import build_subscriber_profiles, load_ratings
 from newsletter.progress import ProgressHook
 from newsletter.settings import Settings
@@ -66,7 +66,7 @@ class PlanOptions:
     # Where the fitted model is kept between editions (None: fit for every edition).
     model_dir: Path | None = None
     refit_growth: float = 0.2
-    # Hybrid TF-IDF + sentence-embedding ranking (issue 8); None: when the extra is
+    # Hybrid TF-IDF + sentence-embedding ranking (the optional semantic extra); None: when it is
     # installed and the candidates were embedded at ingest. False: TF-IDF alone.
     semantic: bool | None = None
     hybrid: HybridWeights = field(default_factory=HybridWeights)
@@ -74,7 +74,7 @@ class PlanOptions:
     # is rarely near 0 even for unrelated papers. Calibrated by
     # benchmarks/calibrate_min_score.py to keep as many relevant papers as 0.02 keeps
     # with TF-IDF alone (benchmarks/README.md).
-    min_score_hybrid: float = 0.06
+    min_score_semantic: float = 0.06
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PlanOptions:
@@ -82,7 +82,7 @@ class PlanOptions:
         return cls(
             max_papers=settings.max_papers,
             min_score=settings.min_score,
-            min_score_hybrid=settings.min_score_semantic,
+            min_score_semantic=settings.min_score_semantic,
             corpus_limit=settings.corpus_limit,
             diversity=settings.diversity,
             model_dir=settings.model_dir,
@@ -250,7 +250,7 @@ def rank_issues(
     model, paper_vectors = fitted.model, fitted.vectors
 
     ratings = load_ratings(session, subscribers)
-    # The dense half of the hybrid score (issue 8), or None: TF-IDF alone.
+    # The dense half of the hybrid score (the semantic extra), or None: TF-IDF alone.
     dense = edition_inputs(
         session,
         subscribers,
@@ -425,7 +425,7 @@ def _pick(
 
     A subscriber who chose "always send" gets the best papers there are even when
     none reaches the minimum score; everyone else then gets nothing. The minimum is
-    ``options.min_score_hybrid`` when the hybrid ranks (``dense`` given), else
+    ``options.min_score_semantic`` when the hybrid ranks (``dense`` given), else
     ``options.min_score``.
     """
     limits = np.array([s.max_papers or options.max_papers for s in subscribers])
@@ -439,7 +439,7 @@ def _pick(
         result = rank_hybrid(
             profiles, papers, *dense, k=width, weights=options.hybrid, exclude=exclude
         )
-        min_score = options.min_score_hybrid
+        min_score = options.min_score_semantic
     # Below the minimum score a pick is dropped, unless the row would be left
     # empty and its subscriber asked to always get an issue.
     weak = (result.scores <= min_score) & (result.indices >= 0)
