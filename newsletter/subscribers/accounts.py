@@ -145,6 +145,15 @@ def request_signup(
     return "confirm", subscriber
 
 
+def sign_up(
+    session: Session, email: str, choices: Choices, *, now: datetime
+) -> tuple[SignupOutcome, Subscriber | None]:
+    """The one sign-up of the form and the JSON API: forget lapsed sign-ups first (so an
+    address whose sign-up lapsed starts afresh), then ``request_signup``."""
+    purge_expired_signups(session, now=now)
+    return request_signup(session, email, choices, now=now)
+
+
 ConfirmOutcome = Literal["confirmed", "already", "expired", "invalid"]
 
 
@@ -171,6 +180,13 @@ def confirm_signup(subscriber: Subscriber, stamp: int | None, *, now: datetime) 
         subscriber.signup_at = None
         subscriber.paused_at = None
     return outcome
+
+
+def status_name(subscriber: Subscriber) -> str:
+    """The status a subscriber sees: active, paused, pending, unsubscribed or bounced."""
+    if subscriber.status == SubscriberStatus.ACTIVE:
+        return "paused" if subscriber.paused_at is not None else "active"
+    return subscriber.status.value
 
 
 def unsubscribe(session: Session, subscriber: Subscriber) -> None:

@@ -44,6 +44,7 @@ class Mail:
     to: str
     template: str
     context: dict[str, str]
+    locale: str | None = None  # the subscriber's language, where one is known
 
 
 class Mailer:

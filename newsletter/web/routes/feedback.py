@@ -3,44 +3,21 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from newsletter.delivery import select_renderable
-from newsletter.integers import NotInRange, small_int
 from newsletter.mail.view import issue_view
 from newsletter.models import Delivery, DeliveryItem, Subscriber, utcnow
 from newsletter.subscribers import accounts
 from newsletter.tokens import Purpose
+from newsletter.web.actions import rated_item
 from newsletter.web.errors import bad_link, not_found
 from newsletter.web.guards import FormGuard, State, subscriber_for
 from newsletter.web.security import VIEW_CSP
 from newsletter.web.state import WebState
 
 router = APIRouter()
-
-CHOICES = {"more": 1, "less": -1}
-MAX_RANK = 9999  # a paper's place in an issue: 1 .. this
-
-
-def _item(
-    session: Session, state: WebState, token: str, rank: str, choice: str
-) -> tuple[Subscriber, DeliveryItem, int]:
-    """The subscriber, the paper they rate and the value, or a 4xx page."""
-    subscriber, data = subscriber_for(session, state, Purpose.FEEDBACK, token)
-    if data.subject is None:
-        raise bad_link()
-    if choice not in CHOICES:
-        raise not_found("This issue has no such paper.")
-    try:
-        place = small_int(rank, low=1, high=MAX_RANK)
-    except NotInRange:
-        raise not_found("This issue has no such paper.") from None
-    item = accounts.feedback_item(session, subscriber, data.subject, place)
-    if item is None:
-        raise not_found("This issue has no such paper.")
-    return subscriber, item, CHOICES[choice]
 
 
 def _context(
@@ -60,7 +37,7 @@ def _context(
 def feedback_page(request: Request, state: State, token: str, rank: str, choice: str) -> Response:
     """Asks for a click: opening the link (as mail scanners do) records nothing."""
     with state.sessions() as session:
-        subscriber, item, value = _item(session, state, token, rank, choice)
+        subscriber, item, value = rated_item(session, state, token, rank, choice)
         current = accounts.current_feedback(session, subscriber, item.paper_id)
         context = _context(state, subscriber, item, value, token)
     return state.pages.render(
@@ -72,7 +49,7 @@ def feedback_page(request: Request, state: State, token: str, rank: str, choice:
 def give_feedback(request: Request, state: State, token: str, rank: str, choice: str) -> Response:
     """Records the rating; again is harmless, and the other choice replaces it."""
     with state.sessions.begin() as session:
-        subscriber, item, value = _item(session, state, token, rank, choice)
+        subscriber, item, value = rated_item(session, state, token, rank, choice)
         accounts.record_feedback(session, subscriber, item.paper_id, value, now=utcnow())
         context = _context(state, subscriber, item, value, token)
     return state.pages.render(request, "feedback.html", context | {"done": True, "current": value})

@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response
 
 from newsletter.i18n import LOCALES
 from newsletter.integers import MAX_ROW_ID
-from newsletter.models import Subscriber, SubscriberStatus, utcnow
+from newsletter.models import Subscriber, utcnow
 from newsletter.subscribers import accounts
 from newsletter.tokens import Purpose
 from newsletter.web.forms import (
@@ -87,7 +87,7 @@ def _page(
     context = {
         "base": f"/manage/{token}",
         "subscriber": subscriber,
-        "status": _status(subscriber),
+        "status": accounts.status_name(subscriber),
         "catalogue": sorted(state.catalogue.values(), key=lambda t: t.name),
         "timezones": timezones(),
         "weekdays": weekday_choices(),
@@ -101,12 +101,6 @@ def _page(
         "done": DONE.get(done or ""),
     }
     return state.pages.render(request, "manage.html", context, status=400 if error else 200)
-
-
-def _status(subscriber: Subscriber) -> str:
-    if subscriber.status == SubscriberStatus.ACTIVE:
-        return "paused" if subscriber.paused_at is not None else "active"
-    return subscriber.status.value
 
 
 def _back(token: str, done: str) -> RedirectResponse:

@@ -8,10 +8,10 @@ from fastapi import APIRouter, BackgroundTasks, Form
 from starlette.requests import Request
 from starlette.responses import Response
 
-from newsletter.models import Subscriber, utcnow
+from newsletter.models import utcnow
 from newsletter.subscribers import accounts
 from newsletter.tokens import Purpose
-from newsletter.web.errors import WebError
+from newsletter.web import actions
 from newsletter.web.forms import (
     DEFAULT_SEND_HOUR,
     DEFAULT_WEEKDAY,
@@ -23,7 +23,6 @@ from newsletter.web.forms import (
     weekday_choices,
 )
 from newsletter.web.guards import FormGuard, State, subscriber_for
-from newsletter.web.mailer import Mail
 from newsletter.web.state import WebState, client_ip
 
 router = APIRouter()
@@ -98,50 +97,8 @@ def subscribe(
     except FormError as exc:
         context = form_context(state, typed) | {"error": str(exc)}
         return state.pages.render(request, "subscribe.html", context, status=400)
-    now = utcnow()
-    with state.sessions.begin() as session:
-        accounts.purge_expired_signups(session, now=now)
-        outcome, subscriber = accounts.request_signup(session, address, choices, now=now)
-        mail = _signup_mail(state, outcome, subscriber)
-    # Per address, so nobody can flood a stranger's inbox; over the limit the mail is
-    # quietly not sent and the page stays the same.
-    if mail is not None and state.limits.allow("mail", address):
-        background.add_task(state.mailer.send, mail)
+    actions.sign_up(state, background, address, choices)
     return state.pages.render(request, "check_email.html", {"email": address})
-
-
-def _signup_mail(
-    state: WebState, outcome: accounts.SignupOutcome, subscriber: Subscriber | None
-) -> Mail | None:
-    if subscriber is None or outcome == "nothing":
-        return None
-    if outcome == "already":
-        return Mail(
-            to=subscriber.email,
-            template="already",
-            context={"manage_url": state.links.manage_url(subscriber)},
-        )
-    return Mail(
-        to=subscriber.email,
-        template="confirm",
-        context={"confirm_url": state.links.confirm_url(subscriber)},
-    )
-
-
-def _refuse(outcome: accounts.ConfirmOutcome) -> None:
-    if outcome == "expired":
-        raise WebError(
-            410,
-            "This link has expired",
-            "Confirmation links work for a week. Please subscribe again to get a new one.",
-        )
-    if outcome == "invalid":
-        raise WebError(
-            400,
-            "This link no longer works",
-            "A newer confirmation mail replaced it, or the sign-up lapsed. Please use the "
-            "link in the newest mail, or subscribe again.",
-        )
 
 
 @router.get("/confirm/{token}")
@@ -151,7 +108,7 @@ def confirm_page(request: Request, state: State, token: str) -> Response:
         subscriber, data = subscriber_for(session, state, Purpose.CONFIRM, token)
         outcome = accounts.check_signup(subscriber, data.subject, now=utcnow())
         manage_url = state.links.manage_url(subscriber) if outcome == "already" else ""
-    _refuse(outcome)
+    actions.refuse_confirmation(outcome)
     return state.pages.render(
         request, "confirm.html", {"outcome": outcome, "manage_url": manage_url}
     )
@@ -159,9 +116,5 @@ def confirm_page(request: Request, state: State, token: str) -> Response:
 
 @router.post("/confirm/{token}", dependencies=FormGuard)
 def confirm(request: Request, state: State, token: str) -> Response:
-    with state.sessions.begin() as session:
-        subscriber, data = subscriber_for(session, state, Purpose.CONFIRM, token)
-        outcome = accounts.confirm_signup(subscriber, data.subject, now=utcnow())
-        manage_url = state.links.manage_url(subscriber)
-    _refuse(outcome)
-    return state.pages.render(request, "confirmed.html", {"manage_url": manage_url})
+    confirmation = actions.confirm(state, token)
+    return state.pages.render(request, "confirmed.html", {"manage_url": confirmation.manage_url})
