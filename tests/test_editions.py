@@ -272,10 +272,10 @@ def test_pick_uses_the_hybrid_minimum_when_the_hybrid_ranks() -> None:
         )
         return [column for column, _ in result.picks(0)]
 
-    # TF-IDF alone: min_score; the hybrid: min_score_hybrid, the other one ignored.
-    options = PlanOptions(diversity=1.0, min_score=0.02, min_score_hybrid=0.06)
+    # TF-IDF alone: min_score; the hybrid: min_score_semantic, the other one ignored.
+    options = PlanOptions(diversity=1.0, min_score=0.02, min_score_semantic=0.06)
     assert picked(options, with_dense=False) == [0]
-    assert picked(options, with_dense=True) == [0]  # 0.04 > min_score, <= min_score_hybrid
-    options = PlanOptions(diversity=1.0, min_score=0.2, min_score_hybrid=0.03)
+    assert picked(options, with_dense=True) == [0]  # 0.04 > min_score, <= min_score_semantic
+    options = PlanOptions(diversity=1.0, min_score=0.2, min_score_semantic=0.03)
     assert picked(options, with_dense=False) == []
     assert picked(options, with_dense=True) == [0, 1]  # both <= min_score

@@ -21,7 +21,7 @@ def test_defaults_come_from_the_shipped_toml(monkeypatch: pytest.MonkeyPatch) ->
     # The hybrid score has its own minimum (benchmarks/calibrate_min_score.py).
     assert (settings.min_score, settings.min_score_semantic) == (0.02, 0.06)
     options = plan_options(settings)
-    assert (options.min_score, options.min_score_hybrid) == (0.02, 0.06)
+    assert (options.min_score, options.min_score_semantic) == (0.02, 0.06)
 
 
 @pytest.mark.parametrize(("value", "expected"), [("false", False), ("true", True), (None, None)])
