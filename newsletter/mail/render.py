@@ -1,8 +1,11 @@
-"""Render issues from templates: MJML compiled once, then Jinja per subscriber.
+"""Render mails from templates: MJML compiled once, then Jinja per subscriber.
 
-Each MJML template is compiled to HTML once per template version (keyed by file
-modification time) and the HTML, which still holds its Jinja placeholders, becomes
-an autoescaping Jinja template. Rendering is pure: plain data in, strings out.
+The one renderer of every mail: the issues (``render_issue``) and the account mails of
+the web app (``render_mail``: confirm, already, address), each in the reader's
+language through ``newsletter.i18n``. Each MJML template is compiled to HTML once per
+template version (keyed by file modification time) and the HTML, which still holds its
+Jinja placeholders, becomes an autoescaping Jinja template. Rendering is pure: plain
+data in, strings out.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class IssueView:
 
 @dataclass(frozen=True)
 class RenderedIssue:
+    """A rendered message (an issue or an account mail): subject, HTML and text parts."""
+
     subject: str
     html: str
     text: str
@@ -97,9 +102,18 @@ class Renderer:
     """Loads, compiles and caches the email templates of one templates directory."""
 
     def __init__(
-        self, templates_dir: Path | None = None, *, recheck_seconds: float = _RECHECK_SECONDS
+        self,
+        templates_dir: Path | None = None,
+        *,
+        recheck_seconds: float = _RECHECK_SECONDS,
+        packaged_fallback: bool = False,
     ) -> None:
-        self._dir = templates_dir or resource_path("templates") / "email"
+        packaged = resource_path("templates") / "email"
+        self._dir = templates_dir or packaged
+        # The account mails take a template the operator's directory lacks from the
+        # package (an operator who restyles the issue need not copy them); an issue
+        # template must be where it was configured.
+        self._fallback = packaged if packaged_fallback and self._dir != packaged else None
         self._recheck = recheck_seconds
         self._html_env = jinja2.Environment(
             autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=False
@@ -113,6 +127,8 @@ class Renderer:
 
     def _path(self, name: str) -> Path:
         path = self._dir / name
+        if not path.is_file() and self._fallback is not None:
+            path = self._fallback / name
         if not path.is_file():
             raise TemplateError(f"template {path} does not exist")
         return path
@@ -171,13 +187,23 @@ class Renderer:
         # Shallow: the papers stay objects (Jinja reads their attributes); asdict's deep
         # copy costs more than the rest of the fill on the hot path.
         context = {f.name: getattr(view, f.name) for f in fields(view)}
-        # The gettext callables of the issue's language (cached per locale and kind).
-        text_i18n = jinja_callables(view.locale, autoescape=False)
-        context.update(text_i18n)
-        subject_name = "issue.subject.txt"
+        return self._render("issue", context, view.locale)
+
+    def render_mail(self, base: str, context: dict[str, Any], *, locale: str) -> RenderedIssue:
+        """Subject, HTML and text of the message template ``base`` (an account mail:
+        confirm, already, address) filled with ``context``, in ``locale``."""
+        return self._render(base, dict(context), locale)
+
+    def _render(self, base: str, context: dict[str, Any], locale: str) -> RenderedIssue:
+        # ``context`` is the caller's own copy and is filled further here. The gettext
+        # callables of the message's language (cached per locale and kind).
+        context.update(jinja_callables(locale, autoescape=False))
+        subject_name = f"{base}.subject.txt"
         subject = self._fill(self._compile(subject_name, mjml=False), subject_name, context)
         context["subject"] = " ".join(subject.split())
-        text = self._fill(self._compile("issue.txt", mjml=False), "issue.txt", context)
-        context.update(jinja_callables(view.locale, autoescape=True))
-        html = self._fill(self._compile("issue.mjml", mjml=True), "issue.mjml", context)
+        text_name = f"{base}.txt"
+        text = self._fill(self._compile(text_name, mjml=False), text_name, context)
+        context.update(jinja_callables(locale, autoescape=True))
+        html_name = f"{base}.mjml"
+        html = self._fill(self._compile(html_name, mjml=True), html_name, context)
         return RenderedIssue(subject=context["subject"], html=html, text=text)

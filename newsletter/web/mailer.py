@@ -1,37 +1,34 @@
 """The web app's own mails (confirm a sign-up, already subscribed, confirm a new address).
 
 Each is an MJML + text + subject template in ``templates/email`` (or the operator's
-``templates_dir``, when it has one), compiled once and filled by autoescaping Jinja,
-like the issue. They are sent one at a time through ``SmtpPool`` from a background
-task, so a request answers at once and in the same time whatever happens to the mail.
+``templates_dir``, when it has one), rendered by the issue's renderer
+(``newsletter.mail.render``) in the subscriber's language where one is known, English
+otherwise; this module only builds the message and sends it. They are sent one at a
+time through ``SmtpPool`` from a background task, so a request answers at once and in
+the same time whatever happens to the mail.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from dataclasses import dataclass
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
-from pathlib import Path
 from typing import Any
-
-import jinja2
-from mjml import mjml2html
 
 from newsletter.db import SessionFactory
 from newsletter.delivery import smtp_config
 from newsletter.delivery.smtp import SmtpPool
-from newsletter.errors import NewsletterError, TemplateError
+from newsletter.errors import NewsletterError
+from newsletter.i18n import normalise_locale
 from newsletter.mail.addresses import needs_smtputf8, smtp_address
 from newsletter.mail.failures import record_mail_failure
 from newsletter.mail.message import one_line
-from newsletter.mail.render import RenderedIssue
+from newsletter.mail.render import RenderedIssue, Renderer
 from newsletter.models import utcnow
-from newsletter.resources import resource_path
 from newsletter.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,7 +45,7 @@ class Mail:
 
 
 class Mailer:
-    """Renders and sends the web app's mails."""
+    """Builds and sends the web app's mails (rendered by ``newsletter.mail.render``)."""
 
     def __init__(
         self, settings: Settings, *, list_name: str, sessions: SessionFactory | None = None
@@ -56,51 +53,20 @@ class Mailer:
         self._settings = settings
         self._sessions = sessions  # where failures are stored (None: only logged)
         self._list_name = list_name
-        self._dirs = [d for d in (settings.templates_dir,) if d is not None]
-        self._dirs.append(resource_path("templates") / "email")
-        self._html = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-        self._text = jinja2.Environment(
-            autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
-        )
-        self._cache: dict[str, jinja2.Template] = {}
-        self._lock = threading.Lock()
-
-    def _path(self, name: str) -> Path:
-        for directory in self._dirs:
-            if (directory / name).is_file():
-                return directory / name
-        raise TemplateError(f"template {name} not found in {', '.join(map(str, self._dirs))}")
-
-    def _template(self, name: str) -> jinja2.Template:
-        with self._lock:
-            template = self._cache.get(name)
-            if template is None:
-                path = self._path(name)
-                try:
-                    source = path.read_text(encoding="utf-8")
-                    if name.endswith(".mjml"):
-                        template = self._html.from_string(mjml2html(source, fonts={}))
-                    else:
-                        template = self._text.from_string(source)
-                except (OSError, ValueError, jinja2.TemplateError) as exc:
-                    raise TemplateError(f"template {path} does not compile: {exc}") from None
-                self._cache[name] = template
-            return template
+        self._renderer = Renderer(settings.templates_dir, packaged_fallback=True)
 
     def check(self) -> None:
         """Compile every template now, so a broken one stops the app at start-up."""
         for base in TEMPLATES:
-            for suffix in (".mjml", ".txt", ".subject.txt"):
-                self._template(base + suffix)
+            self._renderer.check(base)
 
     def render(self, mail: Mail) -> RenderedIssue:
+        """The mail's subject, HTML and text, from the shared renderer."""
         context: dict[str, Any] = {"list_name": self._list_name, "email": mail.to}
         context.update(mail.context)
-        subject = " ".join(self._template(f"{mail.template}.subject.txt").render(context).split())
-        context["subject"] = subject
-        html = self._template(f"{mail.template}.mjml").render(context)
-        text = self._template(f"{mail.template}.txt").render(context)
-        return RenderedIssue(subject=subject, html=html, text=text)
+        return self._renderer.render_mail(
+            mail.template, context, locale=normalise_locale(mail.locale)
+        )
 
     def build(self, mail: Mail) -> bytes:
         """The message as bytes for SMTP (raises ``InvalidAddress`` for an address that

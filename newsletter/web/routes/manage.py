@@ -258,6 +258,7 @@ def change_address(
                     "old_email": subscriber.email,
                     "address_url": state.links.address_url(subscriber, address),
                 },
+                locale=subscriber.locale,
             )
     if mail is not None and state.limits.allow("mail", address):
         background.add_task(state.mailer.send, mail)
