@@ -26,7 +26,8 @@ from sqlalchemy import select, update
 from newsletter.db import SessionFactory
 from newsletter.delivery import SendSummary, claim_batch, send_edition
 from newsletter.errors import SmtpUnavailable, TemplateError
-from newsletter.mail.capture import CapturedMessage, FaultyServer
+from newsletter.mail.capture import CapturedMessage
+from newsletter.mail.faulty import FaultyServer
 from newsletter.mail.message import MessageHeaders, build_message
 from newsletter.mail.render import RenderedIssue, Renderer
 from newsletter.models import (

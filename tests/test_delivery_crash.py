@@ -32,9 +32,10 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter.db import SessionFactory
+from newsletter.mail.faulty import Faults, FaultyServer
 from newsletter.models import Delivery, DeliveryStatus, utcnow
 from tests.conftest import REPO, TEST_SECRET
-from tests.smtpfaults import EDITION, ChaosServer, Faults, plan_readers, snapshot
+from tests.smtpfaults import EDITION, plan_readers, snapshot
 
 READERS = 200
 CONNECTIONS = 2  # SMTP sessions per worker
@@ -65,7 +66,7 @@ def setup(sessions: SessionFactory, database_url: str, daily_file: Path, tmp_pat
     return make_setup(sessions, database_url, daily_file, tmp_path, READERS)
 
 
-def environment(setup: Setup, server: ChaosServer) -> dict[str, str]:
+def environment(setup: Setup, server: FaultyServer) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env.update(
         {
@@ -87,7 +88,7 @@ def environment(setup: Setup, server: ChaosServer) -> dict[str, str]:
 
 @contextmanager
 def deliver_process(
-    setup: Setup, server: ChaosServer, name: str, *extra: str, workers: int | None = None
+    setup: Setup, server: FaultyServer, name: str, *extra: str, workers: int | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``newsletter deliver`` in a process group of its own; killed if still running."""
     command = [
@@ -130,7 +131,7 @@ def output(setup: Setup, name: str) -> str:
 
 
 def wait_until_received(
-    server: ChaosServer, process: subprocess.Popen[bytes], setup: Setup, count: int
+    server: FaultyServer, process: subprocess.Popen[bytes], setup: Setup, count: int
 ) -> None:
     """Until the server has ``count`` messages (and the run is still going)."""
     deadline = time.monotonic() + _WAIT
@@ -140,7 +141,7 @@ def wait_until_received(
         time.sleep(0.005)
 
 
-def wait_for_quiet_server(server: ChaosServer) -> int:
+def wait_for_quiet_server(server: FaultyServer) -> int:
     """Until nothing more arrives (what was on the wire when the kill came is in)."""
     received = server.received
     quiet_since = time.monotonic()
@@ -161,7 +162,7 @@ def sent_ids(sessions: SessionFactory) -> set[str]:
 
 
 def assert_all_sent_once_except(
-    sessions: SessionFactory, server: ChaosServer, allowed: set[str]
+    sessions: SessionFactory, server: FaultyServer, allowed: set[str]
 ) -> Counter[str]:
     """Every delivery sent, each at the server under its own Message-ID; the only
     resends are of ``allowed``. Returns the duplicates."""
@@ -184,7 +185,7 @@ def test_sigkill_mid_edition_loses_nothing_and_resends_only_the_unrecorded(
     setup: Setup,
 ) -> None:
     sessions = setup.sessions
-    with ChaosServer(Faults(data_delay=DATA_DELAY)) as server:
+    with FaultyServer(Faults(data_delay=DATA_DELAY)) as server:
         with deliver_process(setup, server, "first") as first:
             wait_until_received(server, first, setup, READERS // 4)
             os.killpg(first.pid, signal.SIGKILL)
@@ -242,7 +243,7 @@ def test_sigkill_mid_edition_loses_nothing_and_resends_only_the_unrecorded(
 
 def test_sigterm_mid_edition_exits_cleanly_and_leaves_nothing_claimed(setup: Setup) -> None:
     sessions = setup.sessions
-    with ChaosServer(Faults(data_delay=DATA_DELAY)) as server:
+    with FaultyServer(Faults(data_delay=DATA_DELAY)) as server:
         with deliver_process(setup, server, "first") as first:
             wait_until_received(server, first, setup, READERS // 4)
             first.send_signal(signal.SIGTERM)
@@ -270,7 +271,7 @@ def test_relay_unreachable_exits_1_and_leaves_everything_pending(
     sessions: SessionFactory, database_url: str, daily_file: Path, tmp_path: Path
 ) -> None:
     setup = make_setup(sessions, database_url, daily_file, tmp_path, 12)
-    server = ChaosServer()
+    server = FaultyServer()
     server.start()
     server.stop()  # its port now refuses connections
     with deliver_process(setup, server, "first", workers=1) as process:

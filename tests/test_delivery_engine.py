@@ -28,7 +28,7 @@ from newsletter.delivery import (
     renew_leases,
 )
 from newsletter.delivery.sendrate import RateLimiter, reserve
-from newsletter.mail.capture import FaultyServer
+from newsletter.mail.faulty import FaultyServer
 from newsletter.mail.verp import parse_verp
 from newsletter.models import (
     Delivery,

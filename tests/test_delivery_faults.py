@@ -1,7 +1,7 @@
 """The delivery engine against real SMTP servers that misbehave on purpose.
 
 Each test plans a real edition (the arXiv listing of 2026-05-27, a few dozen readers),
-runs ``deliver`` against a ``ChaosServer`` (tests/smtpfaults.py) configured with a
+runs ``deliver`` against a ``FaultyServer`` (newsletter/mail/faulty.py) configured with a
 seeded set of faults, and audits the database against the server's own log: every
 deliverable reader got exactly one message (counted by Message-ID at the server),
 every recipient the server refused with a 5xx is bounced and suppressed, nothing is
@@ -25,6 +25,7 @@ from newsletter.db import SessionFactory
 from newsletter.delivery import DeliverySummary, deliver
 from newsletter.delivery.suppression import OPEN_STATES
 from newsletter.errors import SmtpUnavailable
+from newsletter.mail.faulty import Faults, FaultyServer
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -37,8 +38,6 @@ from newsletter.settings import Settings
 from tests.conftest import make_settings
 from tests.smtpfaults import (
     EDITION,
-    ChaosServer,
-    Faults,
     audit,
     plan_readers,
     reader,
@@ -50,7 +49,7 @@ from tests.smtpfaults import (
 TEMPORARY_CODES = {421, 450, 451}
 
 
-def settings_for(database_url: str, server: ChaosServer, **overrides: Any) -> Settings:
+def settings_for(database_url: str, server: FaultyServer, **overrides: Any) -> Settings:
     """Quick retries and pauses, a few connections, small batches."""
     values: dict[str, Any] = {
         "smtp_host": server.host,
@@ -102,13 +101,13 @@ def next_due(sessions: SessionFactory) -> float | None:
     return min((m - now).total_seconds() if m is not None else 0.0 for m in moments)
 
 
-def attributed_faults(server: ChaosServer, email: str) -> int:
+def attributed_faults(server: FaultyServer, email: str) -> int:
     """Failed transactions the server can pin on one recipient (RCPT and DATA stage)."""
     failed = ("temporary", "drop_before_data", "drop_during_data", "slow", "accepted_no_reply")
     return sum(1 for e in server.log if e.rcpt == email and e.outcome in failed)
 
 
-def assert_attempts_cover_the_faults(sessions: SessionFactory, server: ChaosServer) -> None:
+def assert_attempts_cover_the_faults(sessions: SessionFactory, server: FaultyServer) -> None:
     """Every transaction that failed at the server cost its delivery an attempt."""
     for email, row in snapshot(sessions).items():
         if row.status == DeliveryStatus.SENT:
@@ -124,7 +123,7 @@ def test_random_temporary_replies_at_mail_rcpt_and_data_are_retried_until_sent(
 ) -> None:
     plan_readers(sessions, daily_file, 36)
     faults = Faults(seed=seed, temporary={"MAIL": 0.1, "RCPT": 0.2, "DATA": 0.2})
-    with ChaosServer(faults) as server:
+    with FaultyServer(faults) as server:
         summary = finish(sessions, settings_for(database_url, server))
         result = audit(sessions, server, summaries=[summary])
 
@@ -154,7 +153,7 @@ def test_permanent_refusals_are_bounced_suppressed_and_never_tried_again(
     faults = Faults(
         seed=5, temporary={"RCPT": 0.2, "DATA": 0.2}, permanent_rcpt=at_rcpt, permanent_data=at_data
     )
-    with ChaosServer(faults) as server:
+    with FaultyServer(faults) as server:
         settings = settings_for(database_url, server)
         first = finish(sessions, settings)
         audit(
@@ -187,7 +186,7 @@ def test_bounce_limit_above_one_bounces_the_delivery_but_keeps_the_subscriber(
     plan_readers(sessions, daily_file, 12)
     refused = reader(3)
     faults = Faults(permanent_rcpt={refused: "550 5.1.1 No such user here"})
-    with ChaosServer(faults) as server:
+    with FaultyServer(faults) as server:
         summary = finish(sessions, settings_for(database_url, server, bounce_limit=2))
         received = server.accepted_by_recipient()
     rows = snapshot(sessions)
@@ -213,7 +212,7 @@ def test_hang_ups_before_and_during_data_are_retried_without_any_duplicate(
     before = {reader(n) for n in (0, 5, 9, 17, 28)}
     during = {reader(n) for n in (2, 6, 13, 21, 29)}
     faults = Faults(drop_before_data=before, drop_during_data=during, faulty_attempts=2)
-    with ChaosServer(faults) as server:
+    with FaultyServer(faults) as server:
         summary = finish(sessions, settings_for(database_url, server))
         result = audit(sessions, server, summaries=[summary])
 
@@ -236,7 +235,7 @@ def test_hang_up_after_data_was_accepted_is_the_only_resend(
     lost_reply = {reader(n) for n in (3, 8, 19, 26)}
     during = {reader(n) for n in (4, 11, 22)}
     faults = Faults(drop_after_data=lost_reply, drop_during_data=during, faulty_attempts=1)
-    with ChaosServer(faults) as server:
+    with FaultyServer(faults) as server:
         summary = finish(sessions, settings_for(database_url, server))
         result = audit(sessions, server, summaries=[summary])
         unacknowledged = server.unacknowledged_ids()
@@ -267,7 +266,7 @@ def test_replies_slower_than_the_timeout_are_given_up_and_retried(
     slow_rcpt = {reader(n) for n in (1, 10)}
     slow_data = {reader(n) for n in (4, 15)}
     faults = Faults(slow_rcpt=slow_rcpt, slow_data=slow_data, slow_seconds=4.0, faulty_attempts=1)
-    with ChaosServer(faults) as server:
+    with FaultyServer(faults) as server:
         summary = finish(sessions, settings_for(database_url, server, **timeouts))
         result = audit(sessions, server, summaries=[summary])
 
@@ -289,7 +288,7 @@ def test_relay_that_goes_away_mid_edition_and_comes_back_on_the_same_port(
 ) -> None:
     plan_readers(sessions, daily_file, 40)
     faults = Faults(data_delay=0.005, vanish_after=12)
-    with ChaosServer(faults) as server:
+    with FaultyServer(faults) as server:
         port = server.port
         # wait=True below sleeps until the worker's own leases run out: keep them short.
         settings = settings_for(database_url, server, lease_seconds=2)
@@ -325,7 +324,7 @@ def test_relay_unreachable_from_the_start_leaves_everything_pending(
     sessions: SessionFactory, database_url: str, daily_file: Path
 ) -> None:
     plan_readers(sessions, daily_file, 10)
-    server = ChaosServer()
+    server = FaultyServer()
     server.start()
     server.stop()  # a port that was just in use and now refuses
     try:
@@ -386,7 +385,7 @@ def test_every_fault_at_once_still_sends_each_reader_exactly_one_issue(
         slow_seconds=4.0,
         faulty_attempts=2,
     )
-    with ChaosServer(faults) as server:
+    with FaultyServer(faults) as server:
         settings = settings_for(database_url, server, smtp_connections=4, smtp_timeout=1.0)
         summary = finish(sessions, settings)
         result = audit(

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.mail.capture import CapturedMessage, FaultyServer, MaildirServer
+from newsletter.mail.capture import CapturedMessage, MaildirServer
+from newsletter.mail.faulty import FaultyServer
 
 MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: Hello\r\n\r\nFirst line\r\n"
 

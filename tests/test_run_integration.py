@@ -15,7 +15,7 @@ from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import
 from sqlalchemy import func, select
 
 from newsletter.db import SessionFactory
-from newsletter.mail.capture import FaultyServer
+from newsletter.mail.faulty import FaultyServer
 from newsletter.models import (
     Delivery,
     DeliveryItem,

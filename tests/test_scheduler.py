@@ -24,7 +24,7 @@ from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import
 from sqlalchemy import select, text, update
 
 from newsletter.db import SessionFactory, make_engine
-from newsletter.mail.capture import FaultyServer
+from newsletter.mail.faulty import FaultyServer
 from newsletter.migrations import upgrade
 from newsletter.models import (
     Delivery,

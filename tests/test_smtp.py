@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from newsletter.delivery import smtp as smtp_module
 from newsletter.delivery.smtp import SendResult, SmtpConfig, SmtpPool, TlsMode
 from newsletter.errors import ConfigError, SmtpUnavailable
-from newsletter.mail.capture import FaultyServer, MaildirServer, ServerTls
+from newsletter.mail.capture import MaildirServer, ServerTls
+from newsletter.mail.faulty import FaultyServer
 
 T = TypeVar("T")
 

@@ -27,7 +27,8 @@ from newsletter.delivery import testsend
 from newsletter.delivery.preview import preview
 from newsletter.delivery.testsend import IssueRequest, TestSendError, compose_test
 from newsletter.errors import InvalidAddress, NewsletterError
-from newsletter.mail.capture import FaultyServer, MaildirServer
+from newsletter.mail.capture import MaildirServer
+from newsletter.mail.faulty import FaultyServer
 from newsletter.models import Delivery, DeliveryItem, Paper, Subscriber, utcnow
 from newsletter.papers.catalogue import load_catalogue
 from newsletter.papers.ingest import ingest_file

@@ -1,12 +1,11 @@
 """Local SMTP servers that capture mail instead of delivering it.
 
 ``MaildirServer`` backs the demo: every message lands in a Maildir that any mail
-client (or ``mailbox.Maildir``) can read.  ``FaultyServer`` backs the tests of the
-delivery code: it keeps messages in memory and can be told to reject recipients,
-reject DATA or drop the connection, so failure handling is tested against a real
-SMTP conversation instead of mocks.
+client (or ``mailbox.Maildir``) can read. ``CaptureServer`` is what every capture
+server shares (start and stop, STARTTLS or TLS, AUTH, SMTPUTF8); the fault-injecting
+server of the tests, ``newsletter.mail.faulty.FaultyServer``, is built on it.
 
-Both run an aiosmtpd ``Controller`` in a background thread, bound to 127.0.0.1 on a
+They run an aiosmtpd ``Controller`` in a background thread, bound to 127.0.0.1 on a
 port the kernel picks, and are context managers that stop the thread on exit.
 """
 
@@ -18,7 +17,7 @@ import os
 import ssl
 import threading
 import weakref
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, ClassVar, Literal, NamedTuple, Self
 
@@ -26,18 +25,26 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
-__all__ = ["CapturedMessage", "FaultyServer", "MaildirServer"]
+__all__ = [
+    "AUTH_REQUIRED",
+    "CaptureServer",
+    "CapturedMessage",
+    "FreePortController",
+    "MaildirServer",
+    "ServerTls",
+    "TrackedSMTP",
+]
 
 ServerTls = Literal["none", "starttls", "tls"]
 
 _HOST = "127.0.0.1"
 # Generous: the controller thread has to start an event loop and answer a probe.
 _READY_TIMEOUT = 10.0
-_AUTH_REQUIRED = "530 5.7.0 Authentication required"
+AUTH_REQUIRED = "530 5.7.0 Authentication required"
 
 
 class CapturedMessage(NamedTuple):
-    """One message accepted by a ``FaultyServer``: envelope plus raw DATA bytes."""
+    """One message a capture server accepted: envelope plus raw DATA bytes."""
 
     mail_from: str
     rcpt_tos: list[str]
@@ -45,7 +52,7 @@ class CapturedMessage(NamedTuple):
     mail_options: tuple[str, ...] = ()  # e.g. SMTPUTF8, BODY=8BITMIME
 
 
-class _TrackedSMTP(SMTPServer):
+class TrackedSMTP(SMTPServer):
     """aiosmtpd's protocol, remembering the raw transport of every connection.
 
     After a failed STARTTLS handshake aiosmtpd swaps ``transport`` for the TLS one and
@@ -64,10 +71,10 @@ class _TrackedSMTP(SMTPServer):
         super().connection_made(transport)
 
 
-class _FreePortController(Controller):
+class FreePortController(Controller):
     """A ``Controller`` on a kernel-chosen port that hangs up on clients when stopped."""
 
-    protocol_class: ClassVar[type[_TrackedSMTP]] = _TrackedSMTP
+    protocol_class: ClassVar[type[TrackedSMTP]] = TrackedSMTP
 
     def __init__(self, handler: object, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
@@ -111,10 +118,10 @@ def _socket_open(transport: asyncio.BaseTransport) -> bool:
     return sock is not None and sock.fileno() != -1
 
 
-class _BaseServer:
+class CaptureServer:
     """Lifecycle shared by the capture servers: start on enter, stop on exit."""
 
-    controller_class: ClassVar[type[_FreePortController]] = _FreePortController
+    controller_class: ClassVar[type[FreePortController]] = FreePortController
 
     def __init__(
         self,
@@ -130,7 +137,7 @@ class _BaseServer:
         self._ssl_context = ssl_context
         self._credentials = dict(credentials) if credentials is not None else None
         self._smtputf8 = smtputf8  # offer SMTPUTF8 (RFC 6531), as Postfix does by default
-        self._controller: _FreePortController | None = None
+        self._controller: FreePortController | None = None
         self._lock = threading.Lock()
         self._received = 0
         self.host = _HOST
@@ -218,7 +225,7 @@ class _BaseServer:
     ) -> str:
         """Accept the sender unless a login is required and missing."""
         if self._login_missing(session):
-            return _AUTH_REQUIRED
+            return AUTH_REQUIRED
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
@@ -227,7 +234,7 @@ class _BaseServer:
         return self._credentials is not None and not session.authenticated
 
 
-class MaildirServer(_BaseServer):
+class MaildirServer(CaptureServer):
     """SMTP server on 127.0.0.1 that files every message into a Maildir."""
 
     def __init__(
@@ -256,120 +263,5 @@ class MaildirServer(_BaseServer):
         stored = (envelope_headers + content).replace(b"\r\n", b"\n")
         with self._lock:
             self._maildir.add(stored)
-            self._received += 1
-        return "250 OK"
-
-
-class FaultyServer(_BaseServer):
-    """In-memory SMTP server that injects configured faults, for delivery tests.
-
-    ``mail_replies`` / ``rcpt_replies`` map a sender / recipient address to the full
-    reply line sent instead of accepting it (``"550 5.1.1 no such user"``).
-    ``data_replies`` maps a recipient to the reply given at the end of DATA when
-    the message is addressed to it; the message is then not stored.
-    ``drop_on_data`` holds 1-based counts of DATA commands (over the whole server
-    lifetime) at which the connection is closed without any reply.
-    Accepted messages are in ``messages``; ``sessions`` counts the distinct client
-    connections that issued MAIL.
-    """
-
-    def __init__(
-        self,
-        *,
-        mail_replies: Mapping[str, str] | None = None,
-        rcpt_replies: Mapping[str, str] | None = None,
-        data_replies: Mapping[str, str] | None = None,
-        drop_on_data: Collection[int] = (),
-        tls: ServerTls = "none",
-        ssl_context: ssl.SSLContext | None = None,
-        credentials: Mapping[str, str] | None = None,
-        smtputf8: bool = True,
-    ) -> None:
-        super().__init__(
-            tls=tls, ssl_context=ssl_context, credentials=credentials, smtputf8=smtputf8
-        )
-        self.mail_replies = dict(mail_replies or {})
-        self.rcpt_replies = dict(rcpt_replies or {})
-        self.data_replies = dict(data_replies or {})
-        self.drop_on_data = frozenset(drop_on_data)
-        self._messages: list[CapturedMessage] = []
-        self._data_commands = 0
-        self._peers: set[object] = set()
-
-    @property
-    def messages(self) -> list[CapturedMessage]:
-        """Copy of the messages accepted so far, in arrival order."""
-        with self._lock:
-            return list(self._messages)
-
-    @property
-    def data_commands(self) -> int:
-        """Number of DATA transfers completed by clients, including rejected ones."""
-        with self._lock:
-            return self._data_commands
-
-    @property
-    def sessions(self) -> int:
-        """Number of distinct client connections that started a transaction."""
-        with self._lock:
-            return len(self._peers)
-
-    async def handle_MAIL(
-        self,
-        server: SMTPServer,
-        session: Session,
-        envelope: Envelope,
-        address: str,
-        mail_options: list[str],
-    ) -> str:
-        """Record the connection, then accept or reject the sender."""
-        with self._lock:
-            self._peers.add(session.peer)
-        if self._login_missing(session):
-            return _AUTH_REQUIRED
-        reply = self.mail_replies.get(address)
-        if reply is not None:
-            return reply
-        return await super().handle_MAIL(server, session, envelope, address, mail_options)
-
-    async def handle_RCPT(
-        self,
-        _server: SMTPServer,
-        _session: Session,
-        envelope: Envelope,
-        address: str,
-        rcpt_options: list[str],
-    ) -> str:
-        """Reject the recipient if it has a configured reply, else accept it."""
-        reply = self.rcpt_replies.get(address)
-        if reply is not None:
-            return reply
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTPServer, _session: Session, envelope: Envelope) -> str:
-        """Drop the connection, reject, or store the message, as configured."""
-        with self._lock:
-            self._data_commands += 1
-            drop = self._data_commands in self.drop_on_data
-        if drop:
-            # Closing the transport makes the reply below go nowhere: the client
-            # sees the connection vanish after sending the message body.
-            if server.transport is not None:
-                server.transport.close()
-            return "451 4.3.0 connection dropped"
-        for rcpt in envelope.rcpt_tos:
-            reply = self.data_replies.get(rcpt)
-            if reply is not None:
-                return reply
-        captured = CapturedMessage(
-            mail_from=envelope.mail_from or "",
-            rcpt_tos=list(envelope.rcpt_tos),
-            data=envelope.original_content or b"",
-            mail_options=tuple(envelope.mail_options),
-        )
-        with self._lock:
-            self._messages.append(captured)
             self._received += 1
         return "250 OK"

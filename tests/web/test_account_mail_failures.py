@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from newsletter import status as stats
 from newsletter.cli import app as cli_app
 from newsletter.db import SessionFactory
-from newsletter.mail.capture import FaultyServer
 from newsletter.mail.failures import record_mail_failure
+from newsletter.mail.faulty import FaultyServer
 from newsletter.models import AccountMailFailure, utcnow
 from newsletter.settings import Settings
 from newsletter.web.app import create_app

@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, func, select
 
 from newsletter.db import SessionFactory, make_session_factory
-from newsletter.mail.capture import FaultyServer
+from newsletter.mail.faulty import FaultyServer
 from newsletter.models import Delivery, Interest, Paper, SubscriberStatus, utcnow
 from newsletter.operators import create_operator
 from newsletter.service import Service
