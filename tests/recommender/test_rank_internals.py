@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from recommender import ranking
+from recommender import blocks, duplicates, ranking, scorer, topk
 from recommender.ranking import RankResult, rank
 
 
@@ -100,11 +100,11 @@ def test_dense_and_sparse_products_agree_bit_for_bit(
 ) -> None:
     profiles, papers = data
     expected = reference(profiles, papers, k=12)
-    monkeypatch.setattr(ranking, "_SPARSE_COST_FACTOR", 10**9)
-    assert ranking._Scorer(profiles, papers).dense_papers is not None
+    monkeypatch.setattr(scorer, "_SPARSE_COST_FACTOR", 10**9)
+    assert scorer.Scorer(profiles, papers).dense_papers is not None
     assert_exactly(rank(profiles, papers, k=12), expected)
-    monkeypatch.setattr(ranking, "_DENSE_PAPERS_MAX_BYTES", 0)
-    assert ranking._Scorer(profiles, papers).dense_papers is None
+    monkeypatch.setattr(scorer, "_DENSE_PAPERS_MAX_BYTES", 0)
+    assert scorer.Scorer(profiles, papers).dense_papers is None
     assert_exactly(rank(profiles, papers, k=12), expected)
 
 
@@ -114,7 +114,7 @@ def test_duplicate_rows_are_ranked_once_with_the_same_picks(
 ) -> None:
     profiles, papers = data
     with ThreadPoolExecutor(2) as pool:
-        ranked, owner = ranking._distinct_rows(profiles, None, pool)
+        ranked, owner = duplicates.distinct_rows(profiles, None, pool)
     assert ranked is not None
     assert owner is not None
     dense = profiles.toarray()
@@ -123,9 +123,9 @@ def test_duplicate_rows_are_ranked_once_with_the_same_picks(
     np.testing.assert_array_equal(dense, dense[ranked[owner]])
     merged = rank(profiles, papers, k=7, min_score=0.02)
     # Never worth it: every row is ranked on its own.
-    monkeypatch.setattr(ranking, "_DEDUP_MIN_SAVING", 2.0)
+    monkeypatch.setattr(duplicates, "_DEDUP_MIN_SAVING", 2.0)
     with ThreadPoolExecutor(2) as pool:
-        assert ranking._distinct_rows(profiles, None, pool) == (None, None)
+        assert duplicates.distinct_rows(profiles, None, pool) == (None, None)
     assert_exactly(merged, astuple(rank(profiles, papers, k=7, min_score=0.02)))
 
 
@@ -155,7 +155,7 @@ def test_hash_collisions_cost_merges_not_correctness(
     def every_row_collides(matrix: scipy.sparse.csr_matrix, pool: object) -> np.ndarray:
         return np.zeros(matrix.shape[0], dtype=np.uint64)
 
-    monkeypatch.setattr(ranking, "_row_keys", every_row_collides)
+    monkeypatch.setattr(duplicates, "_row_keys", every_row_collides)
     assert_exactly(rank(profiles, papers, k=6), reference(profiles, papers, k=6))
 
 
@@ -183,7 +183,7 @@ def test_block_sizes_and_threads_do_not_change_the_result(
     monkeypatch.setattr(ranking, "_PARALLEL_CELLS", 0)
     for block_bytes, block_nnz, workers in [(1, 1, 1), (4096, 7, 3), (10**9, 10**9, 2)]:
         monkeypatch.setattr(ranking, "_BLOCK_BYTES", block_bytes)
-        monkeypatch.setattr(ranking, "_BLOCK_NNZ", block_nnz)
+        monkeypatch.setattr(blocks, "BLOCK_NNZ", block_nnz)
         monkeypatch.setattr(ranking, "_MAX_WORKERS", workers)
         assert_exactly(rank(profiles, papers, k=9, min_score=0.03), expected)
 
@@ -214,7 +214,7 @@ def test_boolean_input_ranks_as_before() -> None:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("min_score", [0.0, 0.1, 0.3, np.float64(0.1), np.float32(0.1), 1e-45])
 def test_smallest_above_agrees_with_the_comparison(dtype: type, min_score: float) -> None:
-    floor = ranking._smallest_above(min_score, np.dtype(dtype))
+    floor = topk._smallest_above(min_score, np.dtype(dtype))
     assert floor.dtype == dtype
     below = np.nextafter(floor, dtype(-np.inf))
     assert np.array([floor], dtype=dtype) > min_score
@@ -270,7 +270,7 @@ def test_kth_largest_is_exact_when_positive_and_not_positive_otherwise(dtype: ty
     ).astype(dtype)
     for k in (1, 3, 10, 29):
         expected = np.partition(scores, 30 - k, axis=1)[:, 30 - k]
-        found = ranking._kth_largest(scores, k)
+        found = topk._kth_largest(scores, k)
         assert found.dtype == dtype
         exact = expected > 0
         assert 0 < exact.sum() < len(exact)
