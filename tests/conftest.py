@@ -1,7 +1,9 @@
 """Shared fixtures: real databases (SQLite file and PostgreSQL), settings, data paths.
 
-Every database test runs on both backends. Each backend is migrated once per
-test session (through Alembic, as in production); PostgreSQL gets a schema of its
+Every database test runs on both backends, but for a test marked ``sqlite_only`` (a web
+test of HTTP behaviour, with no storage difference to find) unless it is also marked
+``both_databases`` (it does exercise one: characters, ids, integers). Each backend is
+migrated once per test session (through Alembic, as in production); PostgreSQL gets a schema of its
 own per run so parallel runs and leftovers never collide; every test starts from
 empty tables.
 """
@@ -79,6 +81,22 @@ def postgres_schema() -> Iterator[str]:
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``sqlite_only``: run on SQLite only (``both_databases`` on the test overrides it).
+
+    Done by parametrising ``database_url`` indirectly, which takes precedence over the
+    fixture's own two params, so the SQLite database stays the session's shared one.
+    """
+    definition = metafunc.definition
+    if (
+        "database_url" in metafunc.fixturenames
+        and definition.get_closest_marker("sqlite_only") is not None
+        and definition.get_closest_marker("both_databases") is None
+    ):
+        definition.add_marker(pytest.mark.parametrize("database_url", ["sqlite"], indirect=True))
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

@@ -37,6 +37,8 @@ from newsletter.models import Delivery, DeliveryStatus, utcnow
 from tests.conftest import REPO, TEST_SECRET
 from tests.smtpfaults import EDITION, plan_readers, snapshot
 
+pytestmark = pytest.mark.slow  # kills worker processes (kill -9) and recovers
+
 READERS = 200
 CONNECTIONS = 2  # SMTP sessions per worker
 LEASE_SECONDS = 2

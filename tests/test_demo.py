@@ -7,7 +7,11 @@ import socket
 import threading
 from pathlib import Path
 
+import pytest
+
 from newsletter.cli.demo import DEMO_SUBSCRIBERS, run_demo
+
+pytestmark = pytest.mark.slow  # runs the whole demo
 
 
 def test_demo_twice(tmp_path: Path) -> None:

@@ -491,6 +491,7 @@ _hostile = st.text(
 )
 
 
+@pytest.mark.slow  # hypothesis-heavy
 @hypothesis_settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -626,6 +627,7 @@ def test_subscriber_locale_round_trips(engine: Engine) -> None:
 # --- visual check --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # drives Chromium (Playwright)
 @pytest.mark.parametrize("width", [600, 375])
 def test_screenshots(
     prod_settings: Settings, records: list[dict[str, object]], renderer: Renderer, width: int

@@ -25,6 +25,8 @@ from newsletter.papers.sources import jsonl
 from newsletter.papers.sources.jsonl import RecordError, parse_record, read_jsonl
 from tests.conftest import DAILY
 
+pytestmark = pytest.mark.slow  # hypothesis-heavy property tests
+
 TODAY = date(2026, 11, 29)
 REAL = (DAILY / "2026-05-27.jsonl").read_bytes().splitlines()[:20]
 REAL_IDS = [json.loads(line)["id"] for line in REAL]

@@ -14,6 +14,8 @@ import pytest
 from newsletter.migrations import head_revision
 from tests.conftest import REPO, TEST_SECRET
 
+pytestmark = pytest.mark.slow  # builds a wheel and installs it in a fresh venv
+
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:

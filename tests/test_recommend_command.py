@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs newsletter recommend as subprocesses, loading the model
+
 LISTING = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "arxiv-daily" / "2026-05-27.jsonl"
 )

@@ -28,9 +28,11 @@ from recommender import Document, build_profiles, fit_transform, semantic
 from recommender.hybrid import HybridWeights, rank_hybrid
 from tests.conftest import DAILY, make_settings
 
-pytestmark = pytest.mark.skipif(
-    not semantic.available(), reason="the semantic extra is not installed"
-)
+# slow: loads the semantic model.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not semantic.available(), reason="the semantic extra is not installed"),
+]
 
 WED = date(2026, 5, 27)
 

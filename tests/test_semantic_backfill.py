@@ -20,9 +20,11 @@ from newsletter.papers.sources.jsonl import read_jsonl
 from recommender import semantic
 from tests.conftest import DAILY, TEST_SECRET
 
-pytestmark = pytest.mark.skipif(
-    not semantic.available(), reason="the semantic extra is not installed"
-)
+# slow: loads the semantic model.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not semantic.available(), reason="the semantic extra is not installed"),
+]
 
 WED = date(2026, 5, 27)
 

@@ -27,6 +27,8 @@ from hypothesis import strategies as st
 
 from recommender import Document, RankResult, TfidfModel, build_profiles, explain, fit_model, rank
 
+pytestmark = pytest.mark.slow  # hypothesis-heavy property tests
+
 # Tolerance between rank's float32 scores and the float64 dot product of the same inputs.
 TOL = 1e-5
 

@@ -29,6 +29,9 @@ from tests.conftest import TEST_SECRET, make_settings
 from tests.web.helpers import post_form, subscribe_form
 from tests.web.test_admin import admin, operator  # noqa: F401 - fixtures
 
+# HTTP behaviour: SQLite is enough (tests/conftest.py, sqlite_only).
+pytestmark = pytest.mark.sqlite_only
+
 REFUSED = "nobody@example.org"
 
 

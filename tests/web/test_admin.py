@@ -38,6 +38,9 @@ from newsletter.web.options import WebOptions
 from tests.conftest import TEST_SECRET, make_settings
 from tests.web.helpers import Mail, add_delivery, add_subscriber, csrf_from
 
+# HTTP behaviour: SQLite is enough (tests/conftest.py, sqlite_only).
+pytestmark = pytest.mark.sqlite_only
+
 PASSWORD = "correct horse battery"
 PAGES = [
     "/admin",

@@ -42,6 +42,8 @@ from newsletter.web.options import WebOptions
 from tests.conftest import DAILY, REPO, make_settings
 from tests.web.helpers import add_subscriber, local_listener, uvicorn_serving
 
+pytestmark = pytest.mark.slow  # drives Chromium (Playwright)
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -17,6 +17,9 @@ from newsletter.web.admin.topics import arxiv_category
 from tests.web.helpers import add_subscriber
 from tests.web.test_admin import admin, operator  # noqa: F401 - fixtures
 
+# HTTP behaviour: SQLite is enough (tests/conftest.py, sqlite_only).
+pytestmark = pytest.mark.sqlite_only
+
 ROW = re.compile(
     r'<tr data-topic="([^"]+)">.*?<td class="num followers[^"]*">(\d+)</td>'
     r'\s*<td class="num papers[^"]*">([^<]+)</td>',

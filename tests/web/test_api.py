@@ -28,6 +28,9 @@ from newsletter.web.options import WebOptions
 from tests.conftest import TEST_SECRET
 from tests.web.helpers import Mail, add_delivery, add_subscriber, subscriber_by_email
 
+# HTTP behaviour: SQLite is enough (tests/conftest.py, sqlite_only).
+pytestmark = pytest.mark.sqlite_only
+
 TOKENS = Tokens(TEST_SECRET)
 Mails = Callable[[], list[Mail]]
 API = "/api/v1"
@@ -246,6 +249,7 @@ def test_a_strangers_signup_changes_nothing_until_confirmed(
     )
 
 
+@pytest.mark.both_databases  # a NUL byte: what each database can store
 @pytest.mark.parametrize(
     ("body", "status", "phrase"),
     [

@@ -37,6 +37,8 @@ from newsletter.web.options import WebOptions
 from tests.conftest import TEST_SECRET
 from tests.web.helpers import add_delivery, add_subscriber
 
+pytestmark = pytest.mark.slow  # schemathesis fuzzes every operation
+
 TOKENS = Tokens(TEST_SECRET)
 EXAMPLES = 25
 

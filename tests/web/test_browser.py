@@ -34,6 +34,8 @@ from newsletter.web.options import WebOptions
 from tests.conftest import DAILY, REPO, TEST_SECRET, make_settings
 from tests.web.helpers import Mail, local_listener, read_mail, uvicorn_serving
 
+pytestmark = pytest.mark.slow  # drives Chromium (Playwright)
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",

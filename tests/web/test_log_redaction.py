@@ -16,6 +16,9 @@ from newsletter.web import web_server
 from tests.conftest import TEST_SECRET
 from tests.web.helpers import local_listener, server_running
 
+# HTTP behaviour: SQLite is enough (tests/conftest.py, sqlite_only).
+pytestmark = pytest.mark.sqlite_only
+
 TOKEN = Tokens(TEST_SECRET).make(Purpose.MANAGE, TokenData(7, 12345))
 
 

@@ -38,6 +38,9 @@ from tests.web.helpers import (
     subscriber_by_email,
 )
 
+# HTTP behaviour: SQLite is enough (tests/conftest.py, sqlite_only).
+pytestmark = pytest.mark.sqlite_only
+
 Mails = Callable[[], list[Mail]]
 
 
@@ -511,6 +514,7 @@ def test_confirm_page_links_match_the_public_url(client: TestClient, mails: Mail
     assert re.fullmatch(r"http://testserver/confirm/[\w.\-]+", link)
 
 
+@pytest.mark.both_databases  # what each database can store
 @pytest.mark.parametrize("keyword", ["nul\x00byte", "bell\x07"], ids=["nul", "bell"])
 def test_unstorable_characters_are_refused_not_a_server_error(
     client: TestClient, sessions: SessionFactory, keyword: str

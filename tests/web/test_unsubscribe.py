@@ -14,6 +14,9 @@ from newsletter.tokens import Purpose, TokenData, Tokens
 from tests.conftest import TEST_SECRET
 from tests.web.helpers import add_delivery, add_subscriber
 
+# HTTP behaviour: SQLite is enough (tests/conftest.py, sqlite_only).
+pytestmark = pytest.mark.sqlite_only
+
 TOKENS = Tokens(TEST_SECRET)
 
 
