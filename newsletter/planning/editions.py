@@ -29,7 +29,7 @@ from newsletter.models import (
     Suppression,
 )
 from newsletter.planning.corpus import EditionModel, model_for_edition
-from newsletter.planning.dense_inputs import edition_inputs
+from newsletter.planning.dense_inputs import DenseInputs, edition_inputs
 from newsletter.planning.profile_vectors import build_subscriber_profiles, load_ratings
 from newsletter.progress import ProgressHook
 from newsletter.settings import Settings
@@ -238,17 +238,7 @@ def rank_issues(
     if previous is None:
         previous = previous_issues(session, day)
     if fitted is None:
-        nominal = min(window(day, f)[0] for f in Frequency)
-        fitted = model_for_edition(
-            session,
-            papers,
-            earliest=min([nominal, *(p.listed_on for p in papers)]),
-            corpus_limit=options.corpus_limit,
-            model_dir=options.model_dir,
-            refit_growth=options.refit_growth,
-        )
-    model, paper_vectors = fitted.model, fitted.vectors
-
+        fitted = _edition_model(session, day, papers, options)
     ratings = load_ratings(session, subscribers)
     # The dense half of the hybrid score (the semantic extra), or None: TF-IDF alone.
     dense = edition_inputs(
@@ -262,7 +252,7 @@ def rank_issues(
     )
     profiles = build_subscriber_profiles(
         session,
-        model,
+        fitted.model,
         subscribers,
         ratings=ratings,
         today=day,
@@ -275,50 +265,98 @@ def rank_issues(
         session, subscriber_ids, [p.id for p in papers], -1 if edition_id is None else edition_id
     )
     excluded |= ratings.rated_pairs(subscriber_ids)
-    # One ranking per window start: on a regular schedule that is one per frequency;
-    # catch-up issues after a downtime reach further back, up to the cap.
+    ranking = _Ranking(day, subscribers, papers, profiles, fitted, excluded, dense, options)
+    issues: list[RankedIssue] = []
+    nothing_new = 0
+    for start, rows in _window_groups(day, subscribers, previous).items():
+        group_issues, group_nothing_new = ranking.group(start, rows)
+        issues += group_issues
+        nothing_new += group_nothing_new
+    return issues, nothing_new
+
+
+def _edition_model(
+    session: Session, day: date, papers: list[Paper], options: PlanOptions
+) -> EditionModel:
+    """The edition's model (see ``model_for_edition``), over the widest window there is."""
+    nominal = min(window(day, f)[0] for f in Frequency)
+    return model_for_edition(
+        session,
+        papers,
+        earliest=min([nominal, *(p.listed_on for p in papers)]),
+        corpus_limit=options.corpus_limit,
+        model_dir=options.model_dir,
+        refit_growth=options.refit_growth,
+    )
+
+
+def _window_groups(
+    day: date, subscribers: list[Subscriber], previous: Mapping[int, date]
+) -> dict[date, list[int]]:
+    """The subscribers' rows by the start of their issue's window. One ranking per
+    window start: on a regular schedule that is one per frequency; catch-up issues
+    after a downtime reach further back, up to the cap."""
     groups: dict[date, list[int]] = defaultdict(list)
     for row, subscriber in enumerate(subscribers):
         start = window_start(day, subscriber.frequency, _since(subscriber, previous))
         groups[start].append(row)
+    return groups
 
-    issues: list[RankedIssue] = []
-    nothing_new = 0
-    for start, group_rows in groups.items():
-        paper_cols = [i for i, p in enumerate(papers) if start <= p.listed_on <= day]
-        if not paper_cols:
-            nothing_new += len(group_rows)
-            continue
-        group_profiles = profiles[group_rows]
-        group_papers = paper_vectors[paper_cols]
+
+@dataclass(frozen=True, eq=False)
+class _Ranking:
+    """What every window group of one ``rank_issues`` shares: rows of ``profiles`` (and
+    of the dense inputs) are ``subscribers``, rows of the fitted vectors ``papers``."""
+
+    day: date
+    subscribers: list[Subscriber]
+    papers: list[Paper]
+    profiles: sparse.csr_matrix
+    fitted: EditionModel
+    # (subscriber id, paper id) pairs never to offer.
+    excluded: set[tuple[int, int]]
+    dense: DenseInputs | None
+    options: PlanOptions
+
+    def group(self, start: date, rows: list[int]) -> tuple[list[RankedIssue], int]:
+        """The issues of the subscribers in ``rows``, over the papers listed from
+        ``start`` to the edition's day, and how many of them had nothing new."""
+        papers, subscribers = self.papers, self.subscribers
+        columns = [i for i, p in enumerate(papers) if start <= p.listed_on <= self.day]
+        if not columns:
+            return [], len(rows)
+        group_profiles = self.profiles[rows]
+        group_papers = self.fitted.vectors[columns]
+        dense = self.dense
         picks = _pick(
             group_profiles,
             group_papers,
-            subscribers=[subscribers[r] for r in group_rows],
+            subscribers=[subscribers[r] for r in rows],
             exclude=_exclusion_matrix(
-                excluded,
-                [subscriber_ids[r] for r in group_rows],
-                [papers[c].id for c in paper_cols],
+                self.excluded,
+                [subscribers[r].id for r in rows],
+                [papers[c].id for c in columns],
             ),
-            options=options,
-            dense=None if dense is None else (dense.profiles[group_rows], dense.papers[paper_cols]),
+            options=self.options,
+            dense=None if dense is None else (dense.profiles[rows], dense.papers[columns]),
         )
-        reasons = explain(group_profiles, group_papers, picks, feature_names=model.feature_names)
-        for i, row in enumerate(group_rows):
+        reasons = explain(
+            group_profiles, group_papers, picks, feature_names=self.fitted.model.feature_names
+        )
+        issues: list[RankedIssue] = []
+        for i, row in enumerate(rows):
             chosen = picks.picks(i)
-            if not chosen:
-                nothing_new += 1
-                continue
-            issues.append(
-                RankedIssue(
-                    subscribers[row],
-                    [
-                        (papers[paper_cols[column]], float(score), list(reasons[i][position]))
-                        for position, (column, score) in enumerate(chosen)
-                    ],
+            if chosen:
+                issues.append(
+                    RankedIssue(
+                        subscribers[row],
+                        [
+                            (papers[columns[column]], float(score), list(reasons[i][position]))
+                            for position, (column, score) in enumerate(chosen)
+                        ],
+                    )
                 )
-            )
-    return issues, nothing_new
+        return issues, len(rows) - len(issues)
 
 
 def plan_edition(
