@@ -1,4 +1,5 @@
-"""Hybrid ranking: a weighted sum of TF-IDF and sentence-embedding cosines (issue 8).
+"""Hybrid ranking: a weighted sum of TF-IDF and sentence-embedding cosines (the
+optional ``semantic`` extra).
 
     score = tfidf * cos(tfidf profile, tfidf paper) + dense * cos(dense profile, dense paper)
 

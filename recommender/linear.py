@@ -1,4 +1,5 @@
-"""Per-subscriber logistic regression in embedding space, all subscribers at once (issue 8).
+"""Per-subscriber logistic regression in embedding space, all subscribers at once
+(the optional ``semantic`` extra).
 
 Once a subscriber has rated enough papers, a linear model separates what they liked
 from a shared sample of background papers (and from what they disliked): the

