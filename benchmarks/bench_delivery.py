@@ -13,7 +13,7 @@ Measured in one run, into one sink (started here on a free port, counting messag
 1. ceiling: ``smtp-source -s 8 -d`` (C load generator, 8 reused sessions) sending a
    real issue (~50 KB) N times;
 2. raw client: aiosmtplib alone, 8 reused connections, the same prebuilt message;
-3. end to end with the project's engine (``newsletter.delivery.deliver``: claim,
+3. end to end with the project's engine (``newsletter.delivery.run.deliver``: claim,
    load, render, MIME, SMTP, mark sent) on SQLite (a file in a temp dir) and on
    PostgreSQL (a private schema, dropped at the end), ``--deliveries`` pending
    10-paper issues each, with ``--workers`` processes on PostgreSQL; each run in a
@@ -629,7 +629,7 @@ class _Watch:
 
 def _child_deliver(arguments: dict[str, Any], result_path: Path) -> None:
     """Run in a fresh process: one ``deliver(...)`` call, timed, with its peak RSS."""
-    from newsletter.delivery import deliver
+    from newsletter.delivery.run import deliver
 
     settings = load_settings(overrides=arguments["settings"])
     engine = make_engine(settings.database_url)
@@ -760,15 +760,11 @@ def _engine_api() -> tuple[dict[str, Any], list[str]]:
     found: dict[str, Any] = {}
     missing: list[str] = []
     wanted = {
-        "newsletter.delivery": (
-            "claim_batch",
-            "Composer",
-            "record",
-            "smtp_config",
-            "DeliverySummary",
-        ),
+        "newsletter.delivery.outbox": ("claim_batch",),
+        "newsletter.delivery.compose": ("Composer",),
+        "newsletter.delivery.outcomes": ("record", "DeliverySummary"),
         "newsletter.mail.render": ("Renderer",),
-        "newsletter.delivery.smtp": ("SmtpPool",),
+        "newsletter.delivery.smtp": ("SmtpPool", "smtp_config"),
         "newsletter.tokens": ("Tokens",),
     }
     for module_name, names in wanted.items():

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 from mjml import mjml2html
 
-from newsletter.delivery import select_renderable, send_edition
+from newsletter.delivery.compose import select_renderable
+from newsletter.delivery.run import deliver
 from newsletter.mail.message import MessageHeaders, build_message
 from newsletter.mail.render import Renderer
 from newsletter.mail.view import issue_view
@@ -192,7 +193,7 @@ def bench_send(directory: Path, n_messages: int) -> dict[str, float]:
                 }
             )
             start = time.perf_counter()
-            summary = send_edition(service.sessions, EDITION, settings=settings)
+            summary = deliver(service.sessions, settings=settings, edition=EDITION, workers=1)
             elapsed = time.perf_counter() - start
             service.close()
             if summary.sent != n_messages:

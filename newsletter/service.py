@@ -18,7 +18,7 @@ from newsletter.progress import ProgressHook
 from newsletter.settings import Settings
 
 if TYPE_CHECKING:
-    from newsletter.delivery import SendSummary
+    from newsletter.delivery.outcomes import DeliverySummary
     from newsletter.planning.editions import PlanSummary
 
 
@@ -128,9 +128,9 @@ class Service:
         concurrency: int | None = None,
         wait: bool = False,
         progress: ProgressHook | None = None,
-    ) -> SendSummary:
+    ) -> DeliverySummary:
         """Run delivery workers over the due deliveries (of one edition, or all)."""
-        from newsletter.delivery import deliver
+        from newsletter.delivery.run import deliver
 
         return deliver(
             self.sessions,
@@ -143,6 +143,6 @@ class Service:
             progress=progress,
         )
 
-    def send(self, day: date, *, progress: ProgressHook | None = None) -> SendSummary:
+    def send(self, day: date, *, progress: ProgressHook | None = None) -> DeliverySummary:
         """Send the due deliveries of the edition of ``day`` in this process."""
         return self.deliver(day, workers=1, progress=progress)

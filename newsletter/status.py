@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
+from newsletter.delivery.outbox import WAITING, due_now_condition
 from newsletter.mail.failures import MailFailure, mail_failures_since, recent_mail_failures
 from newsletter.models import (
     Delivery,
@@ -25,7 +26,6 @@ from newsletter.models import (
 )
 
 FAILURE_STATES = (DeliveryStatus.RETRY, DeliveryStatus.BOUNCED, DeliveryStatus.FAILED)
-WAITING = (DeliveryStatus.PENDING, DeliveryStatus.RETRY)
 
 
 def _counts(enum: type[DeliveryStatus] | type[SubscriberStatus]) -> dict[str, int]:
@@ -51,13 +51,6 @@ def deliveries_by_status(session: Session, *, edition_id: int | None = None) -> 
     for status, count in session.execute(query):
         counts[status.value] = count
     return counts
-
-
-def due_now_condition(now: datetime) -> ColumnElement[bool]:
-    """Waiting deliveries a worker may claim now (their time has come or was never set)."""
-    return Delivery.status.in_(WAITING) & or_(
-        Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now
-    )
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from newsletter.db import SessionFactory
-from newsletter.delivery import DeliverySummary
-from newsletter.delivery.suppression import OPEN_STATES
+from newsletter.delivery.outbox import OPEN
+from newsletter.delivery.outcomes import DeliverySummary
 from newsletter.mail.faulty import FaultyServer
 from newsletter.models import (
     Bounce,
@@ -164,7 +164,7 @@ def audit(
         by_status.setdefault(row.status, set()).add(email)
         assert row.lease_owner is None, (email, row)
     open_or_failed = {
-        s: emails for s, emails in by_status.items() if s in (*OPEN_STATES, DeliveryStatus.FAILED)
+        s: emails for s, emails in by_status.items() if s in (*OPEN, DeliveryStatus.FAILED)
     }
     assert open_or_failed == {}, open_or_failed
     sent = by_status.get(DeliveryStatus.SENT, set())

@@ -1,4 +1,4 @@
-"""send_edition end to end: real databases, real SMTP servers (no mocks), real templates.
+"""Sending an edition end to end: real databases, real SMTP servers (no mocks), real templates.
 
 Every test that uses ``sessions`` runs on SQLite and on PostgreSQL. The edition is
 the real arXiv listing of 2026-05-27; the SMTP side is a ``FaultyServer`` that can
@@ -24,7 +24,9 @@ import pytest
 from sqlalchemy import select, update
 
 from newsletter.db import SessionFactory
-from newsletter.delivery import SendSummary, claim_batch, send_edition
+from newsletter.delivery.outbox import claim_batch
+from newsletter.delivery.outcomes import DeliverySummary
+from newsletter.delivery.run import deliver
 from newsletter.errors import SmtpUnavailable, TemplateError
 from newsletter.mail.capture import CapturedMessage
 from newsletter.mail.faulty import FaultyServer
@@ -96,8 +98,14 @@ def settings_for(database_url: str, server: FaultyServer | None, **overrides: An
 
 def send(
     sessions: SessionFactory, database_url: str, server: FaultyServer, **kwargs: Any
-) -> SendSummary:
-    return send_edition(sessions, EDITION, settings=settings_for(database_url, server), **kwargs)
+) -> DeliverySummary:
+    return deliver(
+        sessions,
+        settings=settings_for(database_url, server),
+        edition=EDITION,
+        workers=1,
+        **kwargs,
+    )
 
 
 def free_port() -> int:
@@ -490,7 +498,7 @@ def test_unreachable_server_raises_and_leaves_every_delivery_pending(planned: Pl
     settings = settings_for(planned.database_url, None, smtp_port=port)
 
     with pytest.raises(SmtpUnavailable, match=f"127.0.0.1:{port}"):
-        send_edition(sessions, EDITION, settings=settings)
+        deliver(sessions, settings=settings, edition=EDITION, workers=1)
 
     rows = deliveries(sessions)
     assert_nothing_claimed(rows)
@@ -801,7 +809,7 @@ def test_non_ascii_names_and_header_injection_in_paper_titles_are_harmless(
     ]
 
     with FaultyServer() as server:
-        first = send_edition(sessions, EDITION, settings=settings_for(database_url, server))
+        first = send(sessions, database_url, server)
         assert first.sent == 2
         (juergen,) = by_recipient(server)["juergen@example.org"]
         (zoe,) = by_recipient(server)["zoe@example.org"]
@@ -830,7 +838,7 @@ def test_non_ascii_names_and_header_injection_in_paper_titles_are_harmless(
                 .values(name="Zoë\r\nBcc: victim@example.org Ñandú")
             )
             session.execute(update(Delivery).values(status=DeliveryStatus.PENDING))
-        second = send_edition(sessions, EDITION, settings=settings_for(database_url, server))
+        second = send(sessions, database_url, server)
         assert second.sent == 2
         messages = server.messages
 

@@ -20,14 +20,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 from newsletter.db import SessionFactory
-from newsletter.delivery import (
-    Throttle,
-    claim_batch,
-    deliver,
-    release_owned,
-    renew_leases,
-)
+from newsletter.delivery.outbox import claim_batch, release_owned, renew_leases
+from newsletter.delivery.run import deliver
 from newsletter.delivery.sendrate import RateLimiter, reserve
+from newsletter.delivery.worker import Throttle
 from newsletter.mail.faulty import FaultyServer
 from newsletter.mail.verp import parse_verp
 from newsletter.models import (
@@ -421,7 +417,7 @@ def test_a_bug_while_sending_stops_the_worker_and_loses_nothing(
 def test_a_database_blip_while_recording_is_retried(
     planned: Planned, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from newsletter import delivery as delivery_module
+    from newsletter.delivery import worker as delivery_module
 
     monkeypatch.setattr(delivery_module, "_RECORD_RETRY_DELAYS", (0.01, 0.01))
     real_record = delivery_module.Worker._record
@@ -469,7 +465,7 @@ def test_each_subscriber_gets_the_issue_in_their_language(planned: Planned) -> N
 def test_a_worker_process_that_fails_fails_the_run(crowd: Planned, tmp_path: Path) -> None:
     """A template that compiles but cannot be filled breaks every worker: the run must
     say so (not report success with nothing sent), and nothing may be left claimed."""
-    from newsletter.delivery import DeliveryError
+    from newsletter.delivery.run import DeliveryError
     from newsletter.errors import TemplateError
     from tests.test_delivery import broken_templates
 

@@ -22,8 +22,9 @@ import pytest
 from sqlalchemy import select, update
 
 from newsletter.db import SessionFactory
-from newsletter.delivery import DeliverySummary, deliver
-from newsletter.delivery.suppression import OPEN_STATES
+from newsletter.delivery.outbox import OPEN
+from newsletter.delivery.outcomes import DeliverySummary
+from newsletter.delivery.run import deliver
 from newsletter.errors import SmtpUnavailable
 from newsletter.mail.faulty import Faults, FaultyServer
 from newsletter.models import (
@@ -91,7 +92,7 @@ def next_due(sessions: SessionFactory) -> float | None:
     with sessions() as session:
         rows = session.execute(
             select(Delivery.status, Delivery.next_attempt_at, Delivery.lease_until).where(
-                Delivery.status.in_(OPEN_STATES)
+                Delivery.status.in_(OPEN)
             )
         ).all()
     if not rows:

@@ -151,7 +151,9 @@ def test_test_send_as_a_subscriber_is_their_real_issue_and_changes_nothing(
         dkim_algorithm="ed25519-sha256",
     )
     before = snapshot(engine)
-    result = testsend.test_send(settings, to=OPERATOR, as_email="Ada@Example.org", edition=EDITION)
+    result = testsend.send_test_issue(
+        settings, to=OPERATOR, as_email="Ada@Example.org", edition=EDITION
+    )
     assert snapshot(engine) == before
     assert OPERATOR in result
     assert "250" in result
@@ -173,7 +175,7 @@ def test_test_send_as_a_subscriber_is_their_real_issue_and_changes_nothing(
 def test_the_links_of_a_test_issue_act_for_nobody(
     populated: SessionFactory, database_url: str, server: FaultyServer
 ) -> None:
-    testsend.test_send(
+    testsend.send_test_issue(
         settings_for(database_url, server.port), to=OPERATOR, as_email="ada@example.org"
     )
     message = parse(server.messages[0].data)
@@ -199,7 +201,7 @@ def test_test_send_of_a_planned_issue_shows_the_planned_picks(
         plan_edition(session, EDITION, options=plan_options(settings))
     planned = stored_urls(populated, "grace@example.org")
     before = snapshot(engine)
-    testsend.test_send(settings, to=OPERATOR, as_email="grace@example.org")  # newest edition
+    testsend.send_test_issue(settings, to=OPERATOR, as_email="grace@example.org")  # newest edition
     assert snapshot(engine) == before  # still pending, not sent, no attempt counted
     assert urls_in(parse(server.messages[0].data)) == planned
 
@@ -209,7 +211,7 @@ def test_test_send_of_an_ad_hoc_profile_to_a_maildir(
 ) -> None:
     before = snapshot(engine)
     with MaildirServer(tmp_path / "maildir") as smtp:
-        result = testsend.test_send(
+        result = testsend.send_test_issue(
             settings_for(database_url, smtp.port),
             to=OPERATOR,
             topics=["cs.RO"],
@@ -236,7 +238,7 @@ def test_a_refusing_relay_is_reported_and_nothing_is_recorded(
         FaultyServer(rcpt_replies={OPERATOR: "550 5.1.1 no such user"}) as smtp,
         pytest.raises(TestSendError, match="550"),
     ):
-        testsend.test_send(
+        testsend.send_test_issue(
             settings_for(database_url, smtp.port), to=OPERATOR, as_email="ada@example.org"
         )
     # In production a 550 bounces and suppresses the address; a test send does neither.
@@ -264,7 +266,7 @@ def test_test_send_refuses_what_it_cannot_do(
 ) -> None:
     before = snapshot(engine)
     with pytest.raises(error, match=message):
-        testsend.test_send(settings_for(database_url, server.port), to=OPERATOR, **kwargs)
+        testsend.send_test_issue(settings_for(database_url, server.port), to=OPERATOR, **kwargs)
     assert server.messages == []
     assert snapshot(engine) == before
 
@@ -273,7 +275,7 @@ def test_an_invalid_recipient_is_refused(
     populated: SessionFactory, database_url: str, server: FaultyServer
 ) -> None:
     with pytest.raises(InvalidAddress):
-        testsend.test_send(
+        testsend.send_test_issue(
             settings_for(database_url, server.port), to="not an address", as_email="ada@example.org"
         )
     assert server.messages == []
@@ -346,7 +348,7 @@ def test_with_a_stored_model_the_test_issue_ranks_with_it_and_writes_no_file(
     files = files_in(models)
     assert files
     before = snapshot(engine)
-    testsend.test_send(settings, to=OPERATOR, as_email="ada@example.org", edition=EDITION)
+    testsend.send_test_issue(settings, to=OPERATOR, as_email="ada@example.org", edition=EDITION)
     assert files_in(models) == files
     assert snapshot(engine) == before
     with populated.begin() as session:
@@ -360,6 +362,6 @@ def test_without_a_stored_model_yet_a_test_send_fits_in_memory(
     models = tmp_path / "models"
     models.mkdir()
     settings = settings_for(database_url, server.port, model_dir=models)
-    testsend.test_send(settings, to=OPERATOR, topics=["cs.CL"])
+    testsend.send_test_issue(settings, to=OPERATOR, topics=["cs.CL"])
     assert files_in(models) == {}  # the planner would have stored a model; a test does not
     assert urls_in(parse(server.messages[0].data))

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from newsletter.delivery import Composer
+from newsletter.delivery.compose import Composer
 from newsletter.delivery.testsend import IssueRequest, build_job
 from newsletter.mail.render import RenderedIssue, Renderer
 from newsletter.models import utcnow

@@ -20,8 +20,9 @@ import aiosmtplib
 import aiosmtplib.protocol
 
 from newsletter.errors import ConfigError, SmtpUnavailable
+from newsletter.settings import Settings
 
-__all__ = ["SendResult", "SendStatus", "SmtpConfig", "SmtpPool", "TlsMode"]
+__all__ = ["SendResult", "SendStatus", "SmtpConfig", "SmtpPool", "TlsMode", "smtp_config"]
 
 
 # --- DATA encoding without two whole-message regular expressions ---------------------------
@@ -110,6 +111,21 @@ class SmtpConfig:
     def address(self) -> str:
         """``host:port``, for messages that name the server."""
         return f"{self.host}:{self.port}"
+
+
+def smtp_config(settings: Settings, connections: int | None = None) -> SmtpConfig:
+    """The SMTP pool's configuration from the service settings."""
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    return SmtpConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        tls=settings.smtp_tls,
+        username=settings.smtp_username,
+        password=password,
+        timeout=settings.smtp_timeout,
+        connections=connections or settings.smtp_connections,
+        message_timeout=settings.smtp_message_timeout,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from newsletter.delivery.outbox import cancel_open_deliveries
 from newsletter.mail.addresses import address_key
 from newsletter.models import (
     Bounce,
@@ -25,9 +26,6 @@ from newsletter.models import (
     Suppression,
     utcnow,
 )
-
-# Deliveries that have not gone out and never will once their address is suppressed.
-OPEN_STATES = (DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.CLAIMED)
 
 
 @dataclass(frozen=True)
@@ -53,14 +51,7 @@ def suppress(session: Session, email: str, reason: str) -> None:
         .where(Subscriber.id.in_(subscriber_ids), Subscriber.status == SubscriberStatus.ACTIVE)
         .values(status=SubscriberStatus.BOUNCED)
     )
-    session.execute(
-        update(Delivery)
-        .where(
-            Delivery.subscriber_id.in_(subscriber_ids),
-            Delivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.RETRY)),
-        )
-        .values(status=DeliveryStatus.SUPPRESSED, lease_owner=None, lease_until=None)
-    )
+    cancel_open_deliveries(session, subscriber_ids)
 
 
 def apply_bounce(

@@ -4,7 +4,7 @@ The issue is one subscriber's (``as_email``: the delivery already planned for th
 the edition, or, when there is none, their picks ranked in memory exactly as the
 planner ranks them) or an ad-hoc profile's (topics and keywords). It is rendered,
 assembled, DKIM-signed and sent by the same code as every production issue
-(``newsletter.delivery.Composer`` and ``SmtpPool`` with the production SMTP settings);
+(``newsletter.delivery.compose.Composer`` and ``SmtpPool`` with the production SMTP settings);
 only the subject starts with "[TEST] " and the recipient is ``to``.
 
 Nothing is written: no delivery row, no paper recorded as sent, no subscriber
@@ -26,8 +26,8 @@ from datetime import date, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from newsletter.delivery import Composer, Job, Outgoing, smtp_config
-from newsletter.delivery.smtp import SmtpPool
+from newsletter.delivery.compose import Composer, Job, Outgoing
+from newsletter.delivery.smtp import SmtpPool, smtp_config
 from newsletter.errors import EditionError, NewsletterError
 from newsletter.i18n import DEFAULT_LOCALE
 from newsletter.mail.addresses import address_key, normalise_email
@@ -308,8 +308,3 @@ def send_test_issue(
     reply = asyncio.run(_send(settings, outgoing))
     whose = as_email or "topics " + ", ".join([*topics, *(f"“{k}”" for k in keywords)])
     return f"test issue ({whose}) sent to {outgoing.recipient}: {reply}"
-
-
-# The name the CLI calls (``newsletter test-send``); not a pytest test.
-test_send = send_test_issue
-test_send.__test__ = False  # type: ignore[attr-defined]

@@ -72,7 +72,7 @@ class Jobs:
 
     def deliver(self, service: Any) -> object:
         """Send every due delivery; None (nothing to log) when nothing was due or done."""
-        from newsletter.delivery import deliver
+        from newsletter.delivery.run import deliver
 
         with service.sessions() as session:
             if not anything_due(session, self.clock()):

@@ -13,10 +13,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfoNotFoundError
 
-from sqlalchemy import ColumnElement, case, func, or_, select, update
+from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.db import SessionFactory
+from newsletter.delivery.outbox import OPEN, claimable_now
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -32,9 +33,6 @@ if TYPE_CHECKING:
     from newsletter.planning.editions import PlanOptions, PlanSummary
 
 log = logging.getLogger(__name__)
-
-_OPEN = (DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.CLAIMED)
-
 
 # A group of subscribers alike: (timezone, send hour, frequency, weekday). The weekday
 # of a daily subscriber is 0 whatever they stored: it would only split their group.
@@ -86,7 +84,7 @@ def due_subscribers(
     slot after its papers arrived. One slot computation per (timezone, hour,
     frequency, weekday) group.
     """
-    in_flight = select(Delivery.subscriber_id).where(Delivery.status.in_(_OPEN))
+    in_flight = select(Delivery.subscriber_id).where(Delivery.status.in_(OPEN))
     last_sent = dict(
         session.execute(
             select(Delivery.subscriber_id, func.max(Delivery.sent_at))
@@ -167,12 +165,7 @@ def set_send_times(
 
 def anything_due(session: Session, now: datetime) -> bool:
     """Whether any delivery may be claimed now (as ``newsletter.delivery`` decides)."""
-    due = or_(
-        Delivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.RETRY))
-        & or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-        (Delivery.status == DeliveryStatus.CLAIMED) & (Delivery.lease_until < now),
-    )
-    return session.scalar(select(Delivery.id).where(due).limit(1)) is not None
+    return session.scalar(select(Delivery.id).where(claimable_now(now)).limit(1)) is not None
 
 
 def plan_due(

@@ -20,8 +20,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any
 
 from newsletter.db import SessionFactory
-from newsletter.delivery import smtp_config
-from newsletter.delivery.smtp import SmtpPool
+from newsletter.delivery.smtp import SmtpPool, smtp_config
 from newsletter.errors import NewsletterError
 from newsletter.i18n import normalise_locale
 from newsletter.mail.addresses import needs_smtputf8, smtp_address

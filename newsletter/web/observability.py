@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from newsletter import status as stats
 from newsletter.db import SessionFactory
+from newsletter.delivery.outbox import due_now_condition
 from newsletter.mail.failures import mail_failures_since
 from newsletter.models import (
     Delivery,
@@ -128,7 +129,7 @@ class DatabaseCollector(Collector):
                 by_status = stats.deliveries_by_status(session)
                 people = stats.subscribers_by_status(session)
                 due = session.scalar(
-                    select(func.count()).select_from(Delivery).where(stats.due_now_condition(now))
+                    select(func.count()).select_from(Delivery).where(due_now_condition(now))
                 )
                 last = stats.activity(session)
                 late_buckets, late_count, late_sum = send_latency(session, now=now)

@@ -23,7 +23,7 @@ from newsletter.cli.app import (
 from newsletter.cli.exitcodes import ExitCode
 
 if TYPE_CHECKING:
-    from newsletter.delivery import SendSummary
+    from newsletter.delivery.outcomes import DeliverySummary
 
 
 @app.command()
@@ -65,7 +65,7 @@ def plan(
         typer.echo(str(summary))
 
 
-def report(summary: SendSummary, *, json_output: bool) -> None:
+def report(summary: DeliverySummary, *, json_output: bool) -> None:
     """The run's summary; a refused recipient is an outcome, not a failed run."""
     if json_output:
         data: dict[str, Any] = summary.as_dict()

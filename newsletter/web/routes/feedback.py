@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from newsletter.delivery import select_renderable
+from newsletter.delivery.compose import select_renderable
 from newsletter.mail.view import issue_view
 from newsletter.models import Delivery, DeliveryItem, Subscriber, utcnow
 from newsletter.subscribers import accounts

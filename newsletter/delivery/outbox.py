@@ -1,0 +1,136 @@
+"""The outbox: which deliveries are open, which may be claimed now, and the leases.
+
+Every rule about a delivery's place in the queue lives here, so the workers, the
+scheduler, the status figures and the bounce rules cannot drift apart: the open and
+waiting states, the claimable-now condition, claiming a batch under a lease, the
+heartbeat that renews it, giving claimed deliveries back, and cancelling a
+subscriber's deliveries that have not gone out. Functions take a session; the caller
+owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, case, or_, select, update
+from sqlalchemy.orm import Session
+
+from newsletter.models import Delivery, DeliveryStatus
+
+# Waiting for a worker: not sent yet, not held by anyone. These are what cancelling a
+# subscriber's deliveries suppresses.
+WAITING = (DeliveryStatus.PENDING, DeliveryStatus.RETRY)
+# Not settled: will or may still be sent (waiting, or held by a worker right now).
+OPEN = (*WAITING, DeliveryStatus.CLAIMED)
+
+
+def due_now_condition(now: datetime) -> ColumnElement[bool]:
+    """Waiting deliveries whose time has come (or was never set).
+
+    ``next_attempt_at`` on a pending delivery is "not before" (its subscriber's send
+    hour, set by the scheduler); on a retry, when the backoff ends.
+    """
+    return Delivery.status.in_(WAITING) & or_(
+        Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now
+    )
+
+
+def lease_expired_condition(now: datetime) -> ColumnElement[bool]:
+    """Claimed deliveries whose worker stopped renewing the lease (it died)."""
+    return (Delivery.status == DeliveryStatus.CLAIMED) & (Delivery.lease_until < now)
+
+
+def claimable_now(now: datetime, edition_id: int | None = None) -> ColumnElement[bool]:
+    """Deliveries a worker may claim now (of one edition, when given): due waiting
+    ones and claimed ones whose lease ran out."""
+    due = or_(due_now_condition(now), lease_expired_condition(now))
+    return due if edition_id is None else (Delivery.edition_id == edition_id) & due
+
+
+def claim_batch(
+    session: Session,
+    *,
+    edition_id: int | None,
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+) -> list[int]:
+    """Claim up to ``limit`` due deliveries (pending, retry that is due, or claimed with
+    an expired lease), oldest first.
+
+    PostgreSQL locks the rows it picks and skips rows other workers hold (``FOR UPDATE
+    SKIP LOCKED``), then marks them. SQLite has one writer: a single ``UPDATE ... WHERE
+    id IN (due rows) AND still due RETURNING id`` runs whole under its write lock (a
+    separate SELECT would let two workers read the same rows before either writes).
+    """
+    is_due = claimable_now(now, edition_id)
+    candidates = select(Delivery.id).where(is_due).order_by(Delivery.id).limit(limit)
+    claim = update(Delivery).values(
+        status=DeliveryStatus.CLAIMED, lease_owner=owner, lease_until=now + lease
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        # Two statements on purpose: PostgreSQL may re-run a LIMIT ... FOR UPDATE
+        # subquery inside an UPDATE and so claim more rows than asked for.
+        ids = list(session.scalars(candidates.with_for_update(skip_locked=True)))
+        if ids:
+            session.execute(claim.where(Delivery.id.in_(ids)))
+        return ids
+    claimed = session.scalars(
+        claim.where(Delivery.id.in_(candidates.scalar_subquery()), is_due).returning(Delivery.id)
+    )
+    return sorted(claimed)
+
+
+def renew_leases(session: Session, *, owner: str, now: datetime, lease: timedelta) -> int:
+    """Extend every lease ``owner`` holds (the worker's heartbeat)."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.lease_owner == owner, Delivery.status == DeliveryStatus.CLAIMED)
+        .values(lease_until=now + lease)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _give_back(session: Session, *conditions: ColumnElement[bool]) -> int:
+    """Return claimed deliveries to the queue, nothing having been sent for them: one
+    tried before goes back to ``retry`` (due now), one never tried to ``pending``; the
+    attempt is not counted."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.status == DeliveryStatus.CLAIMED, *conditions)
+        .values(
+            status=case(
+                (Delivery.attempts > 0, DeliveryStatus.RETRY), else_=DeliveryStatus.PENDING
+            ),
+            lease_owner=None,
+            lease_until=None,
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def release_owned(session: Session, owner: str) -> int:
+    """Give back everything ``owner`` still holds."""
+    return _give_back(session, Delivery.lease_owner == owner)
+
+
+def release(session: Session, ids: Sequence[int], owner: str | None = None) -> int:
+    """Give back some claimed deliveries (of ``owner``, when given)."""
+    if not ids:
+        return 0
+    if owner is None:
+        return _give_back(session, Delivery.id.in_(ids))
+    return _give_back(session, Delivery.id.in_(ids), Delivery.lease_owner == owner)
+
+
+def cancel_open_deliveries(session: Session, subscriber_ids: Select[Any] | Sequence[int]) -> None:
+    """Issues planned for these subscribers but not sent yet will not be sent: their
+    waiting deliveries are suppressed (one a worker holds right now is left to it)."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.subscriber_id.in_(subscriber_ids), Delivery.status.in_(WAITING))
+        .values(status=DeliveryStatus.SUPPRESSED, lease_owner=None, lease_until=None)
+    )
