@@ -164,7 +164,7 @@ def set_send_times(
 
 
 def anything_due(session: Session, now: datetime) -> bool:
-    """Whether any delivery may be claimed now (as ``newsletter.delivery`` decides)."""
+    """Whether any delivery may be claimed now (``delivery.outbox.claimable_now``)."""
     return session.scalar(select(Delivery.id).where(claimable_now(now)).limit(1)) is not None
 
 
