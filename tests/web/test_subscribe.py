@@ -160,6 +160,21 @@ def test_the_answer_is_the_same_for_every_address(
         assert left.status == SubscriberStatus.UNSUBSCRIBED  # until confirmed
 
 
+def test_account_mails_are_in_the_subscribers_language(
+    client: TestClient, sessions: SessionFactory, mails: Mails
+) -> None:
+    """The account mails go through the issue's renderer, so they are translated too."""
+    with sessions.begin() as session:
+        add_subscriber(session, "anna@example.org").locale = "de"
+    post_form(client, "/", "/subscribe", subscribe_form("anna@example.org"))
+    post_form(client, "/", "/subscribe", subscribe_form("new@example.org"))
+    sent = {m.to: m for m in mails()}
+    assert sent["anna@example.org"].subject == "Sie sind bereits für Paper Newsletter angemeldet"
+    assert "Meine Einstellungen öffnen" in sent["anna@example.org"].text
+    # Nobody's language is known for a new address: English.
+    assert sent["new@example.org"].subject == "Confirm your subscription to Paper Newsletter"
+
+
 def test_resubscribing_needs_a_new_confirmation(
     client: TestClient, sessions: SessionFactory, mails: Mails
 ) -> None:
