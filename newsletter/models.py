@@ -137,6 +137,13 @@ class DeliveryStatus(enum.StrEnum):
     SUPPRESSED = "suppressed"
 
 
+# Deliveries waiting for a worker: not sent yet, not held by anyone (what cancelling a
+# subscriber's issues suppresses, and what a worker may claim once it is due).
+WAITING = (DeliveryStatus.PENDING, DeliveryStatus.RETRY)
+# Not settled: will or may still be sent (waiting, or held by a worker right now).
+OPEN = (*WAITING, DeliveryStatus.CLAIMED)
+
+
 class Subscriber(Base):
     __tablename__ = "subscribers"
 

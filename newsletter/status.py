@@ -14,9 +14,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
-from newsletter.delivery.outbox import WAITING, due_now_condition
+from newsletter.delivery.outbox import due_now_condition
 from newsletter.mail.failures import MailFailure, mail_failures_since, recent_mail_failures
 from newsletter.models import (
+    WAITING,
     Delivery,
     DeliveryStatus,
     Edition,

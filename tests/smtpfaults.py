@@ -17,10 +17,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from newsletter.db import SessionFactory
-from newsletter.delivery.outbox import OPEN
 from newsletter.delivery.outcomes import DeliverySummary
 from newsletter.mail.faulty import FaultyServer
 from newsletter.models import (
+    OPEN,
     Bounce,
     BounceKind,
     Delivery,

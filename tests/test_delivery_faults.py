@@ -22,12 +22,12 @@ import pytest
 from sqlalchemy import select, update
 
 from newsletter.db import SessionFactory
-from newsletter.delivery.outbox import OPEN
 from newsletter.delivery.outcomes import DeliverySummary
 from newsletter.delivery.run import deliver
 from newsletter.errors import SmtpUnavailable
 from newsletter.mail.faulty import Faults, FaultyServer
 from newsletter.models import (
+    OPEN,
     Delivery,
     DeliveryStatus,
     Subscriber,

@@ -12,18 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, or_, select, update
+from sqlalchemy import ColumnElement, case, or_, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.models import Delivery, DeliveryStatus
-
-# Waiting for a worker: not sent yet, not held by anyone. These are what cancelling a
-# subscriber's deliveries suppresses.
-WAITING = (DeliveryStatus.PENDING, DeliveryStatus.RETRY)
-# Not settled: will or may still be sent (waiting, or held by a worker right now).
-OPEN = (*WAITING, DeliveryStatus.CLAIMED)
+from newsletter.models import WAITING, Delivery, DeliveryStatus
 
 
 def due_now_condition(now: datetime) -> ColumnElement[bool]:
@@ -124,13 +117,3 @@ def release(session: Session, ids: Sequence[int], owner: str | None = None) -> i
     if owner is None:
         return _give_back(session, Delivery.id.in_(ids))
     return _give_back(session, Delivery.id.in_(ids), Delivery.lease_owner == owner)
-
-
-def cancel_open_deliveries(session: Session, subscriber_ids: Select[Any] | Sequence[int]) -> None:
-    """Issues planned for these subscribers but not sent yet will not be sent: their
-    waiting deliveries are suppressed (one a worker holds right now is left to it)."""
-    session.execute(
-        update(Delivery)
-        .where(Delivery.subscriber_id.in_(subscriber_ids), Delivery.status.in_(WAITING))
-        .values(status=DeliveryStatus.SUPPRESSED, lease_owner=None, lease_until=None)
-    )

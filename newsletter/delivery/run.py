@@ -24,12 +24,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.db import SessionFactory, make_engine, make_session_factory
-from newsletter.delivery.outbox import OPEN, claimable_now
+from newsletter.delivery.outbox import claimable_now
 from newsletter.delivery.outcomes import DeliverySummary
 from newsletter.delivery.worker import Worker, WorkerOptions
 from newsletter.errors import ConfigError, EditionError, NewsletterError, SmtpUnavailable
 from newsletter.mail.render import Renderer
-from newsletter.models import Delivery, Edition, EditionStatus, utcnow
+from newsletter.models import OPEN, Delivery, Edition, EditionStatus, utcnow
 from newsletter.progress import ProgressHook
 from newsletter.settings import Settings
 

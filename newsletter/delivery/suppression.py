@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.delivery.outbox import cancel_open_deliveries
 from newsletter.mail.addresses import address_key
 from newsletter.models import (
     Bounce,
@@ -26,6 +25,7 @@ from newsletter.models import (
     Suppression,
     utcnow,
 )
+from newsletter.subscribers.accounts import cancel_open_deliveries
 
 
 @dataclass(frozen=True)

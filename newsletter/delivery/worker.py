@@ -27,8 +27,6 @@ from sqlalchemy import ColumnElement, func, select
 from newsletter.db import SessionFactory
 from newsletter.delivery.compose import Composer, Job, Outgoing
 from newsletter.delivery.outbox import (
-    OPEN,
-    WAITING,
     claim_batch,
     release,
     release_owned,
@@ -39,7 +37,7 @@ from newsletter.delivery.sendrate import RateLimiter
 from newsletter.delivery.smtp import SendResult, SmtpPool, smtp_config
 from newsletter.errors import ConfigError, SmtpUnavailable, TemplateError
 from newsletter.mail.render import Renderer
-from newsletter.models import Delivery, DeliveryStatus, utcnow
+from newsletter.models import OPEN, WAITING, Delivery, DeliveryStatus, utcnow
 from newsletter.progress import ProgressHook
 from newsletter.settings import Settings
 from newsletter.tokens import Tokens

@@ -17,8 +17,9 @@ from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.db import SessionFactory
-from newsletter.delivery.outbox import OPEN, claimable_now
+from newsletter.delivery.outbox import claimable_now
 from newsletter.models import (
+    OPEN,
     Delivery,
     DeliveryStatus,
     Edition,

@@ -8,15 +8,17 @@ never commit (the caller owns the transaction).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.models import (
+    WAITING,
     Delivery,
     DeliveryItem,
     DeliveryStatus,
@@ -195,7 +197,7 @@ def unsubscribe(session: Session, subscriber: Subscriber) -> None:
         subscriber.status = SubscriberStatus.UNSUBSCRIBED
     subscriber.signup_at = None
     subscriber.pending_signup = None  # a sign-up nobody confirmed is dropped with it
-    cancel_open_deliveries(session, subscriber)
+    cancel_open_deliveries(session, [subscriber.id])
 
 
 def set_paused(session: Session, subscriber: Subscriber, *, paused: bool, now: datetime) -> None:
@@ -205,17 +207,16 @@ def set_paused(session: Session, subscriber: Subscriber, *, paused: bool, now: d
         return
     if subscriber.paused_at is None:
         subscriber.paused_at = now
-    cancel_open_deliveries(session, subscriber)
+    cancel_open_deliveries(session, [subscriber.id])
 
 
-def cancel_open_deliveries(session: Session, subscriber: Subscriber) -> None:
-    """Issues planned for the subscriber but not sent yet will not be sent."""
+def cancel_open_deliveries(session: Session, subscriber_ids: Select[Any] | Sequence[int]) -> None:
+    """Issues planned for these subscribers but not sent yet will not be sent: their
+    waiting deliveries are suppressed (one a worker holds right now is left to it). The
+    one home of this rule: leaving, pausing and a suppressed address all come here."""
     session.execute(
         update(Delivery)
-        .where(
-            Delivery.subscriber_id == subscriber.id,
-            Delivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.RETRY)),
-        )
+        .where(Delivery.subscriber_id.in_(subscriber_ids), Delivery.status.in_(WAITING))
         .values(status=DeliveryStatus.SUPPRESSED, lease_owner=None, lease_until=None)
     )
 
