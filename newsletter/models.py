@@ -246,7 +246,7 @@ class Paper(Base):
 
 
 class PaperEmbedding(Base):
-    """A paper's sentence embedding (float16 bytes) under one model version (issue 8).
+    """A paper's sentence embedding (float16 bytes) under one model version (the semantic extra).
 
     Computed once at ingest; a new model version adds rows beside the old ones.
     """

@@ -60,7 +60,7 @@ class Service:
 
     @property
     def semantic(self) -> bool:
-        """Whether papers are embedded at ingest and ranked by the hybrid (issue 8)."""
+        """Whether papers are embedded at ingest and ranked by the hybrid (the semantic extra)."""
         from newsletter.papers.embeddings import semantic_enabled
 
         return semantic_enabled(self.settings.semantic)

@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     feedback_liked: float = Field(default=1.0, ge=0.0)
     feedback_disliked: float = Field(default=0.5, ge=0.0)
     feedback_half_life_days: float = Field(default=120.0, gt=0.0)
-    # Semantic ranking (issue 8): None uses it when the extra is installed.
+    # Semantic ranking (the optional extra): None uses it when the extra is installed.
     semantic: bool | None = None
     # min_score for the hybrid TF-IDF + embedding score, used when semantic ranking is on
     # (benchmarks/calibrate_min_score.py).

@@ -50,7 +50,7 @@ class FetchSummary(IngestSummary):
 
 
 def _embed(settings: Settings) -> bool:
-    """Whether ingest stores sentence embeddings (the semantic extra, issue 8)."""
+    """Whether ingest stores sentence embeddings (the semantic extra)."""
     from newsletter.papers.embeddings import semantic_enabled
 
     return semantic_enabled(settings.semantic)

@@ -89,7 +89,7 @@ def upsert_papers(
     """Insert new papers and update changed ones; the caller commits.
 
     ``progress`` is called with each chunk of distinct papers looked at. ``embed``:
-    also store the sentence embeddings the papers lack (the semantic extra, issue 8),
+    also store the sentence embeddings the papers lack (the semantic extra),
     reported to ``embed_progress``.
     """
     now = now or utcnow()

@@ -261,7 +261,7 @@ def run(
     """Rank the papers for every profile: one ``Recommendation`` per profile, in input order.
 
     Liked and disliked papers are never picked; ``why`` terms explain each pick (0: none).
-    ``semantic``: rank by the hybrid TF-IDF + sentence-embedding score (issue 8); None:
+    ``semantic``: rank by the hybrid TF-IDF + sentence-embedding score (the semantic extra); None:
     when the extra is installed. The "why" terms come from TF-IDF either way.
     """
     if top < 1:

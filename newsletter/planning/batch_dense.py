@@ -1,4 +1,4 @@
-"""The dense half of ``newsletter recommend`` (issue 8): embeddings of the JSONL inputs.
+"""The dense half of ``newsletter recommend`` (the semantic extra): embeddings of the JSONL inputs.
 
 Without a database nothing is stored: the papers to rank and the rated corpus papers
 are embedded for the run (the rest of the corpus only fits TF-IDF), interest texts

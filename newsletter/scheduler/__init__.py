@@ -10,7 +10,7 @@ Jobs (``newsletter.scheduler.jobs``; when they run: ``newsletter.scheduler.confi
   new delivery's ``next_attempt_at`` to that subscriber's send time, so the deliver
   job sends it then and not before (``newsletter.scheduler.sendtimes``, on the schedule
   maths of ``newsletter.scheduler.slots``);
-- deliver: ``newsletter.delivery.deliver`` over every due delivery;
+- deliver: ``newsletter.delivery.run.deliver`` over every due delivery;
 - refit: refit the stored recommender model (only with ``model_dir``);
 - purge: forget sign-ups never confirmed in time.
 
