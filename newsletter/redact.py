@@ -26,14 +26,27 @@ class RedactTokens(logging.Filter):
     """A logging filter that takes tokens out of a record's message and arguments."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        # Formatted first: a token may sit in the arguments of a "/manage/%s" message.
+        # Formatters such as uvicorn's access log unpack ``record.args``: redact the
+        # message and each argument in place and keep the tuple, when that is enough.
+        # A token may also sit in the arguments of a "/manage/%s" message; then (and
+        # for any other shape) the formatted message replaces both.
         try:
             message = record.getMessage()
         except Exception:  # a broken record: logging reports it as it would have
             return True
-        redacted = redact_tokens(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
+        if redact_tokens(message) == message:
+            return True
+        if isinstance(record.args, tuple) and isinstance(record.msg, str):
+            msg = redact_tokens(record.msg)
+            args = tuple(redact_tokens(a) if isinstance(a, str) else a for a in record.args)
+            try:
+                formatted = msg % args if args else msg
+            except (TypeError, ValueError):
+                formatted = None
+            if formatted is not None and redact_tokens(formatted) == formatted:
+                record.msg, record.args = msg, args
+                return True
+        record.msg, record.args = redact_tokens(message), None
         return True
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
-from newsletter.delivery.outbox import due_now_condition
+from newsletter.delivery.outbox import due_now_condition, lease_expired_condition
 from newsletter.mail.failures import MailFailure, mail_failures_since, recent_mail_failures
 from newsletter.models import (
     WAITING,
@@ -82,7 +82,7 @@ def queue(session: Session, *, now: datetime, edition_id: int | None = None) -> 
         claimed_live=count(
             claimed, or_(Delivery.lease_until.is_(None), Delivery.lease_until >= now)
         ),
-        claimed_expired=count(claimed, Delivery.lease_until < now),
+        claimed_expired=count(lease_expired_condition(now)),
         sent_today=count(
             Delivery.status == DeliveryStatus.SENT,
             Delivery.sent_at >= midnight,

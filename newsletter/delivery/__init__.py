@@ -23,8 +23,9 @@ recognisable downstream.
 
 Where each part lives:
 
-- ``outbox``: the open and waiting states, which deliveries are claimable now,
-  claiming, leases, giving back, cancelling a subscriber's open deliveries;
+- ``outbox``: which deliveries are claimable now, claiming, leases, giving back (the
+  open and waiting states are ``models.OPEN`` / ``models.WAITING``; cancelling a
+  subscriber's open deliveries is ``subscribers.accounts.cancel_open_deliveries``);
 - ``compose``: claimed deliveries loaded as ``Job`` values and turned into messages;
 - ``outcomes``: what each SMTP outcome means and how it is stored; the run's summary;
 - ``worker``: one worker's asyncio pipeline (producer, senders, recorder, heartbeat);

@@ -1,11 +1,12 @@
-"""The outbox: which deliveries are open, which may be claimed now, and the leases.
+"""The outbox: which deliveries may be claimed now, and the leases.
 
-Every rule about a delivery's place in the queue lives here, so the workers, the
-scheduler, the status figures and the bounce rules cannot drift apart: the open and
-waiting states, the claimable-now condition, claiming a batch under a lease, the
-heartbeat that renews it, giving claimed deliveries back, and cancelling a
-subscriber's deliveries that have not gone out. Functions take a session; the caller
-owns the transaction.
+The queue rules live here, so the workers, the scheduler and the status figures cannot
+drift apart: the claimable-now condition (due waiting deliveries, and claimed ones
+whose lease ran out), claiming a batch under a lease, the heartbeat that renews it and
+giving claimed deliveries back. The open and waiting states themselves sit beside
+``DeliveryStatus`` in ``newsletter.models`` (every layer uses them), and cancelling a
+subscriber's open deliveries in ``newsletter.subscribers.accounts``. Functions take a
+session; the caller owns the transaction.
 """
 
 from __future__ import annotations

@@ -25,9 +25,12 @@ def web_server(settings: Settings, host: str, port: int) -> uvicorn.Server:
 
     import uvicorn
 
+    from newsletter.logs import configure_logging
     from newsletter.redact import install_redaction
     from newsletter.web.app import create_app
 
+    # The app's own records go through the root logger's handler, redacted.
+    configure_logging(json_lines=settings.log_json)
     config = uvicorn.Config(
         create_app(settings),
         host=host,
@@ -39,5 +42,6 @@ def web_server(settings: Settings, host: str, port: int) -> uvicorn.Server:
         log_level="info",
     )
     # uvicorn has set up its loggers now: no signed link reaches its access log.
-    install_redaction(logging.getLogger("uvicorn.access"), logging.getLogger("uvicorn.error"))
+    # (uvicorn.error has no handler of its own: its records use the "uvicorn" logger's.)
+    install_redaction(logging.getLogger("uvicorn.access"), logging.getLogger("uvicorn"))
     return uvicorn.Server(config)

@@ -89,8 +89,11 @@ class BodyLimit:
         max_bytes = self.paths.get(str(scope.get("path", "")), self.max_bytes)
         declared = Headers(scope=scope).get("content-length")
         # ASCII digits only: str.isdigit() also says yes to "²", which int() refuses.
+        # (and few: int() refuses more than 4,300 digits).
         if declared is not None and (
-            not (declared.isascii() and declared.isdigit()) or int(declared) > max_bytes
+            not (declared.isascii() and declared.isdigit())
+            or len(declared) > 18
+            or int(declared) > max_bytes
         ):
             await _too_large(send)
             return

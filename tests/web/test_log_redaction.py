@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -63,15 +64,35 @@ def test_the_application_log_is_redacted(capfd: pytest.CaptureFixture[str]) -> N
     assert TOKEN not in err
 
 
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """``newsletter serve`` sets up the process's logging: put it back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 def test_the_access_log_of_the_running_server_is_redacted(
-    engine: Engine, web_settings: Settings, capfd: pytest.CaptureFixture[str]
+    engine: Engine,
+    web_settings: Settings,
+    capfd: pytest.CaptureFixture[str],
+    logging_restored: None,
 ) -> None:
     listener, url = local_listener()
     with server_running(web_server(web_settings, "127.0.0.1", 0), listener):
         for path in (f"/manage/{TOKEN}", f"/unsubscribe/{TOKEN}", f"/feedback/{TOKEN}/1/more"):
             httpx.get(url + path, timeout=10)
+        # What the app and uvicorn itself log under `newsletter serve` is redacted too.
+        logging.getLogger("newsletter.web.app").error("unhandled error on GET /view/%s", TOKEN)
+        logging.getLogger("uvicorn.error").warning("trouble with /confirm/%s", TOKEN)
     captured = capfd.readouterr()
     logged = captured.out + captured.err  # uvicorn's access log goes to stdout
-    assert f"/manage/{REDACTED}" in logged  # the request is logged ...
-    assert f"/feedback/{REDACTED}/1/more" in logged
-    assert TOKEN not in logged  # ... without its token
+    # Each request has its access line, in uvicorn's own format ...
+    assert f'"GET /manage/{REDACTED} HTTP/1.1" 400' in logged
+    assert f'"GET /feedback/{REDACTED}/1/more HTTP/1.1"' in logged
+    assert "Logging error" not in logged  # (a formatter that could not format its line)
+    assert f"unhandled error on GET /view/{REDACTED}" in logged
+    assert f"trouble with /confirm/{REDACTED}" in logged
+    assert TOKEN not in logged  # ... and no token anywhere

@@ -238,14 +238,19 @@ def admin_set_password(
       newsletter admin set-password alice
       newsletter admin set-password bob --password "$(cat bob.secret)"
     """
-    from newsletter.operators import OperatorError, find_operator, set_password
+    from newsletter.operators import (
+        OperatorError,
+        find_operator,
+        normalise_username,
+        set_password,
+    )
 
     service = state(ctx).service()
     try:
         with service.sessions.begin() as session:
             operator = find_operator(session, username)
             if operator is None:
-                raise OperatorError(f"no operator {username.strip().lower()!r}")
+                raise OperatorError(f"no operator {normalise_username(username)!r}")
             set_password(session, operator, password)
             name = operator.username
     finally:
