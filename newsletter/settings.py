@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import idna
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -30,6 +31,26 @@ from newsletter.errors import ConfigError
 from newsletter.resources import resource_path
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def ascii_domain(domain: str) -> str:
+    """A domain in its ASCII form (IDNA 2008 with the UTS 46 mapping)."""
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise ValueError(f"{domain!r} is not a valid domain name: {exc}") from None
+
+
+def wire_address(address: str) -> str:
+    """A service address (sender, return path, mailto) as every message carries it: the
+    domain in ASCII; a local part that is not ASCII is refused, since every message
+    would then need SMTPUTF8 and a relay without it would refuse them all."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError(f"{address!r} is not an address such as news@example.org")
+    if not local.isascii():
+        raise ValueError(f"{address!r}: use an address that is ASCII before the @")
+    return address if domain.isascii() else f"{local}@{ascii_domain(domain)}"
 
 
 def parse_networks(value: str) -> tuple[Network, ...]:
@@ -183,14 +204,22 @@ class Settings(BaseSettings):
     @field_validator("sender")
     @classmethod
     def _check_sender(cls, value: str) -> str:
-        _, address = parseaddr(value)
+        name, address = parseaddr(value)
         if not address:
             raise ValueError("must be an address, optionally with a name: 'Name <a@b.org>'")
         try:
             validate_email(address, check_deliverability=False)
         except EmailNotValidError as exc:
             raise ValueError(f"{address!r} is not a valid address: {exc}") from exc
-        return value
+        ascii_address = wire_address(address)
+        if ascii_address == address:
+            return value
+        return f"{name} <{ascii_address}>" if name else ascii_address
+
+    @field_validator("return_path", "unsubscribe_mailto")
+    @classmethod
+    def _check_service_address(cls, value: str | None) -> str | None:
+        return wire_address(value.strip()) if value else value
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -206,6 +235,14 @@ class Settings(BaseSettings):
             raise ValueError("must be an absolute http(s) URL such as https://papers.example.org")
         if parts.query or parts.fragment:
             raise ValueError("must not have a query or fragment")
+        if not parts.netloc.isascii():
+            # Every link of every issue starts with it, in headers too: the ASCII form.
+            host = parts.hostname or ""
+            port = f":{parts.port}" if parts.port else ""
+            netloc = ascii_domain(host) + port
+            value = parts._replace(netloc=netloc).geturl()
+        if not value.isascii():
+            raise ValueError("must be ASCII after the host (percent-encode the path)")
         return value.rstrip("/")
 
     @property

@@ -969,3 +969,30 @@ def test_internationalised_addresses_are_sent_or_fail_alone(
     failed = {to for to, _ in summary.failures}
     assert "broken@bü_cher.de" in failed
     assert_nothing_claimed(rows)
+
+
+def test_an_internationalised_sender_domain_still_reaches_a_relay_without_smtputf8(
+    planned: Planned,
+) -> None:
+    """The sender, return path and links are written in their ASCII form, so no message
+    needs SMTPUTF8 because of them (before, every delivery failed for good)."""
+    with FaultyServer(smtputf8=False) as server:
+        settings = settings_for(
+            planned.database_url,
+            server,
+            from_address="Nachrichten <news@bücher.de>",
+            public_url="https://bücher.de",
+            return_path="bounces@bücher.de",
+            verp=True,
+            unsubscribe_mailto="abmelden@bücher.de",
+        )
+        summary = deliver(planned.sessions, settings=settings, edition=EDITION, workers=1)
+        received = by_recipient(server)
+    assert summary.sent == len(SUBSCRIBERS)
+    assert summary.failed == 0
+    [message] = received["alice@example.org"]
+    assert message.mail_from.startswith("bounces+")
+    assert message.mail_from.endswith("@xn--bcher-kva.de")
+    parsed = parse(message.data)
+    assert parsed["From"].addresses[0].addr_spec == "news@xn--bcher-kva.de"
+    assert "https://xn--bcher-kva.de/unsubscribe/" in parsed["List-Unsubscribe"]

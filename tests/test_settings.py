@@ -137,3 +137,40 @@ def test_sqlite_in_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_safe_url_hides_password() -> None:
     assert "secret" not in safe_url("postgresql+psycopg://user:secret@host/db")
+
+
+def test_service_addresses_and_the_public_url_are_kept_in_their_ascii_form() -> None:
+    # Every message carries them (From, envelope, List-Unsubscribe, links): an
+    # internationalised domain in any of them would otherwise make every message fail.
+    from tests.conftest import make_settings
+
+    settings = make_settings(
+        "sqlite://",
+        from_address="Nachrichten <news@bücher.de>",
+        public_url="https://bücher.de:8443/papers/",
+        return_path="bounces@Bücher.de",
+        unsubscribe_mailto="abmelden@bücher.de",
+    )
+    assert settings.sender == "Nachrichten <news@xn--bcher-kva.de>"
+    assert settings.sender_address == "news@xn--bcher-kva.de"
+    assert settings.public_url == "https://xn--bcher-kva.de:8443/papers"
+    assert settings.return_path == "bounces@xn--bcher-kva.de"
+    assert settings.unsubscribe_mailto == "abmelden@xn--bcher-kva.de"
+    plain = make_settings("sqlite://", from_address="Papers <news@example.org>")
+    assert plain.sender == "Papers <news@example.org>"  # ASCII values are left as they are
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("from_address", "Nachrichten <nächrichten@example.org>"),
+        ("return_path", "bounces@bü_cher.de"),
+        ("unsubscribe_mailto", "ünsubscribe@example.org"),
+        ("public_url", "https://example.org/pfad/ü"),
+    ],
+)
+def test_service_addresses_that_cannot_go_out_are_refused(field: str, value: str) -> None:
+    from tests.conftest import make_settings
+
+    with pytest.raises(ConfigError, match=field if field != "from_address" else "NEWSLETTER_FROM"):
+        make_settings("sqlite://", **{field: value})
