@@ -9,9 +9,9 @@ status``, the admin area's failures page and /metrics.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.models import AccountMailFailure
@@ -63,3 +63,19 @@ def mail_failures_since(session: Session, since: datetime) -> int:
         )
         or 0
     )
+
+
+KEEP = timedelta(days=90)  # long enough to help someone who asks, not for ever
+
+
+def forget_mail_failures(session: Session, email: str) -> None:
+    """Drop the failures of one address ("delete my data" leaves nothing behind)."""
+    session.execute(delete(AccountMailFailure).where(AccountMailFailure.email == email))
+
+
+def purge_mail_failures(session: Session, *, now: datetime) -> int:
+    """Drop failures older than ``KEEP``; return how many went."""
+    result = session.execute(
+        delete(AccountMailFailure).where(AccountMailFailure.created_at < now - KEEP)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

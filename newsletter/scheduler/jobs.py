@@ -89,9 +89,16 @@ class Jobs:
         return summary if summary.sent or summary.retried or summary.failed else None
 
     def purge(self, service: Any) -> object:
-        """Forget the sign-ups never confirmed in time."""
+        """Forget the sign-ups never confirmed in time, and old account-mail failures."""
+        from newsletter.mail.failures import purge_mail_failures
         from newsletter.subscribers.accounts import purge_expired_signups
 
         with service.sessions.begin() as session:
             gone = purge_expired_signups(session, now=self.clock())
-        return f"{gone} expired sign-ups forgotten" if gone else None
+            old = purge_mail_failures(session, now=self.clock())
+        done = [
+            f"{gone} expired sign-ups" if gone else "",
+            f"{old} old mail failures" if old else "",
+        ]
+        said = " and ".join(part for part in done if part)
+        return f"{said} forgotten" if said else None

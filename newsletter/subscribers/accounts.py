@@ -17,6 +17,7 @@ from sqlalchemy import Select, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from newsletter.mail.failures import forget_mail_failures
 from newsletter.models import (
     WAITING,
     Delivery,
@@ -380,7 +381,9 @@ def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
 
 
 def delete_subscriber(session: Session, subscriber: Subscriber) -> None:
-    """Forget the subscriber: interests, feedback and issues go with them (cascades)."""
+    """Forget the subscriber: interests, feedback and issues go with them (cascades), and
+    so do the records of account mails to their address that could not be sent."""
+    forget_mail_failures(session, subscriber.email)
     session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
 
 

@@ -157,3 +157,38 @@ def test_the_admin_editions_page_lists_account_mails_not_sent(
     assert listed.count("<tr>") == 2  # the header and the failure
     assert "x&lt;script&gt;@example.org" in listed
     assert "<code>550</code> 5.1.1 &lt;x@example.org&gt;: user unknown" in listed
+
+
+def test_failures_are_forgotten_with_the_subscriber_and_after_90_days(
+    sessions: SessionFactory,
+) -> None:
+    from datetime import timedelta
+
+    from newsletter.mail.failures import purge_mail_failures
+    from newsletter.models import Subscriber, SubscriberStatus
+    from newsletter.subscribers.accounts import delete_subscriber
+
+    now = utcnow()
+    with sessions.begin() as session:
+        for email, age in (
+            ("gone@example.org", 1),
+            ("old@example.org", 91),
+            ("new@example.org", 89),
+        ):
+            record_mail_failure(
+                session,
+                template="confirm",
+                email=email,
+                code=550,
+                reason="refused",
+                now=now - timedelta(days=age),
+            )
+        session.add(Subscriber(email="gone@example.org", status=SubscriberStatus.ACTIVE))
+    with sessions.begin() as session:
+        gone = session.scalars(select(Subscriber)).one()
+        delete_subscriber(session, gone)  # "delete my data"
+    with sessions.begin() as session:
+        assert purge_mail_failures(session, now=now) == 1
+    with sessions() as session:
+        left = list(session.scalars(select(AccountMailFailure.email)))
+    assert left == ["new@example.org"]
