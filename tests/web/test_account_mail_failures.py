@@ -29,7 +29,8 @@ from tests.conftest import TEST_SECRET, make_settings
 from tests.web.helpers import post_form, subscribe_form
 from tests.web.test_admin import admin, operator  # noqa: F401 - fixtures
 
-# HTTP behaviour: SQLite is enough (tests/conftest.py, sqlite_only).
+# HTTP behaviour on SQLite (tests/conftest.py, sqlite_only); the storage of the
+# failures (a table of their own, migration 0012) on both databases.
 pytestmark = pytest.mark.sqlite_only
 
 REFUSED = "nobody@example.org"
@@ -76,6 +77,7 @@ def sign_up(client: TestClient, address: str) -> str:
     return text
 
 
+@pytest.mark.both_databases
 def test_refused_undeliverable_and_unreachable_confirmations_are_recorded(
     engine: Engine, sessions: SessionFactory, database_url: str, relay: FaultyServer
 ) -> None:
@@ -159,6 +161,7 @@ def test_the_admin_editions_page_lists_account_mails_not_sent(
     assert "<code>550</code> 5.1.1 &lt;x@example.org&gt;: user unknown" in listed
 
 
+@pytest.mark.both_databases
 def test_failures_are_forgotten_with_the_subscriber_and_after_90_days(
     sessions: SessionFactory,
 ) -> None:
