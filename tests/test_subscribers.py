@@ -362,3 +362,26 @@ def test_a_csv_with_other_scripts_digits_skips_the_row(
     with sessions() as session:
         ok = session.scalars(select(Subscriber)).one()
     assert (ok.email, ok.send_hour, ok.send_weekday) == ("ok@example.org", 7, 3)
+
+
+def test_an_import_keeps_what_the_file_has_no_column_for(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
+    with sessions.begin() as session:
+        upsert_subscriber(
+            session,
+            build_input(CATALOGUE, email="ada@example.org", topics=["cs.CL"], keywords=["rag"]),
+        )
+        ada = session.scalars(select(Subscriber)).one()
+        ada.always_send = True
+        for interest in ada.interests:
+            interest.weight = 2.0
+    path = tmp_path / "people.csv"
+    path.write_text("email,topics,keywords\nada@example.org,cs.CL,rag\n")
+    with sessions.begin() as session:
+        summary = import_csv(session, path, CATALOGUE)
+    assert (summary.updated, summary.unchanged) == (0, 1)
+    with sessions() as session:
+        ada = session.scalars(select(Subscriber)).one()
+        assert ada.always_send is True
+        assert [i.weight for i in ada.interests] == [2.0, 2.0]

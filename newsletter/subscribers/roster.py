@@ -145,7 +145,7 @@ class SubscriberInput:
     keywords: tuple[str, ...] = ()
     timezone: str = "UTC"
     frequency: Frequency = Frequency.DAILY
-    always_send: bool = False
+    always_send: bool | None = None  # None: not given (an import leaves it as it is)
     # None: not given (a new subscriber gets Monday, an existing one keeps theirs).
     send_weekday: int | None = None
     # None: not given (a new subscriber gets 7 o'clock, an existing one keeps theirs).
@@ -168,7 +168,7 @@ def build_input(
     keywords: Sequence[str] = (),
     timezone: str = "UTC",
     frequency: str = "daily",
-    always_send: bool = False,
+    always_send: bool | None = None,
     weekday: str | int | None = None,
     send_hour: str | int | None = None,
     status: str | None = None,
@@ -236,6 +236,11 @@ def upsert_subscriber(session: Session, data: SubscriberInput) -> Outcome:
     wanted = [Interest(topic_id=t, weight=1.0) for t in data.topics] + [
         Interest(keywords=k, weight=1.0) for k in data.keywords
     ]
+    if subscriber is not None:
+        # A file carries no weights: an interest the subscriber keeps keeps its weight.
+        kept = {_interest_key(i)[:2]: i.weight for i in subscriber.interests}
+        for interest in wanted:
+            interest.weight = kept.get(_interest_key(interest)[:2], interest.weight)
     if subscriber is None:
         status = data.status or SubscriberStatus.ACTIVE
         now = utcnow()
@@ -252,7 +257,7 @@ def upsert_subscriber(session: Session, data: SubscriberInput) -> Outcome:
                 status=status,
                 timezone=data.timezone,
                 frequency=data.frequency,
-                always_send=data.always_send,
+                always_send=bool(data.always_send),
                 send_weekday=data.send_weekday or 0,
                 **defaults,
                 # Consent: the record's own date; an operator's word (now) only for
@@ -267,11 +272,15 @@ def upsert_subscriber(session: Session, data: SubscriberInput) -> Outcome:
         session.flush()
         return "created"
     changed = False
-    for attribute in ("name", "timezone", "frequency", "always_send"):
+    for attribute in ("name", "timezone", "frequency"):
         if getattr(subscriber, attribute) != getattr(data, attribute):
             setattr(subscriber, attribute, getattr(data, attribute))
             changed = True
-    for attribute, value in (("send_weekday", data.send_weekday), ("send_hour", data.send_hour)):
+    for attribute, value in (
+        ("send_weekday", data.send_weekday),
+        ("send_hour", data.send_hour),
+        ("always_send", data.always_send),
+    ):
         if value is not None and getattr(subscriber, attribute) != value:
             setattr(subscriber, attribute, value)
             changed = True

@@ -213,7 +213,10 @@ def subscribers(
 def _csv_cell(value: object) -> str:
     text = "" if value is None else value.isoformat() if isinstance(value, date) else str(value)
     # The import's own columns (newsletter.subscribers.roster.CSV_COLUMNS), status and consent
-    # date among them, so an export imports back as it was; a cell starting with = + - @
+    # date among them, so an export imports back with everyone's status and consent (what
+    # the file has no column for, such as keyword weights, always-send, language and
+    # papers per issue, stays as stored, and takes the defaults for new addresses); a cell
+    # starting with = + - @
     # is a formula to a spreadsheet, so it is marked as text (the import takes it off).
     return protect_cell(text)
 
