@@ -219,7 +219,9 @@ class Settings(BaseSettings):
     @field_validator("return_path", "unsubscribe_mailto")
     @classmethod
     def _check_service_address(cls, value: str | None) -> str | None:
-        return wire_address(value.strip()) if value else value
+        # Whether it is an address at all is checked where it is used (verp, bounces),
+        # which names the setting; here only its wire form.
+        return wire_address(value.strip()) if value and "@" in value else value
 
     @field_validator("trusted_proxies")
     @classmethod
