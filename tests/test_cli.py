@@ -89,6 +89,7 @@ def test_commands_refuse_an_unmigrated_database(run: Run) -> None:
     assert "run: newsletter db upgrade" in result.stderr
 
 
+@pytest.mark.slow  # the real console script, several runs (~10-30 s)
 def test_bad_input_is_reported_and_nothing_is_lost(run: Run, tmp_path: Path) -> None:
     assert run("db", "upgrade").returncode == 0
     feed = tmp_path / "2026-05-04.jsonl"
@@ -114,6 +115,7 @@ def test_bad_input_is_reported_and_nothing_is_lost(run: Run, tmp_path: Path) -> 
     assert "edition 2026-05-04 has not been planned" in nothing.stderr
 
 
+@pytest.mark.slow  # the real console script, several runs (~10-30 s)
 def test_subscribers_add_takes_the_weekly_schedule(run: Run) -> None:
     assert run("db", "upgrade").returncode == 0
     weekly = ("--topic", "cs.CL", "--frequency", "weekly", "--weekday", "fri", "--send-hour", "18")
@@ -136,6 +138,7 @@ def test_subscribers_add_takes_the_weekly_schedule(run: Run) -> None:
     assert bad_hour.returncode == 2
 
 
+@pytest.mark.slow  # the real console script, several runs (~10-30 s)
 def test_whole_flow_with_unreachable_then_reachable_smtp(
     run: Run, tmp_path: Path, database_url: str, engine: Engine
 ) -> None:
@@ -190,6 +193,7 @@ def test_whole_flow_with_unreachable_then_reachable_smtp(
         assert server.received == 3
 
 
+@pytest.mark.slow  # the real console script, several runs (~10-30 s)
 def test_broken_template_names_the_file_and_sends_nothing(run: Run, tmp_path: Path) -> None:
     templates = tmp_path / "email"
     shutil.copytree(resource_path("templates") / "email", templates)
@@ -214,6 +218,7 @@ def test_broken_template_names_the_file_and_sends_nothing(run: Run, tmp_path: Pa
     assert statuses == [DeliveryStatus.PENDING]
 
 
+@pytest.mark.slow  # the real console script, several runs (~10-30 s)
 def test_ingest_from_a_configured_source_and_usage_errors(run: Run, tmp_path: Path) -> None:
     listing = tmp_path / "papers.csv"
     listing.write_text(
@@ -284,6 +289,7 @@ def test_deliver_logs_one_json_object_per_event_when_asked(run: Run) -> None:
     assert result.stderr.splitlines()[-1].startswith("error:")
 
 
+@pytest.mark.slow  # the real console script, several runs (~10-30 s)
 def test_ingest_fails_when_a_line_was_skipped_or_a_file_cut_short(run: Run, tmp_path: Path) -> None:
     """Every good line is kept, but the run says that something was lost (issue 12)."""
     assert run("db", "upgrade").returncode == 0
