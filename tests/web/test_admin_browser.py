@@ -183,7 +183,8 @@ IMPORT_CSV = (
     "email,name,topics,keywords,timezone,frequency,source\n"
     "marie@example.org,Marie Curie,cs.LG,,Europe/Paris,weekly,conference\n"
     "lise@example.org,Lise Meitner,cs.CL;stat.ML,nuclear data,Europe/Vienna,daily,mailing list\n"
-    "ada@example.org,Ada,cs.CL;cs.LG,,UTC,daily,\n"
+    # An update: her full name (what the file has no column for, always-send, stays).
+    "ada@example.org,Ada Lovelace,cs.CL;cs.LG,,UTC,daily,\n"
     "not-an-address,Nobody,cs.CL,,UTC,daily,\n"
     "emmy@example.org,Emmy Noether,math.XX,,UTC,daily,\n"
 )
