@@ -8,6 +8,7 @@ contract other tools rely on; see config/newsletter.toml for every setting.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -34,11 +35,18 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def ascii_domain(domain: str) -> str:
-    """A domain in its ASCII form (IDNA 2008 with the UTS 46 mapping)."""
+    """A domain in its ASCII form (IDNA 2008 with the UTS 46 mapping): the one home of
+    that rule, for the service's own addresses here and subscribers' in mail.addresses."""
     try:
         return idna.encode(domain, uts46=True).decode("ascii")
     except idna.IDNAError as exc:
         raise ValueError(f"{domain!r} is not a valid domain name: {exc}") from None
+
+
+@functools.lru_cache(maxsize=16)
+def _bare_address(sender: str) -> str:
+    # Cached: the envelope sender of every message is derived from it.
+    return parseaddr(sender)[1]
 
 
 def wire_address(address: str) -> str:
@@ -255,7 +263,7 @@ class Settings(BaseSettings):
     @property
     def sender_address(self) -> str:
         """The bare address of ``sender`` (the SMTP envelope sender)."""
-        return parseaddr(self.sender)[1]
+        return _bare_address(self.sender)
 
     @property
     def effective_list_id(self) -> str:

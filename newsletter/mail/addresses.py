@@ -23,10 +23,10 @@ Subscribers' addresses are stored as people typed them, normalised (a domain suc
 
 from __future__ import annotations
 
-import idna
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.errors import InvalidAddress
+from newsletter.settings import ascii_domain
 
 
 def normalise_email(raw: str) -> str:
@@ -58,10 +58,10 @@ def smtp_address(address: str) -> str:
     if domain.isascii():
         return address
     try:
-        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
-    except idna.IDNAError as exc:
+        wire_domain = ascii_domain(domain)
+    except ValueError as exc:
         raise InvalidAddress(f"the domain of {address!r} has no ASCII form: {exc}") from None
-    return f"{local}@{ascii_domain}"
+    return f"{local}@{wire_domain}"
 
 
 def needs_smtputf8(address: str) -> bool:
