@@ -444,3 +444,35 @@ class AccountMailFailure(Base):
     code: Mapped[int | None] = mapped_column(SmallInteger)  # the relay's reply code, if any
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class RelayError(Base):
+    """The relay could not be reached, or refused or deferred mail (migration 0013): one
+    row per delivery run (or batch of outcomes) that met it, newest first on the admin
+    dashboard, in ``newsletter status`` and /metrics, so a relay that is down shows
+    where the operator looks even though no delivery changed."""
+
+    __tablename__ = "relay_errors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # unreachable, deferred, refused
+    code: Mapped[int | None] = mapped_column(SmallInteger)  # the relay's reply code, if any
+    reply: Mapped[str] = mapped_column(Text)  # its reply, or the connection error
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)  # how many it touched
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class AdminAction(Base):
+    """What an operator did to a subscriber's record, and why (migration 0013): the
+    admin subscriber page's and ``newsletter subscribers``' actions (unsubscribe,
+    delete, resend confirmation, lift a suppression). Keeps the address, not the id:
+    a deleted subscriber's record is gone, the note that it was deleted is not."""
+
+    __tablename__ = "admin_actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    operator: Mapped[str] = mapped_column(String(64))  # a username, or "cli"
+    action: Mapped[str] = mapped_column(String(32))
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

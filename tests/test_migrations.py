@@ -31,6 +31,8 @@ TABLES = {
     "paper_embeddings",
     "source_state",
     "account_mail_failures",
+    "relay_errors",
+    "admin_actions",
 }
 
 
