@@ -33,6 +33,9 @@ TABLES = {
     "account_mail_failures",
     "relay_errors",
     "admin_actions",
+    "library_imports",
+    "library_seeds",
+    "followed_authors",
 }
 
 
