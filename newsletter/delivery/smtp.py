@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Self
 
 import aiosmtplib
 import aiosmtplib.protocol
 
+from newsletter.delivery.smtp_session import SendResult, SendStatus, SessionLost, SmtpSession
 from newsletter.errors import ConfigError, SmtpUnavailable
 from newsletter.settings import Settings
 
@@ -74,7 +75,6 @@ def _install_fast_data_encoding() -> bool:
 FAST_DATA_ENCODING = _install_fast_data_encoding()
 
 TlsMode = Literal["none", "starttls", "tls"]
-SendStatus = Literal["sent", "temporary", "permanent"]
 
 # Pauses before each attempt to replace a dead connection while sending: a server
 # restart or a brief network blip should not abort an edition, but a server that
@@ -128,37 +128,22 @@ def smtp_config(settings: Settings, connections: int | None = None) -> SmtpConfi
     )
 
 
-@dataclass(frozen=True, kw_only=True)
-class SendResult:
-    """Outcome of one message: sent, worth retrying later, or never deliverable.
-
-    ``code`` is the server's reply code (``None`` when the connection failed or the
-    message could not be put on the wire); ``reply`` is the server's reply text or
-    a description of the failure.  ``refused`` lists ``(address, code, reply)`` for
-    recipients rejected at RCPT when the message was still accepted for others.
-    """
-
-    status: SendStatus
-    code: int | None
-    reply: str
-    refused: tuple[tuple[str, int, str], ...] = ()
-
-
 class SmtpPool:
     """Pool of reused SMTP sessions; use as ``async with SmtpPool(config) as pool``.
 
     One session is opened on entry (so an unreachable server fails fast, with
     ``SmtpUnavailable``); more are opened only when concurrent ``send`` calls find
-    every open session busy, up to ``config.connections``.
+    every open session busy, up to ``config.connections``. aiosmtplib opens each
+    session (TLS, EHLO, AUTH); the transactions are ``SmtpSession``'s (pipelined).
     """
 
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
         # LIFO so idle open sessions are reused before an unopened slot (None) is
         # taken: the pool only grows when sends actually overlap.
-        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP | None] | None = None
-        self._open: set[aiosmtplib.SMTP] = set()
-        self._busy: set[aiosmtplib.SMTP] = set()
+        self._idle: asyncio.LifoQueue[SmtpSession | None] | None = None
+        self._open: set[SmtpSession] = set()
+        self._busy: set[SmtpSession] = set()
         self._failure: str | None = None
 
     async def __aenter__(self) -> Self:
@@ -166,7 +151,7 @@ class SmtpPool:
             raise RuntimeError("SmtpPool is already open")
         self._failure = None
         first = await self._connect()
-        idle: asyncio.LifoQueue[aiosmtplib.SMTP | None] = asyncio.LifoQueue()
+        idle: asyncio.LifoQueue[SmtpSession | None] = asyncio.LifoQueue()
         for _ in range(self.config.connections - 1):
             idle.put_nowait(None)
         idle.put_nowait(first)
@@ -184,17 +169,22 @@ class SmtpPool:
     async def aclose(self) -> None:
         """QUIT every open session so the server sees orderly goodbyes."""
         self._idle = None
-        clients = list(self._open)
+        sessions = list(self._open)
         self._open.clear()
-        await asyncio.gather(*(self._quit(client) for client in clients))
+        await asyncio.gather(*(self._quit(session) for session in sessions))
 
     @property
     def open_connections(self) -> int:
         """Number of sessions currently open (for logs and tests)."""
         return len(self._open)
 
-    async def send(self, *, sender: str, recipients: Sequence[str], message: bytes) -> SendResult:
+    async def send(
+        self, *, sender: str, recipients: Sequence[str], message: bytes, crlf: bool = False
+    ) -> SendResult:
         """Send one message on a free session and classify the server's answer.
+
+        ``crlf``: the caller vouches that the message has CRLF line ends only (the
+        composer's messages do), which spares normalising them.
 
         Raises ``SmtpUnavailable`` when a dead session cannot be replaced, because
         then every further message would fail the same way; from then on every
@@ -206,109 +196,76 @@ class SmtpPool:
             raise ValueError("send needs at least one recipient")
         self._raise_if_failed()
         idle = self._idle
-        client = await idle.get()
+        session = await idle.get()
         completed = False
         try:
             self._raise_if_failed()
-            if client is None or not client.is_connected:
-                self._discard(client)
-                client = None
-                client = await self._reconnect()
-            self._busy.add(client)
+            if session is None or not session.is_connected:
+                self._discard(session)
+                session = None
+                session = await self._reconnect()
+            self._busy.add(session)
             result = await self._transact(
-                client, sender=sender, recipients=recipients, message=message
+                session, sender=sender, recipients=recipients, message=message, crlf=crlf
             )
             completed = True
         finally:
-            if client is not None:
-                self._busy.discard(client)
+            if session is not None:
+                self._busy.discard(session)
                 # A cancelled or crashed transaction leaves the session in an
                 # unknown state, and a dropped one is useless: replace both later.
-                if not completed or not client.is_connected:
-                    self._discard(client)
-                    client = None
-            idle.put_nowait(client)
+                if not completed or not session.is_connected:
+                    self._discard(session)
+                    session = None
+            idle.put_nowait(session)
         return result
 
     async def _transact(
         self,
-        client: aiosmtplib.SMTP,
+        session: SmtpSession,
         *,
         sender: str,
         recipients: Sequence[str],
         message: bytes,
+        crlf: bool,
     ) -> SendResult:
         """Run MAIL/RCPT/DATA on one session and turn the outcome into a result."""
         addresses = [sender, *recipients]
-        mail_options = [] if all(a.isascii() for a in addresses) else ["SMTPUTF8"]
-        try:
-            async with asyncio.timeout(self.config.message_timeout):
-                refused, reply = await client.sendmail(
-                    sender, list(recipients), message, mail_options=mail_options
-                )
-        except TimeoutError as exc:
-            # One command (aiosmtplib's timeout) or the whole message took too long;
-            # where the message stood is unknown: drop the session, retry it later.
-            client.close()
-            if isinstance(exc, aiosmtplib.SMTPException) and str(exc):
-                reason = str(exc)
-            else:
-                reason = f"no answer within {self.config.message_timeout:g} s for the message"
+        if not session.smtputf8 and not all(a.isascii() for a in addresses):
             return SendResult(
-                status="temporary",
+                status="permanent",
                 code=None,
-                reply=f"connection to {self.config.address} lost: {reason}",
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            await self._reset(client)
-            return _all_refused(exc.recipients)
-        except aiosmtplib.SMTPResponseException as exc:
-            await self._reset(client)
-            return _rejected(exc.code, exc.message)
-        except OSError as exc:
-            # Covers SMTPServerDisconnected and read timeouts (both also close the
-            # session inside aiosmtplib) as well as raw socket errors.
-            client.close()
-            reason = str(exc) or type(exc).__name__
-            return SendResult(
-                status="temporary",
-                code=None,
-                reply=f"connection to {self.config.address} lost: {reason}",
-            )
-        except aiosmtplib.SMTPNotSupported as exc:
-            reply = str(exc)
-            if mail_options:
-                reply = (
+                reply=(
                     f"{', '.join(a for a in addresses if not a.isascii())} can only be sent "
                     f"with SMTPUTF8 (RFC 6531), which {self.config.address} does not offer"
+                ),
+            )
+        try:
+            async with asyncio.timeout(self.config.message_timeout):
+                return await session.transact(
+                    sender=sender, recipients=recipients, message=message, crlf=crlf
                 )
-            return SendResult(status="permanent", code=None, reply=reply)
-        except aiosmtplib.SMTPException as exc:
-            # Anything else leaves the session in an unknown state: start afresh.
-            client.close()
-            return SendResult(status="temporary", code=None, reply=str(exc) or type(exc).__name__)
+        except TimeoutError:
+            # The whole message took too long (each reply has its own timeout):
+            # where it stood is unknown: drop the session, retry the message later.
+            session.close()
+            reason = f"no answer within {self.config.message_timeout:g} s for the message"
+            return self._lost(reason)
+        except (SessionLost, OSError) as exc:
+            session.close()
+            return self._lost(str(exc) or type(exc).__name__)
         except ValueError as exc:
-            # aiosmtplib refuses addresses that cannot be put on a command line.
+            # An address that cannot be put on a command line (nothing was sent).
             return SendResult(status="permanent", code=None, reply=f"invalid address: {exc}")
+
+    def _lost(self, reason: str) -> SendResult:
         return SendResult(
-            status="sent",
-            code=250,
-            reply=reply,
-            refused=tuple((rcpt, resp.code, resp.message) for rcpt, resp in refused.items()),
+            status="temporary",
+            code=None,
+            reply=f"connection to {self.config.address} lost: {reason}",
         )
 
-    async def _reset(self, client: aiosmtplib.SMTP) -> None:
-        """RSET after a rejection so the session can carry the next message."""
-        if not client.is_connected:
-            return
-        # aiosmtplib already sends RSET after a rejection but swallows its
-        # failure; asking again tells us whether the session is still in step.
-        try:
-            await client.rset()
-        except (aiosmtplib.SMTPException, OSError):
-            client.close()
-
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> SmtpSession:
         """Open and log in one session, or raise ``SmtpUnavailable`` saying why."""
         config = self.config
         client = aiosmtplib.SMTP(
@@ -324,6 +281,7 @@ class SmtpPool:
         )
         try:
             await client.connect()
+            session = await SmtpSession.adopt(client, timeout=config.timeout)
         except aiosmtplib.SMTPAuthenticationError as exc:
             client.close()
             raise SmtpUnavailable(
@@ -341,10 +299,10 @@ class SmtpPool:
             await asyncio.sleep(0)
             reason = str(exc) or type(exc).__name__
             raise SmtpUnavailable(f"SMTP server {config.address} unavailable: {reason}") from exc
-        self._open.add(client)
-        return client
+        self._open.add(session)
+        return session
 
-    async def _reconnect(self) -> aiosmtplib.SMTP:
+    async def _reconnect(self) -> SmtpSession:
         """Replace a dead session, retrying briefly; latch the failure if all fail."""
         error: SmtpUnavailable | None = None
         for delay in _RECONNECT_DELAYS:
@@ -363,34 +321,14 @@ class SmtpPool:
         if self._failure is not None:
             raise SmtpUnavailable(self._failure)
 
-    def _discard(self, client: aiosmtplib.SMTP | None) -> None:
-        if client is not None:
-            client.close()
-            self._open.discard(client)
+    def _discard(self, session: SmtpSession | None) -> None:
+        if session is not None:
+            session.close()
+            self._open.discard(session)
 
-    async def _quit(self, client: aiosmtplib.SMTP) -> None:
+    async def _quit(self, session: SmtpSession) -> None:
         """End one session politely; a dead or busy session is just closed."""
-        try:
-            if client.is_connected and client not in self._busy:
-                await client.quit()
-        except (aiosmtplib.SMTPException, OSError):
-            pass
-        finally:
-            client.close()
-
-
-def _rejected(code: int, reply: str) -> SendResult:
-    """Classify a rejection reply: 5xx is final, anything else may pass later."""
-    status: SendStatus = "permanent" if 500 <= code < 600 else "temporary"
-    return SendResult(status=status, code=code, reply=reply)
-
-
-def _all_refused(refusals: Sequence[aiosmtplib.SMTPRecipientRefused]) -> SendResult:
-    """Classify a message whose every recipient was refused at RCPT."""
-    # A single temporary refusal means a later retry can still deliver something.
-    temporary = [r for r in refusals if not 500 <= r.code < 600]
-    first = temporary[0] if temporary else refusals[0]
-    result = _rejected(first.code, first.message)
-    if len(refusals) == 1:
-        return result
-    return replace(result, refused=tuple((r.recipient, r.code, r.message) for r in refusals))
+        if session in self._busy:
+            session.close()
+            return
+        await session.quit()

@@ -130,6 +130,7 @@ class CaptureServer:
         ssl_context: ssl.SSLContext | None = None,
         credentials: Mapping[str, str] | None = None,
         smtputf8: bool = True,
+        pipelining: bool = True,
     ) -> None:
         if tls != "none" and ssl_context is None:
             raise ValueError(f"tls={tls!r} needs a server ssl_context")
@@ -137,6 +138,7 @@ class CaptureServer:
         self._ssl_context = ssl_context
         self._credentials = dict(credentials) if credentials is not None else None
         self._smtputf8 = smtputf8  # offer SMTPUTF8 (RFC 6531), as Postfix does by default
+        self._pipelining = pipelining  # offer PIPELINING (RFC 2920), as Postfix does
         self._controller: FreePortController | None = None
         self._lock = threading.Lock()
         self._received = 0
@@ -199,6 +201,21 @@ class CaptureServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+    async def handle_EHLO(
+        self,
+        _server: SMTPServer,
+        session: Session,
+        _envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """aiosmtpd's EHLO reply, with PIPELINING when offered (aiosmtpd reads pipelined
+        commands in order anyway; it just does not say so)."""
+        session.host_name = hostname
+        if self._pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
 
     def _authenticate(
         self,

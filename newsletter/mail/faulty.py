@@ -200,9 +200,14 @@ class FaultyServer(CaptureServer):
         ssl_context: ssl.SSLContext | None = None,
         credentials: Mapping[str, str] | None = None,
         smtputf8: bool = True,
+        pipelining: bool = True,
     ) -> None:
         super().__init__(
-            tls=tls, ssl_context=ssl_context, credentials=credentials, smtputf8=smtputf8
+            tls=tls,
+            ssl_context=ssl_context,
+            credentials=credentials,
+            smtputf8=smtputf8,
+            pipelining=pipelining,
         )
         self.mail_replies = dict(mail_replies or {})
         self.rcpt_replies = dict(rcpt_replies or {})
