@@ -13,6 +13,18 @@ from newsletter.errors import ConfigError, UnknownTopic
 from newsletter.models import Topic
 from newsletter.resources import resource_path
 
+OTHER_FIELD = "Other topics"
+ARCHIVES = {
+    "cs": "Computer science",
+    "eess": "Electrical engineering and systems science",
+    "math": "Mathematics",
+    "physics": "Physics",
+    "q-bio": "Quantitative biology",
+    "q-fin": "Quantitative finance",
+    "stat": "Statistics",
+    "econ": "Economics",
+}
+
 
 @dataclass(frozen=True)
 class CatalogueTopic:
@@ -20,6 +32,16 @@ class CatalogueTopic:
     name: str
     description: str
     keywords: tuple[str, ...]
+    # The group the sign-up and preferences pages list it under (``field`` in the TOML).
+    field: str = ""
+
+    @property
+    def group(self) -> str:
+        """Its field, or its arXiv archive's name ("cs" → Computer science) without one."""
+        if self.field:
+            return self.field
+        archive = self.id.split(".", 1)[0] if "." in self.id else ""
+        return ARCHIVES.get(archive, OTHER_FIELD)
 
     @property
     def interest_text(self) -> str:
@@ -45,6 +67,7 @@ def load_catalogue(path: Path | None = None) -> dict[str, CatalogueTopic]:
             raise ConfigError(f"{where}: must be a [[topics]] table")
         topic_id, name, description = raw.get("id"), raw.get("name"), raw.get("description")
         keywords = raw.get("keywords", [])
+        field = raw.get("field", "")
         if not (isinstance(topic_id, str) and topic_id.strip()):
             raise ConfigError(f"{where}: 'id' must be a non-empty string")
         if not (isinstance(name, str) and name.strip()):
@@ -53,6 +76,8 @@ def load_catalogue(path: Path | None = None) -> dict[str, CatalogueTopic]:
             raise ConfigError(f"{where} ({topic_id}): 'description' must be a non-empty string")
         if not (isinstance(keywords, list) and all(isinstance(k, str) for k in keywords)):
             raise ConfigError(f"{where} ({topic_id}): 'keywords' must be a list of strings")
+        if not isinstance(field, str):
+            raise ConfigError(f"{where} ({topic_id}): 'field' must be a string")
         if topic_id in topics:
             raise ConfigError(f"{where}: duplicate topic id {topic_id!r}")
         topics[topic_id] = CatalogueTopic(
@@ -60,10 +85,23 @@ def load_catalogue(path: Path | None = None) -> dict[str, CatalogueTopic]:
             name=name.strip(),
             description=description.strip(),
             keywords=tuple(k.strip() for k in keywords if k.strip()),
+            field=field.strip(),
         )
     if not topics:
         raise ConfigError(f"topic catalogue {path} defines no topics")
     return topics
+
+
+def topic_groups(
+    catalogue: dict[str, CatalogueTopic],
+) -> list[tuple[str, list[CatalogueTopic]]]:
+    """The topics by field, for a picker: fields in the catalogue's order (the first
+    topic of each decides), topics by name within a field, "Other topics" last."""
+    groups: dict[str, list[CatalogueTopic]] = {}
+    for topic in catalogue.values():
+        groups.setdefault(topic.group, []).append(topic)
+    order = sorted(groups, key=lambda name: name == OTHER_FIELD)  # stable: keeps the rest
+    return [(name, sorted(groups[name], key=lambda t: t.name.casefold())) for name in order]
 
 
 def sync_topics(session: Session, catalogue: dict[str, CatalogueTopic]) -> None:

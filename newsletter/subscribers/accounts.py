@@ -56,6 +56,7 @@ class Choices:
     max_papers: int | None = None
     always_send: bool = False
     send_weekday: int = 0  # 0 = Monday; the day a weekly issue goes out
+    locale: str | None = None  # the language of their mails; None keeps what they have
 
     def as_json(self) -> dict[str, Any]:
         """The choices as JSON data (a pending sign-up keeps them so until confirmed)."""
@@ -68,6 +69,7 @@ class Choices:
             "max_papers": self.max_papers,
             "always_send": self.always_send,
             "send_weekday": self.send_weekday,
+            "locale": self.locale,
         }
 
     @classmethod
@@ -82,6 +84,7 @@ class Choices:
             max_papers=None if data["max_papers"] is None else int(data["max_papers"]),
             always_send=bool(data["always_send"]),
             send_weekday=int(data["send_weekday"]),
+            locale=None if data.get("locale") is None else str(data["locale"]),
         )
 
 
@@ -104,6 +107,8 @@ def apply_choices(subscriber: Subscriber, choices: Choices) -> None:
     subscriber.send_weekday = choices.send_weekday
     subscriber.max_papers = choices.max_papers
     subscriber.always_send = choices.always_send
+    if choices.locale is not None:
+        subscriber.locale = choices.locale
 
 
 def _signup_open(subscriber: Subscriber, now: datetime) -> bool:
@@ -209,6 +214,28 @@ def set_paused(session: Session, subscriber: Subscriber, *, paused: bool, now: d
     if subscriber.paused_at is None:
         subscriber.paused_at = now
     cancel_open_deliveries(session, [subscriber.id])
+
+
+def resubscribe(session: Session, subscriber: Subscriber, *, now: datetime) -> bool:
+    """Subscribe an unsubscribed reader again, with the choices they had, from their own
+    signed link: a fresh consent, so ``confirmed_at`` becomes ``now``. False (nothing
+    changes) unless they unsubscribed, or when their address is suppressed."""
+    if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
+        return False
+    if session.get(Suppression, subscriber.email) is not None:
+        return False
+    subscriber.status = SubscriberStatus.ACTIVE
+    subscriber.confirmed_at = now
+    subscriber.paused_at = None
+    subscriber.signup_at = None
+    subscriber.pending_signup = None
+    return True
+
+
+def switch_to_weekly(subscriber: Subscriber) -> None:
+    """Fewer mails instead of none: weekly issues, on the weekday they have (Monday unless
+    they chose one); idempotent."""
+    subscriber.frequency = Frequency.WEEKLY
 
 
 def cancel_open_deliveries(session: Session, subscriber_ids: Select[Any] | Sequence[int]) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import zoneinfo
 from collections.abc import Sequence
 from functools import cache
+from pathlib import Path
 from zoneinfo import available_timezones
 
 from babel.dates import get_day_names
@@ -12,6 +14,7 @@ from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
 from newsletter.errors import NewsletterError
+from newsletter.i18n import LOCALES
 from newsletter.integers import NotInRange, small_int
 from newsletter.mail.addresses import normalise_email
 from newsletter.models import Frequency
@@ -32,14 +35,67 @@ WEIGHTS = {"0.5": 0.5, "1": 1.0, "2": 2.0}
 
 
 class FormError(NewsletterError):
-    """A form field is invalid; the message says which and why, for the person typing."""
+    """A form field is invalid; the message says which and why, for the person typing.
+
+    ``field`` names the form field at fault (the page marks it ``aria-invalid`` and puts
+    the focus on it); None when no one field is."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# The areas of canonical IANA names (Area/City): the fallback filter when the system has
+# no zone.tab. It drops "US/Pacific", "GB" and "Etc/GMT+5", not Area/City aliases.
+_AREAS = frozenset(
+    [
+        "Africa",
+        "America",
+        "Antarctica",
+        "Arctic",
+        "Asia",
+        "Atlantic",
+        "Australia",
+        "Europe",
+        "Indian",
+        "Pacific",
+    ]
+)
+
+
+def _zone_tab() -> frozenset[str]:
+    """The zones of tzdata's ``zone.tab`` (one or more per country, no legacy aliases
+    such as Asia/Calcutta), or nothing when the system has no such file."""
+    for directory in zoneinfo.TZPATH:
+        try:
+            text = (Path(directory) / "zone.tab").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        rows = (line.split("\t") for line in text.splitlines() if not line.startswith("#"))
+        return frozenset(row[2] for row in rows if len(row) >= 3)
+    return frozenset()
 
 
 @cache
 def timezones() -> tuple[str, ...]:
-    """IANA zones a person would pick (Area/City), and UTC first."""
-    zones = sorted(z for z in available_timezones() if "/" in z and not z.startswith("Etc/"))
-    return ("UTC", *zones)
+    """The time zones the forms offer: UTC, then canonical Area/City names (zone.tab's
+    where the system has it), sorted. Any valid zone is still accepted (``parse_timezone``)."""
+    available = available_timezones()
+    curated = _zone_tab() & available
+    if not curated:
+        curated = frozenset(z for z in available if z.split("/", 1)[0] in _AREAS and "/" in z)
+    return ("UTC", *sorted(curated))
+
+
+@cache
+def timezone_groups() -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """``timezones()`` by area for ``<optgroup>``: (area, ((zone, label), ...)), the
+    label the city as people write it ("Argentina / Buenos Aires")."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for zone in timezones()[1:]:
+        area, _, city = zone.partition("/")
+        groups.setdefault(area, []).append((zone, city.replace("_", " ").replace("/", " / ")))
+    return tuple((area, tuple(zones)) for area, zones in sorted(groups.items()))
 
 
 @cache
@@ -55,37 +111,39 @@ def weekday_choices(locale: str = "en") -> tuple[tuple[str, str], ...]:
 _UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
-def bounded(raw: str | None, limit: int, label: str) -> str:
+def bounded(raw: str | None, limit: int, label: str, *, field: str | None = None) -> str:
     value = raw or ""
     if len(value) > limit:
-        raise FormError(f"{label} is too long (at most {limit} characters).")
+        raise FormError(f"{label} is too long (at most {limit} characters).", field=field)
     if _UNPRINTABLE.search(value):
-        raise FormError(f"{label} contains characters that cannot be stored.")
+        raise FormError(f"{label} contains characters that cannot be stored.", field=field)
     return value
 
 
 def parse_email(raw: str | None) -> str:
-    value = bounded(raw, MAX_EMAIL, "The address").strip()
+    value = bounded(raw, MAX_EMAIL, "The address", field="email").strip()
     if not value:
-        raise FormError("Please enter your email address.")
+        raise FormError("Please enter your email address.", field="email")
     try:
         return normalise_email(value)
     except NewsletterError:
-        raise FormError("That does not look like an email address; please check it.") from None
+        raise FormError(
+            "That does not look like an email address; please check it.", field="email"
+        ) from None
 
 
 def parse_topics(catalogue: dict[str, CatalogueTopic], raw: Sequence[str]) -> tuple[str, ...]:
     if len(raw) > len(catalogue):
-        raise FormError("Too many topics.")
+        raise FormError("Too many topics.", field="topics")
     try:
         return tuple(dict.fromkeys(resolve_topic(catalogue, t[:64]).id for t in raw))
     except NewsletterError:
-        raise FormError("Please pick topics from the list.") from None
+        raise FormError("Please pick topics from the list.", field="topics") from None
 
 
 def split_keywords(raw: str | None) -> list[str]:
     """Keywords typed one per line or separated by semicolons."""
-    text = bounded(raw, MAX_KEYWORDS_TEXT, "The keywords")
+    text = bounded(raw, MAX_KEYWORDS_TEXT, "The keywords", field="keywords")
     return [k for k in (normalise_space(part) for part in re.split(r"[;\n\r]+", text)) if k]
 
 
@@ -94,54 +152,68 @@ def parse_keywords(
 ) -> tuple[tuple[str, float], ...]:
     """Keyword phrases with their weights; blanks dropped, repeats merged (the first wins)."""
     if len(keywords) > 4 * MAX_KEYWORDS:
-        raise FormError(f"Too many keywords (at most {MAX_KEYWORDS}).")
+        raise FormError(f"Too many keywords (at most {MAX_KEYWORDS}).", field="keywords")
     kept: dict[str, tuple[str, float]] = {}
     for index, raw in enumerate(keywords):
-        phrase = normalise_space(bounded(raw, 4 * MAX_KEYWORD_LENGTH, "A keyword"))
+        phrase = normalise_space(
+            bounded(raw, 4 * MAX_KEYWORD_LENGTH, "A keyword", field="keywords")
+        )
         if not phrase:
             continue
         if len(phrase) > MAX_KEYWORD_LENGTH:
-            raise FormError(f"A keyword is too long (at most {MAX_KEYWORD_LENGTH} characters).")
+            raise FormError(
+                f"A keyword is too long (at most {MAX_KEYWORD_LENGTH} characters).",
+                field="keywords",
+            )
         weight_raw = weights[index] if weights is not None and index < len(weights) else "1"
         if weight_raw not in WEIGHTS:
-            raise FormError("Please pick a weight from the list.")
+            raise FormError("Please pick a weight from the list.", field="keywords")
         kept.setdefault(phrase.casefold(), (phrase, WEIGHTS[weight_raw]))
     if len(kept) > MAX_KEYWORDS:
-        raise FormError(f"Too many keywords (at most {MAX_KEYWORDS}).")
+        raise FormError(f"Too many keywords (at most {MAX_KEYWORDS}).", field="keywords")
     return tuple(kept.values())
 
 
 def parse_frequency(raw: str | None) -> Frequency:
     try:
-        return check_frequency(bounded(raw, 16, "The frequency") or "daily")
+        return check_frequency(bounded(raw, 16, "The frequency", field="frequency") or "daily")
     except NewsletterError:
-        raise FormError("Please choose daily or weekly.") from None
+        raise FormError("Please choose daily or weekly.", field="frequency") from None
 
 
 def parse_timezone(raw: str | None) -> str:
-    value = bounded(raw, 64, "The time zone").strip() or "UTC"
+    value = bounded(raw, 64, "The time zone", field="timezone").strip() or "UTC"
     try:
         return check_timezone(value)
     except NewsletterError:
-        raise FormError("Please pick a time zone from the list.") from None
+        raise FormError("Please pick a time zone from the list.", field="timezone") from None
 
 
 def parse_weekday(raw: str | None) -> int:
-    value = bounded(raw, 8, "The weekday").strip()
+    value = bounded(raw, 8, "The weekday", field="weekday").strip()
     if not value:
         return DEFAULT_WEEKDAY
     try:
         return small_int(value, low=0, high=6)
     except NotInRange:
-        raise FormError("Please pick a weekday from the list.") from None
+        raise FormError("Please pick a weekday from the list.", field="weekday") from None
 
 
-def parse_int(raw: str | None, *, low: int, high: int, label: str) -> int:
+def parse_int(raw: str | None, *, low: int, high: int, label: str, field: str | None = None) -> int:
     """A whole number in ``low..high`` typed into a form (``integers.small_int``'s rule)."""
     try:
-        return small_int(bounded(raw, 8, label), low=low, high=high)
+        return small_int(bounded(raw, 8, label, field=field), low=low, high=high)
     except NotInRange as exc:
-        raise FormError(f"{label} {exc}.") from None
+        raise FormError(f"{label} {exc}.", field=field) from None
+
+
+def parse_language(raw: str | None) -> str | None:
+    """A language of ``i18n.LOCALES``, or None when the form did not ask."""
+    if not raw:
+        return None
+    if raw not in LOCALES:
+        raise FormError("Please pick a language from the list.", field="language")
+    return raw
 
 
 def whole_number(low: int, high: int) -> BeforeValidator:
@@ -175,22 +247,31 @@ def parse_choices(
     max_papers: str | None = None,
     always_send: bool = False,
     weekday: str | None = None,
+    language: str | None = None,
 ) -> Choices:
     """Validate a whole preferences form (the subscribe form is one too)."""
     chosen_topics = parse_topics(catalogue, topics)
     chosen_keywords = parse_keywords(keywords, weights)
     if not chosen_topics and not chosen_keywords:
-        raise FormError("Pick at least one topic or type a keyword, so we know what to send.")
+        raise FormError(
+            "Pick at least one topic or type a keyword, so we know what to send.",
+            field="keywords",
+        )
     papers = (max_papers or "").strip()
     return Choices(
         topics=chosen_topics,
         keywords=chosen_keywords,
         frequency=parse_frequency(frequency),
         timezone=parse_timezone(timezone),
-        send_hour=parse_int(send_hour or str(DEFAULT_SEND_HOUR), low=0, high=23, label="The hour"),
+        send_hour=parse_int(
+            send_hour or str(DEFAULT_SEND_HOUR), low=0, high=23, label="The hour", field="send_hour"
+        ),
         max_papers=(
-            parse_int(papers, low=1, high=MAX_PAPERS, label="Papers per issue") if papers else None
+            parse_int(papers, low=1, high=MAX_PAPERS, label="Papers per issue", field="max_papers")
+            if papers
+            else None
         ),
         always_send=always_send,
         send_weekday=parse_weekday(weekday),
+        locale=parse_language(language),
     )

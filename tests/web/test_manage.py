@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 import pytest
@@ -335,3 +336,77 @@ def test_choosing_the_language_of_the_issues(
     assert refused.status_code == 400
     assert "Please pick a language from the list." in refused.text
     assert load(sessions, reader).locale == "de"
+
+
+def test_the_page_says_when_the_next_issue_comes(
+    client: TestClient, sessions: SessionFactory, reader: int
+) -> None:
+    """From the scheduler's rules: a weekly reader in Tokyo at 18:00 on Fridays (the
+    planned delivery of the fixture is cancelled first, so the rule decides)."""
+    with sessions.begin() as session:
+        subscriber = session.get_one(Subscriber, reader)
+        subscriber.frequency = Frequency.WEEKLY
+        subscriber.send_weekday = 4
+        subscriber.send_hour = 18
+        subscriber.timezone = "Asia/Tokyo"
+        for delivery in session.scalars(select(Delivery).where(Delivery.subscriber_id == reader)):
+            if delivery.status == DeliveryStatus.PENDING:
+                delivery.status = DeliveryStatus.SUPPRESSED
+    page = client.get(manage_path(reader)).text
+    found = re.search(r"Your next issue: <strong>(\w+) (\d+) (\w+) at (\d\d:\d\d)</strong>", page)
+    assert found, page
+    assert (found.group(1), found.group(4)) == ("Friday", "18:00")
+    assert "(Asia/Tokyo)" in page
+    post_form(client, manage_path(reader), manage_path(reader) + "/pause", {})
+    assert "Your next issue" not in client.get(manage_path(reader)).text
+
+
+def test_a_zone_outside_the_list_stays_chosen(
+    client: TestClient, sessions: SessionFactory, reader: int
+) -> None:
+    """An imported alias ("US/Pacific") is not offered to others, but saving the page
+    must not change it."""
+    with sessions.begin() as session:
+        session.get_one(Subscriber, reader).timezone = "US/Pacific"
+    page = client.get(manage_path(reader)).text
+    assert '<option value="US/Pacific" selected>US/Pacific</option>' in page
+    assert page.count('value="US/Pacific"') == 1
+
+
+def test_an_unsubscribed_reader_comes_back_in_one_step(
+    client: TestClient, sessions: SessionFactory, reader: int
+) -> None:
+    path = manage_path(reader)
+    post_form(client, path, path + "/unsubscribe", {})
+    before = load(sessions, reader)
+    assert before.status == SubscriberStatus.UNSUBSCRIBED
+    page = client.get(path).text
+    assert f'action="{path}/resubscribe"' in page
+    response = post_form(client, path, path + "/resubscribe", {})
+    assert (response.status_code, response.headers["location"]) == (303, path + "?done=back")
+    after = load(sessions, reader)
+    assert after.status == SubscriberStatus.ACTIVE
+    # A fresh consent, recorded; the old choices kept.
+    assert after.confirmed_at is not None
+    assert before.confirmed_at is not None
+    assert after.confirmed_at > before.confirmed_at
+    assert sorted((i.topic_id or i.keywords or "") for i in after.interests) == [
+        "cs.CL",
+        "cs.IR",
+        "dense retrieval",
+    ]
+    assert "Welcome back" in client.get(response.headers["location"]).text
+
+
+def test_a_suppressed_or_bounced_address_cannot_come_back_from_the_page(
+    client: TestClient, sessions: SessionFactory, reader: int
+) -> None:
+    path = manage_path(reader)
+    post_form(client, path, path + "/unsubscribe", {})
+    with sessions.begin() as session:
+        session.add(Suppression(email="reader@example.org", reason="hard bounce"))
+    response = post_form(client, path, path + "/resubscribe", {})
+    assert response.headers["location"] == path + "?done=not_back"
+    assert load(sessions, reader).status == SubscriberStatus.UNSUBSCRIBED
+    # Without the CSRF token nothing happens either.
+    assert client.post(path + "/resubscribe").status_code == 403

@@ -555,3 +555,96 @@ def test_unsubscribing_drops_a_strangers_unconfirmed_choices(
     with sessions() as session:
         gone = session.scalars(select(Subscriber)).one()
         assert (gone.pending_signup, gone.signup_at) == (None, None)
+
+
+def test_the_topic_picker_groups_topics_by_field_and_works_without_script(
+    client: TestClient,
+) -> None:
+    page = client.get("/").text
+    # One <details> per field, each listing its topics; all closed while nothing is chosen.
+    fields = re.findall(
+        r'<details class="topic-group">\s*<summary><span class="group-name">([^<]+)', page
+    )
+    assert "AI and machine learning" in fields
+    assert "Theory" in fields
+    ai = page.split("AI and machine learning", 1)[1].split("</details>", 1)[0]
+    assert 'value="cs.CL"' in ai
+    assert 'value="cs.CC"' not in ai
+    assert page.count('name="topics"') == 45
+    # The filter box is for script (hidden until forms.js shows it); the skip link is not.
+    assert re.search(r'data-topic-filter hidden>\s*<label for="topic-filter">', page)
+    assert '<a class="skip-link" href="#keywords">Skip the topic list</a>' in page
+    assert 'Day of the week <span class="optional">for weekly issues</span>' in page
+
+
+def test_chosen_topics_show_first_and_their_fields_open(client: TestClient) -> None:
+    form = subscribe_form("", topics=["cs.RO", "cs.CC"])
+    page = post_form(client, "/", "/subscribe", form).text  # refused: no address
+    chips = re.findall(r'<li class="chip">([^<]+)</li>', page)
+    assert chips == ["Robotics", "Computational complexity"]  # in the fields' order
+    opened = re.findall(
+        r'<details class="topic-group" open>\s*<summary><span class="group-name">([^<]+)', page
+    )
+    assert opened == ["AI and machine learning", "Theory"]
+
+
+def test_the_time_zone_list_is_canonical_names_by_area(client: TestClient) -> None:
+    page = client.get("/").text
+    zones = re.findall(r'<option value="([A-Za-z_+\-/0-9]+/[^"]+)"', page)
+    assert "Europe/Berlin" in zones
+    assert "Asia/Kolkata" in zones
+    assert "America/Argentina/Buenos_Aires" in zones
+    for legacy in ("US/Pacific", "Etc/GMT+5", "Asia/Calcutta", "Europe/Kiev", "GB"):
+        assert f'value="{legacy}"' not in page
+    assert '<optgroup label="Europe">' in page
+    assert '<option value="Europe/Berlin">Berlin</option>' in page
+
+
+def test_any_valid_zone_is_still_accepted(client: TestClient, sessions: SessionFactory) -> None:
+    subscribe(client, "pacific@example.org", timezone="US/Pacific")
+    stored = subscriber_by_email(sessions, "pacific@example.org")
+    assert stored is not None
+    assert stored.timezone == "US/Pacific"
+
+
+def test_the_language_is_chosen_at_sign_up(
+    client: TestClient, sessions: SessionFactory, mails: Mails
+) -> None:
+    german = client.get("/", headers={"Accept-Language": "fr-CH, de-AT;q=0.8, en;q=0.5"}).text
+    assert '<option value="de" selected>Deutsch</option>' in german
+    assert '<option value="en" selected>English</option>' in client.get("/").text
+    subscribe(client, "anna@example.org", language="de")
+    [confirmation] = mails()
+    assert confirmation.subject != "Confirm your subscription to Paper Newsletter"  # German
+    client.post(
+        confirmation.link("/confirm/").replace("http://testserver", ""),
+        data={"csrf_token": csrf_from(client.get(confirmation.link("/confirm/")))},
+    )
+    stored = subscriber_by_email(sessions, "anna@example.org")
+    assert stored is not None
+    assert (stored.status, stored.locale) == (SubscriberStatus.ACTIVE, "de")
+    refused = post_form(client, "/", "/subscribe", subscribe_form("x@example.org", language="xx"))
+    assert refused.status_code == 400
+    assert "Please pick a language" in refused.text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"email": "not an address"}, 'id="email"'),
+        ({"topics": [], "keywords": ""}, 'id="keywords"'),
+        ({"send_hour": "25"}, 'id="send_hour"'),
+    ],
+)
+def test_an_error_marks_its_field_and_takes_the_focus(
+    client: TestClient, overrides: dict[str, object], field: str
+) -> None:
+    response = post_form(client, "/", "/subscribe", subscribe_form("a@example.org", **overrides))
+    assert response.status_code == 400
+    page = response.text
+    assert '<p class="alert alert-error" role="alert" id="form-error">' in page
+    [invalid] = re.findall(r"<[^>]*aria-invalid=\"true\"[^>]*>", page)
+    assert field in invalid
+    assert "autofocus" in invalid
+    assert "form-error" in invalid
+    assert page.count("autofocus") == 1

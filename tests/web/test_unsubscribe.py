@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
@@ -9,10 +10,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from newsletter.db import SessionFactory
-from newsletter.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from newsletter.models import Delivery, DeliveryStatus, Frequency, Subscriber, SubscriberStatus
 from newsletter.tokens import Purpose, TokenData, Tokens
 from tests.conftest import TEST_SECRET
-from tests.web.helpers import add_delivery, add_subscriber
+from tests.web.helpers import add_delivery, add_subscriber, csrf_from
 
 # HTTP behaviour: SQLite is enough (tests/conftest.py, sqlite_only).
 pytestmark = pytest.mark.sqlite_only
@@ -127,3 +128,57 @@ def test_unsubscribing_leaves_a_bounced_subscriber_bounced(
     response = client.post(unsubscribe_path(bounced), data={"List-Unsubscribe": "One-Click"})
     assert response.status_code == 200
     assert state_of(sessions, bounced.id) == ("bounced", [])
+
+
+def test_the_page_offers_weekly_or_a_pause_instead(
+    client: TestClient, sessions: SessionFactory, reader: Subscriber
+) -> None:
+    path = unsubscribe_path(reader)
+    page = client.get(path).text
+    assert f'action="{path}/weekly"' in page
+    assert f'action="{path}/pause"' in page
+    assert "One issue a week, on Monday" in page
+
+    token = csrf_from(client.get(path))
+    weekly = client.post(path + "/weekly", data={"csrf_token": token}, follow_redirects=False)
+    assert weekly.status_code == 303
+    assert weekly.headers["location"].startswith("/manage/")
+    assert weekly.headers["location"].endswith("?done=weekly")
+    with sessions() as session:
+        stored = session.get_one(Subscriber, reader.id)
+        assert (stored.frequency, stored.status) == (Frequency.WEEKLY, SubscriberStatus.ACTIVE)
+    assert "You now get one issue a week" in client.get(weekly.headers["location"]).text
+    assert f'action="{path}/weekly"' not in client.get(path).text  # weekly already
+
+    paused = client.post(path + "/pause", data={"csrf_token": token}, follow_redirects=False)
+    assert paused.headers["location"].endswith("?done=paused")
+    assert state_of(sessions, reader.id) == ("active", ["sent", "suppressed", "suppressed"])
+    with sessions() as session:
+        assert session.get_one(Subscriber, reader.id).paused_at is not None
+
+
+def test_the_alternatives_need_the_forms_token(
+    client: TestClient, sessions: SessionFactory, reader: Subscriber
+) -> None:
+    """Unlike RFC 8058's one-click, which a mail provider posts without a cookie."""
+    path = unsubscribe_path(reader)
+    assert client.post(path + "/pause").status_code == 403
+    assert client.post(path + "/weekly").status_code == 403
+    with sessions() as session:
+        stored = session.get_one(Subscriber, reader.id)
+        assert (stored.frequency, stored.paused_at) == (Frequency.DAILY, None)
+
+
+def test_undo_right_after_unsubscribing(
+    client: TestClient, sessions: SessionFactory, reader: Subscriber
+) -> None:
+    path = unsubscribe_path(reader)
+    done = client.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert "You are unsubscribed" in done.text
+    action = re.search(r'action="(/manage/[^"]+/resubscribe)"', done.text)
+    assert action
+    back = client.post(
+        action.group(1), data={"csrf_token": csrf_from(done)}, follow_redirects=False
+    )
+    assert back.headers["location"].endswith("?done=back")
+    assert state_of(sessions, reader.id)[0] == "active"

@@ -13,6 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from newsletter.i18n import LOCALES
 from newsletter.integers import MAX_ROW_ID
 from newsletter.models import Subscriber, utcnow
+from newsletter.papers.catalogue import topic_groups
 from newsletter.subscribers import accounts
 from newsletter.tokens import Purpose
 from newsletter.web.forms import (
@@ -23,6 +24,7 @@ from newsletter.web.forms import (
     FormError,
     parse_choices,
     parse_email,
+    timezone_groups,
     timezones,
     weekday_choices,
     whole_number,
@@ -30,6 +32,7 @@ from newsletter.web.forms import (
 from newsletter.web.guards import FormGuard, State, linked_subscriber, subscriber_for
 from newsletter.web.links import AddressChange
 from newsletter.web.mailer import Mail
+from newsletter.web.next_issue import describe, next_issue_time
 from newsletter.web.state import WebState, client_ip
 
 router = APIRouter()
@@ -43,6 +46,9 @@ DONE = {
     "saved": "Your preferences are saved. The next issue follows them.",
     "paused": "Issues are paused. Resume whenever you like.",
     "resumed": "Issues are back on.",
+    "weekly": "You now get one issue a week. Change the day below.",
+    "back": "Welcome back: you are subscribed again, with the choices below.",
+    "not_back": "This subscription cannot be restarted from here; please sign up again.",
     "undone": "That rating is undone.",
     "address": "If that address can receive mail, a confirmation link is on its way to it. "
     "Your address changes once you click it.",
@@ -78,26 +84,30 @@ def _page(
     token: str,
     *,
     form: dict[str, Any] | None = None,
-    error: str | None = None,
+    error: FormError | None = None,
     done: str | None = None,
 ) -> Response:
     values = form or _form_values(subscriber)
+    upcoming = next_issue_time(session, subscriber, now=utcnow())
     rows = list(values["keywords"])[:MAX_KEYWORDS]
     rows += [("", "1")] * min(EXTRA_KEYWORD_ROWS, MAX_KEYWORDS - len(rows))
     context = {
         "base": f"/manage/{token}",
         "subscriber": subscriber,
         "status": accounts.status_name(subscriber),
-        "catalogue": sorted(state.catalogue.values(), key=lambda t: t.name),
-        "timezones": timezones(),
+        "topic_groups": topic_groups(state.catalogue),
+        "timezone_groups": timezone_groups(),
+        "known_zones": frozenset(timezones()),
         "weekdays": weekday_choices(),
+        "next_issue": describe(upcoming, subscriber.timezone) if upcoming else None,
         "form": values | {"keywords": rows},
         "weights": [("0.5", "a little"), ("1", "normal"), ("2", "a lot")],
         "languages": sorted(LOCALES.items()),
         "max_papers_limit": MAX_PAPERS,
         "default_papers": state.settings.max_papers,
         "feedback": accounts.recent_feedback(session, subscriber),
-        "error": error,
+        "error": str(error) if error else None,
+        "error_field": error.field if error else None,
         "done": DONE.get(done or ""),
     }
     return state.pages.render(request, "manage.html", context, status=400 if error else 200)
@@ -133,8 +143,6 @@ def save_preferences(
     with state.sessions.begin() as session:
         subscriber, _ = subscriber_for(session, state, Purpose.MANAGE, token)
         try:
-            if language and language not in LOCALES:
-                raise FormError("Please pick a language from the list.")
             choices = parse_choices(
                 state.catalogue,
                 topics=topics or [],
@@ -146,6 +154,7 @@ def save_preferences(
                 weekday=weekday or str(subscriber.send_weekday),
                 max_papers=max_papers,
                 always_send=always_send == "on",
+                language=language[:8],
             )
         except FormError as exc:
             typed = {
@@ -163,10 +172,8 @@ def save_preferences(
                 "always_send": always_send == "on",
                 "language": language[:8] if language in LOCALES else subscriber.locale,
             }
-            return _page(request, state, session, subscriber, token, form=typed, error=str(exc))
+            return _page(request, state, session, subscriber, token, form=typed, error=exc)
         accounts.apply_choices(subscriber, choices)
-        if language:
-            subscriber.locale = language
     return _back(token, "saved")
 
 
@@ -184,6 +191,17 @@ def resume(state: State, token: str) -> Response:
         subscriber, _ = subscriber_for(session, state, Purpose.MANAGE, token)
         accounts.set_paused(session, subscriber, paused=False, now=utcnow())
     return _back(token, "resumed")
+
+
+@router.post("/manage/{token}/resubscribe", dependencies=FormGuard)
+def resubscribe(state: State, token: str) -> Response:
+    """Come back in one step, with the old choices: the reader's own signed link is their
+    consent again (``accounts.resubscribe`` records when)."""
+    with state.sessions.begin() as session:
+        subscriber, _ = subscriber_for(session, state, Purpose.MANAGE, token)
+        back = accounts.resubscribe(session, subscriber, now=utcnow())
+        active = accounts.status_name(subscriber) in ("active", "paused")
+    return _back(token, "back" if back or active else "not_back")
 
 
 # A 400 page for anything but an id (a huge number was a 500: out of the column's range).
@@ -248,7 +266,7 @@ def change_address(
         try:
             address = parse_email(email)
         except FormError as exc:
-            return _page(request, state, session, subscriber, token, error=str(exc))
+            return _page(request, state, session, subscriber, token, error=exc)
         mail = None
         if accounts.request_address_change(session, subscriber, address):
             mail = Mail(

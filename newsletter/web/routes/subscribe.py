@@ -8,7 +8,9 @@ from fastapi import APIRouter, BackgroundTasks, Form
 from starlette.requests import Request
 from starlette.responses import Response
 
+from newsletter.i18n import LOCALES, normalise_locale
 from newsletter.models import utcnow
+from newsletter.papers.catalogue import topic_groups
 from newsletter.subscribers import accounts
 from newsletter.tokens import Purpose
 from newsletter.web import actions
@@ -19,6 +21,7 @@ from newsletter.web.forms import (
     parse_choices,
     parse_email,
     split_keywords,
+    timezone_groups,
     timezones,
     weekday_choices,
 )
@@ -31,7 +34,19 @@ Text = Annotated[str, Form()]
 Texts = Annotated[list[str] | None, Form()]
 
 
-def form_context(state: WebState, values: dict[str, Any]) -> dict[str, Any]:
+def browser_language(request: Request) -> str:
+    """The reader's first language we have mails in (Accept-Language), else English."""
+    for part in request.headers.get("accept-language", "")[:200].split(","):
+        language = part.split(";", 1)[0].strip().replace("_", "-").split("-", 1)[0].lower()
+        if language in LOCALES:
+            return language
+    return normalise_locale(None)
+
+
+def form_context(
+    state: WebState, values: dict[str, Any], *, error: FormError | None = None
+) -> dict[str, Any]:
+    """The sign-up page's context: ``values`` typed so far, the error (if any) and its field."""
     defaults: dict[str, Any] = {
         "email": "",
         "topics": [],
@@ -40,14 +55,18 @@ def form_context(state: WebState, values: dict[str, Any]) -> dict[str, Any]:
         "timezone": "UTC",
         "send_hour": str(DEFAULT_SEND_HOUR),
         "weekday": str(DEFAULT_WEEKDAY),
+        "language": "en",
     }
     defaults.update(values)
     return {
-        "catalogue": sorted(state.catalogue.values(), key=lambda t: t.name),
-        "timezones": timezones(),
+        "topic_groups": topic_groups(state.catalogue),
+        "timezone_groups": timezone_groups(),
+        "known_zones": frozenset(timezones()),
         "weekdays": weekday_choices(),
+        "languages": sorted(LOCALES.items()),
         "form": defaults,
-        "error": None,
+        "error": str(error) if error else None,
+        "error_field": error.field if error else None,
     }
 
 
@@ -55,7 +74,8 @@ def form_context(state: WebState, values: dict[str, Any]) -> dict[str, Any]:
 @router.api_route("/", methods=["GET", "HEAD"])
 @router.api_route("/subscribe", methods=["GET", "HEAD"])
 def subscribe_page(request: Request, state: State) -> Response:
-    return state.pages.render(request, "subscribe.html", form_context(state, {}))
+    context = form_context(state, {"language": browser_language(request)})
+    return state.pages.render(request, "subscribe.html", context)
 
 
 @router.post("/subscribe", dependencies=FormGuard)
@@ -70,6 +90,7 @@ def subscribe(
     timezone: Text = "UTC",
     send_hour: Text = str(DEFAULT_SEND_HOUR),
     weekday: Text = str(DEFAULT_WEEKDAY),
+    language: Text = "",
 ) -> Response:
     """Record the sign-up and mail a link; the page is the same for every address."""
     state.limits.require("subscribe", client_ip(request))
@@ -81,6 +102,7 @@ def subscribe(
         "timezone": timezone[:64],
         "send_hour": send_hour[:4],
         "weekday": weekday[:4],
+        "language": language if language in LOCALES else "en",
     }
     try:
         address = parse_email(email)
@@ -93,9 +115,10 @@ def subscribe(
             timezone=timezone,
             send_hour=send_hour,
             weekday=weekday,
+            language=language[:8],
         )
     except FormError as exc:
-        context = form_context(state, typed) | {"error": str(exc)}
+        context = form_context(state, typed, error=exc)
         return state.pages.render(request, "subscribe.html", context, status=400)
     actions.sign_up(state, background, address, choices)
     return state.pages.render(request, "check_email.html", {"email": address})

@@ -1,4 +1,5 @@
-"""Unsubscribe: a page with a button (GET), and RFC 8058 one-click (POST)."""
+"""Unsubscribe: a page with a button (GET), and RFC 8058 one-click (POST); the page
+offers less mail instead (pause, or weekly), each one POST of its own."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
-from newsletter.models import SubscriberStatus
+from newsletter.models import Frequency, SubscriberStatus, utcnow
 from newsletter.subscribers import accounts
 from newsletter.tokens import Purpose
 from newsletter.web.errors import WebError
-from newsletter.web.guards import State, subscriber_for
+from newsletter.web.forms import weekday_choices
+from newsletter.web.guards import FormGuard, State, subscriber_for
 
 router = APIRouter()
 
@@ -24,11 +26,38 @@ def unsubscribe_page(request: Request, state: State, token: str) -> Response:
     """Never changes anything: mail scanners fetch every link they see."""
     with state.sessions() as session:
         subscriber, _ = subscriber_for(session, state, Purpose.UNSUBSCRIBE, token)
-        subscribed = subscriber.status == SubscriberStatus.ACTIVE
-        email = subscriber.email
-    return state.pages.render(
-        request, "unsubscribe.html", {"email": email, "subscribed": subscribed}
-    )
+        context = {
+            "email": subscriber.email,
+            "subscribed": subscriber.status == SubscriberStatus.ACTIVE,
+            "paused": subscriber.paused_at is not None,
+            "weekly": subscriber.frequency == Frequency.WEEKLY,
+            "weekday_name": dict(weekday_choices())[str(subscriber.send_weekday)],
+            "base": f"/unsubscribe/{token}",
+            "manage_url": f"/manage/{state.links.manage_token(subscriber)}",
+        }
+    return state.pages.render(request, "unsubscribe.html", context)
+
+
+# Less mail instead of none. The unsubscribe link grants these too: like unsubscribing,
+# they only ever reduce what is sent. The reader lands on their preferences.
+
+
+@router.post("/unsubscribe/{token}/pause", dependencies=FormGuard)
+def pause_instead(state: State, token: str) -> Response:
+    with state.sessions.begin() as session:
+        subscriber, _ = subscriber_for(session, state, Purpose.UNSUBSCRIBE, token)
+        accounts.set_paused(session, subscriber, paused=True, now=utcnow())
+        manage_token = state.links.manage_token(subscriber)
+    return RedirectResponse(f"/manage/{manage_token}?done=paused", status_code=303)
+
+
+@router.post("/unsubscribe/{token}/weekly", dependencies=FormGuard)
+def weekly_instead(state: State, token: str) -> Response:
+    with state.sessions.begin() as session:
+        subscriber, _ = subscriber_for(session, state, Purpose.UNSUBSCRIBE, token)
+        accounts.switch_to_weekly(subscriber)
+        manage_token = state.links.manage_token(subscriber)
+    return RedirectResponse(f"/manage/{manage_token}?done=weekly", status_code=303)
 
 
 @router.post("/unsubscribe/{token}")
@@ -52,7 +81,7 @@ def unsubscribe(
         subscriber, _ = subscriber_for(session, state, Purpose.UNSUBSCRIBE, token)
         accounts.unsubscribe(session, subscriber)
         email = subscriber.email
-        manage_url = state.links.manage_url(subscriber)
+        manage_url = f"/manage/{state.links.manage_token(subscriber)}"
     return state.pages.render(
         request, "unsubscribed.html", {"email": email, "manage_url": manage_url}
     )
