@@ -2,16 +2,27 @@
 
 A pick's cosine score is the sum over terms of profile[r, j] * paper[p, j];
 the terms with the largest positive products are the readable reason
-("matched on: diffusion models, segmentation").
+("matched on: diffusion models, segmentation"). ``reasons`` turns those terms into
+reasons in the reader's own words: the keyword they typed, the topic they chose, the
+paper they liked. Pure: the reader's interests come in as plain data.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TypeVar
+
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from recommender._sparse import as_csr
+from recommender.model import WORD_PATTERN
 from recommender.ranking import RankResult
 
 
@@ -92,3 +103,96 @@ def _distinct(candidates: list[str], n_terms: int) -> tuple[str, ...]:
                 break
         covered |= parts
     return tuple(chosen)
+
+
+# --- reasons in the reader's own words ---------------------------------------------------
+
+
+class ReasonKind(StrEnum):
+    """What a reason points at; the mail layer words each kind (one sentence per kind)."""
+
+    KEYWORD = "keyword"  # subject: the keyword as the reader typed it
+    TOPIC = "topic"  # subject: the topic's display name
+    LIKED = "liked"  # subject: the title of a paper the reader marked "more like this"
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason a paper was picked, in terms the reader chose (not model terms)."""
+
+    kind: ReasonKind
+    subject: str
+    terms: tuple[str, ...] = ()  # the matched model terms behind it (a quieter detail)
+
+
+@dataclass(frozen=True)
+class LikedPaper:
+    """A paper the reader marked "more like this": its title and its words (``words_of``)."""
+
+    title: str
+    words: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ReaderInterests:
+    """What the reader told us, as plain data: keywords as typed, topics, liked papers."""
+
+    keywords: Sequence[str] = ()
+    topics: Mapping[str, str] = field(default_factory=dict)  # topic id -> display name
+    liked: Sequence[LikedPaper] = ()  # newest first
+
+
+_WORD = re.compile(WORD_PATTERN)
+
+
+def words_of(text: str) -> frozenset[str]:
+    """The words of ``text`` as the TF-IDF model tokenises them (lower case, no accents,
+    no stop words), so they compare with the model's terms."""
+    folded = unicodedata.normalize("NFKD", text.lower())
+    folded = "".join(c for c in folded if not unicodedata.combining(c))
+    return frozenset(w for w in _WORD.findall(folded) if w not in ENGLISH_STOP_WORDS)
+
+
+def reasons(
+    *, terms: Sequence[str], categories: Sequence[str], reader: ReaderInterests
+) -> tuple[Reason, ...]:
+    """Why a pick fits this reader: the keyword its matched terms come from, the liked
+    paper that shares them, the reader's topic it is listed in (each at most once, in
+    that order; none when nothing of the reader's explains it)."""
+    term_words = [(term, frozenset(term.split())) for term in terms]
+    found: list[Reason] = []
+    keyword = _best(reader.keywords, words_of, term_words)
+    if keyword is not None:
+        found.append(Reason(ReasonKind.KEYWORD, keyword[0], keyword[1]))
+    liked = _best(reader.liked, lambda paper: paper.words, term_words, whole=True)
+    if liked is not None:
+        found.append(Reason(ReasonKind.LIKED, liked[0].title, liked[1]))
+    topic = next((reader.topics[c] for c in categories if c in reader.topics), None)
+    if topic is not None:
+        found.append(Reason(ReasonKind.TOPIC, topic))
+    return tuple(found)
+
+
+_T = TypeVar("_T")
+
+
+def _best(
+    candidates: Sequence[_T],
+    words: Callable[[_T], frozenset[str]],
+    term_words: Sequence[tuple[str, frozenset[str]]],
+    *,
+    whole: bool = False,
+) -> tuple[_T, tuple[str, ...]] | None:
+    """The candidate whose words cover the most terms (the first on a tie), with those
+    terms. A keyword covers a term that shares a word with it ("retrieval-augmented
+    generation" covers "augmented generation" and "generation"); a liked paper must hold
+    every word of a term (``whole``), since a long abstract shares some word with anything."""
+    best: tuple[_T, tuple[str, ...]] | None = None
+    for candidate in candidates:
+        have = words(candidate)
+        covered = tuple(
+            term for term, parts in term_words if (parts <= have if whole else parts & have)
+        )
+        if covered and (best is None or len(covered) > len(best[1])):
+            best = (candidate, covered)
+    return best

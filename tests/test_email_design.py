@@ -27,6 +27,7 @@ from sqlalchemy import Engine, text
 
 from newsletter import i18n
 from newsletter.mail.message import MessageHeaders, build_message, message_id_for
+from newsletter.mail.readers import Reader
 from newsletter.mail.render import IssueView, RenderedIssue, Renderer
 from newsletter.mail.view import ItemView, build_issue_view, interests_text, paper_base
 from newsletter.models import Subscriber
@@ -34,6 +35,7 @@ from newsletter.resources import resource_path
 from newsletter.settings import Settings, load_settings
 from newsletter.tokens import Tokens
 from newsletter.web.mailer import Mail, Mailer
+from recommender.explanations import ReaderInterests
 from tests.conftest import REPO, TEST_SECRET
 from tests.test_message import EXPECTED_HEADERS
 
@@ -67,6 +69,14 @@ def records() -> list[dict[str, object]]:
     path = REPO.parent / "shared" / "data" / "arxiv-daily" / "2026-05-27.jsonl"
     with path.open(encoding="utf-8") as feed:
         return [json.loads(line) for line in feed]
+
+
+READER = Reader(
+    ReaderInterests(
+        keywords=["retrieval augmented generation"],
+        topics={"cs.CL": "Computation and Language", "cs.LG": "Machine Learning"},
+    )
+)
 
 
 def make_view(
@@ -109,6 +119,7 @@ def make_view(
         ),
         items=items,
         locale=locale,
+        reader=READER,
     )
     return replace(view, contact_line=CONTACT)
 
@@ -197,9 +208,10 @@ def test_twenty_paper_issue_stays_under_gmail_clipping(
     part = assemble(view, result, prod_settings)
     print(f"20-paper issue: HTML {size} bytes, whole message {len(part)} bytes")
     assert len(view.papers) == 20
-    assert all(len(p.abstract) > 400 for p in view.papers)
+    assert all(p.read_on and len(p.abstract) > 200 for p in view.papers)
     assert size < GMAIL_CLIP_BYTES
-    assert len(parse_html(result.html).hrefs) == 20 * 3 + 3
+    # Title, "read on" (the abstract page), PDF, more, less; three in the footer.
+    assert len(parse_html(result.html).hrefs) == 20 * 5 + 3
 
 
 # --- the text part says what the HTML says -------------------------------------------------
@@ -208,7 +220,7 @@ def test_twenty_paper_issue_stays_under_gmail_clipping(
 def test_every_link_of_the_html_is_in_the_text(typical: tuple[IssueView, RenderedIssue]) -> None:
     view, result = typical
     html = parse_html(result.html)
-    assert len(html.hrefs) == 3 * len(view.papers) + 3
+    assert len(html.hrefs) == 5 * len(view.papers) + 3
     for href in html.hrefs:
         assert href in result.text, href
 
@@ -334,10 +346,13 @@ def test_preheader_is_visible_text_with_readable_contrast(
 ) -> None:
     view, result = typical
     html = parse_html(result.html)
-    assert html.visible.startswith(f"Top pick today: {view.papers[0].title}")
+    # A real preheader: what else is in the issue (the subject already names the top paper).
+    assert view.preheader.startswith(f"Also: {view.papers[1].title[:40]}")
+    assert view.preheader.endswith(f"and {len(view.papers) - 3} more")
+    assert html.visible.startswith(view.preheader)
     assert "display:none" not in result.html.replace(" ", "")
     assert "mso-hide" not in result.html
-    style = _style_of(result.html, "Top pick today:")
+    style = _style_of(result.html, "Also: ")
     colour = re.search(r"color:(#[0-9a-f]{6})", style)
     assert colour
     assert _contrast(colour.group(1), "#eef2f6") >= 4.5
@@ -356,9 +371,15 @@ def test_german_issue(
     assert view.edition_label == "Mittwoch, 27. Mai 2026"
     assert view.heading == "3 neue Paper für Sie"
     assert view.interests_line.startswith("Ausgewählt für Ihre Interessen: Computation")
-    assert result.subject.endswith("(+2 weitere)")
+    assert result.subject == view.papers[0].title
+    assert view.preheader.startswith("Außerdem: ")
     assert '<html lang="de"' in result.html
-    for phrase in ("Mehr davon", "Weniger davon", "Warum: passt zu", "Einstellungen"):
+    for phrase in (
+        "Mehr davon",
+        "Weniger davon",
+        "Warum: passt zu Ihrem Stichwort",
+        "Einstellungen",
+    ):
         assert phrase in result.html
         assert phrase in result.text
     assert f"Abbestellen: {view.unsubscribe_url}" in result.text
@@ -396,10 +417,10 @@ def test_translation_arguments_are_escaped_in_html_only(
     prod_settings: Settings, records: list[dict[str, object]], renderer: Renderer
 ) -> None:
     view = make_view(prod_settings, records, count=1, locale="de")
-    hostile = replace(view.papers[0], terms='<b>bold</b> & "q"')
+    hostile = replace(view.papers[0], terms='<b>bold</b> & "q"', why=())
     result = renderer.render_issue(replace(view, papers=(hostile,)))
-    assert "Warum: passt zu &lt;b&gt;bold&lt;/b&gt; &amp; &#34;q&#34;" in result.html
-    assert 'Warum: passt zu <b>bold</b> & "q"' in result.text
+    assert "Warum: passende Begriffe: &lt;b&gt;bold&lt;/b&gt; &amp; &#34;q&#34;" in result.html
+    assert 'Warum: passende Begriffe: <b>bold</b> & "q"' in result.text
 
 
 def _template_messages() -> set[str]:
@@ -510,6 +531,7 @@ def test_hostile_title_name_and_keyword_cannot_add_headers_or_parts(
         view,
         papers=papers,
         preheader=papers[0].title,
+        subject_line=papers[0].title,
         interests_line=interests_text(["Computation and Language"], [keyword + "\nX-Evil: 1"]),
     )
     rendered = renderer.render_issue(view)
