@@ -7,26 +7,34 @@ however many subscribers rated them.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 
 import scipy.sparse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.models import Feedback, Interest, Paper, Subscriber, Topic
+from newsletter.models import Feedback, Interest, LibrarySeed, Paper, Subscriber, Topic
 from newsletter.planning.modelstore import TextCache
 from recommender import Document, FeedbackWeights, TfidfModel, apply_feedback, build_profiles
 
 _CHUNK = 500
 
+# The date a seed from the reader's library counts as rated while it is not outweighed:
+# ages are clipped at 0, so a seed dated here never decays (see load_ratings).
+SEED_FRESH = datetime(9999, 1, 1, tzinfo=UTC)
+
 
 @dataclass(frozen=True)
 class Ratings:
-    """Feedback of the planned subscribers: (row, paper id, value, when)."""
+    """Feedback of the planned subscribers: (row, paper id, value, when), seeds from
+    their libraries included (value +1); ``seed_texts``: (row, title, abstract) of the
+    seeds that are no stored paper (built from a library entry's own text)."""
 
     events: list[tuple[int, int, int, datetime]]
+    seed_texts: list[tuple[int, str, str]] = field(default_factory=list)
 
     def rated_pairs(self, subscriber_ids: Sequence[int]) -> set[tuple[int, int]]:
         """(subscriber id, paper id) pairs that were rated: never offered again."""
@@ -65,18 +73,51 @@ def interest_index(session: Session, subscribers: Sequence[Subscriber]) -> Inter
 
 
 def load_ratings(session: Session, subscribers: Sequence[Subscriber]) -> Ratings:
-    """Every feedback event of ``subscribers``, with the row each subscriber has."""
+    """Every feedback event of ``subscribers``, with the row each subscriber has, and
+    the seeds of their libraries as "more like this".
+
+    A seed does not decay while the reader has given fewer ratings of their own than
+    they have seeds (it is dated ``SEED_FRESH``); once their own feedback outnumbers
+    the seeds, each seed ages from the day it was imported, like any rating.
+    """
     row_of = {s.id: row for row, s in enumerate(subscribers)}
     ids = list(row_of)
     events: list[tuple[int, int, int, datetime]] = []
+    seeds: list[tuple[int, int | None, str, str, datetime]] = []
     for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
         rows = session.execute(
             select(Feedback.subscriber_id, Feedback.paper_id, Feedback.value, Feedback.created_at)
-            .where(Feedback.subscriber_id.in_(ids[start : start + _CHUNK]))
+            .where(Feedback.subscriber_id.in_(chunk))
             .order_by(Feedback.id)
         )
         events.extend((row_of[s], p, v, when) for s, p, v, when in rows)
-    return Ratings(events)
+        seeds.extend(
+            (row_of[s], p, title, abstract, when)
+            for s, p, title, abstract, when in session.execute(
+                select(
+                    LibrarySeed.subscriber_id,
+                    LibrarySeed.paper_id,
+                    LibrarySeed.title,
+                    LibrarySeed.abstract,
+                    LibrarySeed.created_at,
+                )
+                .where(LibrarySeed.subscriber_id.in_(chunk))
+                .order_by(LibrarySeed.id)
+            )
+        )
+    if not seeds:
+        return Ratings(events)
+    own = Counter(row for row, _, _, _ in events)
+    held = Counter(row for row, _, _, _, _ in seeds)
+    rated = {(row, paper) for row, paper, _, _ in events}
+    seed_texts: list[tuple[int, str, str]] = []
+    for row, paper, title, abstract, when in seeds:
+        if paper is None:
+            seed_texts.append((row, title, abstract))
+        elif (row, paper) not in rated:  # the reader's own rating of it says more
+            events.append((row, paper, 1, when if own[row] >= held[row] else SEED_FRESH))
+    return Ratings(events, seed_texts)
 
 
 def build_subscriber_profiles(
@@ -101,20 +142,23 @@ def build_subscriber_profiles(
         n_profiles=len(subscribers),
         text_vectors=text_cache.embed(model, texts) if text_cache is not None else None,
     )
-    if not ratings.events:
+    if not ratings.events and not ratings.seed_texts:
         return interests
     paper_ids = sorted({paper for _, paper, _, _ in ratings.events})
     papers = {p.id: p for p in session.scalars(select(Paper).where(Paper.id.in_(paper_ids)))}
     column = {paper_id: i for i, paper_id in enumerate(paper_ids)}
-    vectors = model.transform_documents(
-        [Document(papers[i].title, papers[i].abstract) for i in paper_ids]
-    )
+    # Seeds of a library entry's own text are rows after the stored papers, liked today.
+    documents = [Document(papers[i].title, papers[i].abstract) for i in paper_ids]
+    documents += [Document(title, abstract) for _, title, abstract in ratings.seed_texts]
+    first_text = len(paper_ids)
     return apply_feedback(
         interests,
-        vectors,
-        rows=[row for row, _, _, _ in ratings.events],
-        cols=[column[paper] for _, paper, _, _ in ratings.events],
-        values=[value for _, _, value, _ in ratings.events],
-        ages_days=[max((today - when.date()).days, 0) for _, _, _, when in ratings.events],
+        model.transform_documents(documents),
+        rows=[row for row, _, _, _ in ratings.events] + [r for r, _, _ in ratings.seed_texts],
+        cols=[column[paper] for _, paper, _, _ in ratings.events]
+        + list(range(first_text, len(documents))),
+        values=[value for _, _, value, _ in ratings.events] + [1] * len(ratings.seed_texts),
+        ages_days=[max((today - when.date()).days, 0) for _, _, _, when in ratings.events]
+        + [0] * len(ratings.seed_texts),
         weights=weights,
     )

@@ -18,7 +18,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-import bibtexparser
+from bibtexparser.entrypoint import parse_string
 from bibtexparser.middlewares import LatexDecodingMiddleware
 
 from newsletter.errors import NewsletterError
@@ -165,9 +165,9 @@ def _entry(
 
 def _bibtex(text: str) -> ParsedLibrary:
     parsed = ParsedLibrary("bibtex")
-    library = bibtexparser.parse_string(text, append_middleware=[LatexDecodingMiddleware()])
+    library = parse_string(text, append_middleware=[LatexDecodingMiddleware()])
     for block in library.failed_blocks:
-        line = f"line {block.start_line + 1}"
+        line = f"line {(block.start_line or 0) + 1}"
         parsed.problems.append(
             EntryProblem(line, (block.raw or "").strip()[:60], f"not valid BibTeX: {_why(block)}")
         )
@@ -184,7 +184,7 @@ def _bibtex(text: str) -> ParsedLibrary:
         ids += [fields.get("journal", ""), fields.get("note", "")]
         parsed.entries.append(
             _entry(
-                f"line {entry.start_line + 1}",
+                f"line {(entry.start_line or 0) + 1}",
                 f"@{entry.entry_type}{{{entry.key}}}",
                 ids=ids,
                 title=fields.get("title", ""),

@@ -175,6 +175,7 @@ def build_input(
     paused: str | None = None,
     created_at: str | None = None,
     confirmed_at: str | None = None,
+    allow_no_interests: bool = False,
 ) -> SubscriberInput:
     """Validate raw fields into a ``SubscriberInput`` (raises a ``NewsletterError``).
 
@@ -184,7 +185,7 @@ def build_input(
     record as the admin export writes it (see ``SubscriberInput``)."""
     resolved = tuple(dict.fromkeys(resolve_topic(catalogue, t).id for t in topics))
     kept_keywords = tuple(dict.fromkeys(k for k in (normalise_space(k) for k in keywords) if k))
-    if not resolved and not kept_keywords:
+    if not resolved and not kept_keywords and not allow_no_interests:
         raise InvalidSubscriber("give at least one topic or keyword")
     too_long = [k for k in kept_keywords if len(k) > 200]
     if too_long:

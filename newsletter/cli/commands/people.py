@@ -71,6 +71,15 @@ def subscribers_add(
             "--always-send", help="Send an issue even when nothing reaches the minimum score."
         ),
     ] = False,
+    library: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            show_default=False,
+            help="Seed the profile from a library (see `subscribers seed`); topics optional.",
+        ),
+    ] = None,
 ) -> None:
     """Add (or update) an active subscriber.
 
@@ -95,10 +104,15 @@ def subscribers_add(
             always_send=always_send,
             weekday=weekday,
             send_hour=send_hour,
+            allow_no_interests=library is not None,
         )
         with service.sessions.begin() as session:
             outcome = upsert_subscriber(session, data)
         typer.echo(f"{data.email}: {outcome}")
+        if library is not None:
+            from newsletter.cli.commands.library import seed_from_file
+
+            raise typer.Exit(seed_from_file(service, data.email, library))
     finally:
         service.close()
 

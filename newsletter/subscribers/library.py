@@ -1,0 +1,344 @@
+"""Seeding a reader's profile from their own library (issue 16).
+
+An import is parsed as it arrives (``library_formats``) and stored with what still has
+to be resolved. Resolving matches each entry to a stored paper by arXiv id, or by
+normalised title; an arXiv id the database does not hold is fetched from the arXiv API
+(only by a job: ``fetch`` is None inside a web request, and those entries wait); an
+entry with neither becomes a seed of its own title and abstract. While the API is down
+the import stays pending and is retried with a growing pause; the preferences page says
+so. Every entry ends in the import's report: imported, skipped (a duplicate) or not
+imported, with why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from newsletter.db import SessionFactory
+from newsletter.models import LibraryImport, LibrarySeed, Paper, Subscriber, utcnow
+from newsletter.papers.ingest import upsert_papers
+from newsletter.papers.sources.http import FetchError
+from newsletter.subscribers.library_arxiv import Fetcher
+from newsletter.subscribers.library_formats import (
+    EntryProblem,
+    LibraryEntry,
+    ParsedLibrary,
+    normalise_title,
+)
+
+# While the arXiv API is down: the pause before the next try doubles from this, up to
+# MAX_PAUSE; after MAX_ATTEMPTS tries the entries are settled without it.
+FIRST_PAUSE = timedelta(minutes=15)
+MAX_PAUSE = timedelta(hours=6)
+MAX_ATTEMPTS = 8
+_CHUNK = 500
+
+IMPORTED, SKIPPED, NOT_IMPORTED = "imported", "skipped", "not imported"
+
+
+def _row(where: str, label: str, outcome: str, reason: str) -> dict[str, str]:
+    return {"where": where, "label": label, "outcome": outcome, "reason": reason}
+
+
+def _line_order(row: dict[str, Any]) -> tuple[int, str]:
+    kind, _, number = str(row.get("where", "")).partition(" ")
+    return (int(number) if number.isdigit() else 0, kind)
+
+
+@dataclass
+class _Seen:
+    """Keys of the reader's seeds, and where in this import each key was first met."""
+
+    keys: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @staticmethod
+    def keys_of(arxiv_id: str | None, doi: str | None, title: str) -> list[tuple[str, str]]:
+        keys = []
+        if arxiv_id:
+            keys.append(("arxiv", arxiv_id.lower()))
+        if doi:
+            keys.append(("doi", doi.lower()))
+        if normalise_title(title):
+            keys.append(("title", normalise_title(title)))
+        return keys
+
+    def first(self, keys: list[tuple[str, str]]) -> str | None:
+        return next((self.keys[k] for k in keys if k in self.keys), None)
+
+    def add(self, keys: list[tuple[str, str]], where: str) -> None:
+        for key in keys:
+            self.keys.setdefault(key, where)
+
+
+def _seen_for(session: Session, subscriber_id: int) -> _Seen:
+    seen = _Seen()
+    for arxiv_id, doi, title in session.execute(
+        select(LibrarySeed.arxiv_id, LibrarySeed.doi, LibrarySeed.title).where(
+            LibrarySeed.subscriber_id == subscriber_id
+        )
+    ):
+        seen.add(_Seen.keys_of(arxiv_id, doi, title), "")
+    return seen
+
+
+def _stored_by_id(session: Session, ids: Iterable[str]) -> dict[str, Paper]:
+    wanted = sorted(set(ids))
+    found: dict[str, Paper] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        found.update(
+            (p.external_id, p)
+            for p in session.scalars(select(Paper).where(Paper.external_id.in_(chunk)))
+        )
+    return found
+
+
+def _stored_by_title(session: Session, titles: Iterable[str]) -> dict[str, Paper]:
+    """Stored papers whose title is one of ``titles``, by normalised title. Compared in
+    SQL case-insensitively with spacing as given, then by the full rule here."""
+    lowered = sorted({" ".join(t.split()).lower() for t in titles if t})
+    found: dict[str, Paper] = {}
+    for start in range(0, len(lowered), _CHUNK):
+        chunk = lowered[start : start + _CHUNK]
+        for paper in session.scalars(select(Paper).where(func.lower(Paper.title).in_(chunk))):
+            found.setdefault(normalise_title(paper.title), paper)
+    return found
+
+
+def _known_dois(session: Session, dois: Iterable[str]) -> dict[str, LibrarySeed]:
+    """Seeds anyone imported with these DOIs: what a bare DOI is matched against."""
+    wanted = sorted(set(dois))
+    found: dict[str, LibrarySeed] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        for seed in session.scalars(select(LibrarySeed).where(LibrarySeed.doi.in_(chunk))):
+            found.setdefault(seed.doi or "", seed)
+    return found
+
+
+def _seed(
+    imp: LibraryImport,
+    entry: LibraryEntry,
+    *,
+    paper: Paper | None = None,
+    copy: LibrarySeed | None = None,
+) -> LibrarySeed:
+    title = paper.title if paper else copy.title if copy else entry.title
+    return LibrarySeed(
+        subscriber_id=imp.subscriber_id,
+        paper_id=paper.id if paper else copy.paper_id if copy else None,
+        arxiv_id=paper.external_id if paper else entry.arxiv_id,
+        doi=entry.doi,
+        title_key=normalise_title(title),
+        title=title,
+        abstract=paper.abstract if paper else copy.abstract if copy else entry.abstract,
+        authors=list(paper.authors if paper else copy.authors if copy else entry.authors),
+    )
+
+
+def new_import(
+    session: Session, subscriber: Subscriber, parsed: ParsedLibrary, *, source: str
+) -> LibraryImport:
+    """Store a parsed library for ``subscriber`` and resolve what needs no network."""
+    imp = LibraryImport(
+        subscriber_id=subscriber.id,
+        source=source[:200],
+        status="pending",
+        entries=[e.as_json() for e in parsed.entries],
+        report=[_row(p.where, p.label, NOT_IMPORTED, p.reason) for p in parsed.problems],
+        attempts=0,
+    )
+    session.add(imp)
+    session.flush()
+    resolve(session, imp, fetch=None)
+    return imp
+
+
+def resolve(
+    session: Session, imp: LibraryImport, *, fetch: Fetcher | None, now: datetime | None = None
+) -> None:
+    """Turn the import's waiting entries into seeds or report rows. ``fetch`` None: the
+    entries that need the arXiv API keep waiting."""
+    now = now or utcnow()
+    entries = [LibraryEntry.from_json(e) for e in imp.entries]
+    seen = _seen_for(session, imp.subscriber_id)
+    stored = _stored_by_id(session, (e.arxiv_id for e in entries if e.arxiv_id))
+    by_title = _stored_by_title(session, (e.title for e in entries))
+    by_doi = _known_dois(session, (e.doi for e in entries if e.doi))
+    report = list(imp.report)
+    to_fetch: list[LibraryEntry] = []
+    waiting: list[LibraryEntry] = []
+
+    def settle(entry: LibraryEntry, **kwargs: Any) -> None:
+        seed = _seed(imp, entry, **kwargs)
+        session.add(seed)
+        seen.add(_Seen.keys_of(seed.arxiv_id, seed.doi, seed.title), entry.where)
+
+    for entry in entries:
+        keys = _Seen.keys_of(entry.arxiv_id, entry.doi, entry.title)
+        first = seen.first(keys)
+        if first is not None:
+            why = f"the same paper as {first}" if first else "already in your library"
+            report.append(_row(entry.where, entry.label, SKIPPED, why))
+            continue
+        paper = stored.get(entry.arxiv_id or "") or by_title.get(normalise_title(entry.title))
+        if paper is not None:
+            settle(entry, paper=paper)
+            report.append(_row(entry.where, entry.label, IMPORTED, f"“{paper.title}”"))
+        elif entry.arxiv_id:
+            (waiting if fetch is None else to_fetch).append(entry)
+            seen.add(keys, entry.where)
+        elif entry.doi and entry.doi in by_doi:
+            settle(entry, copy=by_doi[entry.doi])
+            report.append(_row(entry.where, entry.label, IMPORTED, f"“{by_doi[entry.doi].title}”"))
+        elif entry.title:
+            settle(entry)
+            own = "its own title and abstract" if entry.abstract else "its own title"
+            report.append(_row(entry.where, entry.label, IMPORTED, f"from {own}"))
+        elif entry.doi:
+            report.append(
+                _row(
+                    entry.where,
+                    entry.label,
+                    NOT_IMPORTED,
+                    "a DOI of no paper known here, and no title to go by (only arXiv DOIs "
+                    "are looked up; give the BibTeX entry instead)",
+                )
+            )
+        else:
+            report.append(_row(entry.where, entry.label, NOT_IMPORTED, "no arXiv id, DOI or title"))
+
+    if to_fetch:
+        waiting += _fetch_and_settle(session, imp, to_fetch, fetch, now, report, settle)
+    imp.entries = [e.as_json() for e in waiting]
+    imp.report = sorted(report, key=_line_order)
+    imp.status = "pending" if waiting else "done"
+    imp.updated_at = now
+    if not waiting:
+        imp.next_attempt_at = None
+    session.flush()
+
+
+def _fetch_and_settle(
+    session: Session,
+    imp: LibraryImport,
+    entries: list[LibraryEntry],
+    fetch: Fetcher | None,
+    now: datetime,
+    report: list[dict[str, str]],
+    settle: Any,
+) -> list[LibraryEntry]:
+    """Fetch ``entries`` by arXiv id; the ones left waiting (the API is down)."""
+    if fetch is None:
+        return entries
+    try:
+        records = fetch([e.arxiv_id or "" for e in entries])
+    except FetchError as exc:
+        imp.attempts += 1
+        if imp.attempts < MAX_ATTEMPTS:
+            pause = min(FIRST_PAUSE * 2 ** (imp.attempts - 1), MAX_PAUSE)
+            imp.next_attempt_at = now + pause
+            imp.last_error = (
+                f"the arXiv API could not be reached ({exc}); "
+                f"trying again after {imp.next_attempt_at:%Y-%m-%d %H:%M} UTC"
+            )
+            return entries
+        records = {}
+        imp.last_error = f"the arXiv API could not be reached after {imp.attempts} tries"
+    else:
+        imp.last_error = None
+    if records:
+        upsert_papers(session, list(records.values()), now=now)
+    stored = _stored_by_id(session, records)
+    for entry in entries:
+        paper = stored.get(entry.arxiv_id or "")
+        if paper is not None:
+            settle(entry, paper=paper)
+            report.append(_row(entry.where, entry.label, IMPORTED, f"“{paper.title}” (from arXiv)"))
+        elif entry.title:
+            settle(entry)
+            why = "unknown to arXiv" if imp.last_error is None else "arXiv unreachable"
+            report.append(_row(entry.where, entry.label, IMPORTED, f"from its own title ({why})"))
+        elif imp.last_error is None:
+            report.append(
+                _row(entry.where, entry.label, NOT_IMPORTED, f"unknown arXiv id {entry.arxiv_id}")
+            )
+        else:
+            report.append(_row(entry.where, entry.label, NOT_IMPORTED, imp.last_error))
+    return []
+
+
+@dataclass
+class PendingSummary:
+    imports: int = 0
+    done: int = 0
+    waiting: int = 0
+
+
+def process_pending(
+    sessions: SessionFactory, fetch: Fetcher, *, now: datetime | None = None
+) -> PendingSummary:
+    """Resolve every import that is due, each in its own transaction (one failing
+    import never holds back the others)."""
+    now = now or utcnow()
+    summary = PendingSummary()
+    with sessions() as session:
+        due = list(
+            session.scalars(
+                select(LibraryImport.id)
+                .where(
+                    LibraryImport.status == "pending",
+                    (LibraryImport.next_attempt_at.is_(None))
+                    | (LibraryImport.next_attempt_at <= now),
+                )
+                .order_by(LibraryImport.id)
+            )
+        )
+    for import_id in due:
+        with sessions.begin() as session:
+            imp = session.get(LibraryImport, import_id)
+            if imp is None or imp.status != "pending":
+                continue
+            resolve(session, imp, fetch=fetch, now=now)
+            summary.imports += 1
+            if imp.status == "done":
+                summary.done += 1
+            else:
+                summary.waiting += 1
+    return summary
+
+
+def recent_imports(session: Session, subscriber_id: int, *, limit: int = 3) -> list[LibraryImport]:
+    """The reader's newest imports, newest first: what the preferences page reports."""
+    return list(
+        session.scalars(
+            select(LibraryImport)
+            .where(LibraryImport.subscriber_id == subscriber_id)
+            .order_by(LibraryImport.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def seed_count(session: Session, subscriber_id: int) -> int:
+    return int(
+        session.scalar(
+            select(func.count(LibrarySeed.id)).where(LibrarySeed.subscriber_id == subscriber_id)
+        )
+        or 0
+    )
+
+
+def problems_of(imp: LibraryImport) -> list[EntryProblem]:
+    """The report's rows that were not imported, for the command line."""
+    return [
+        EntryProblem(r["where"], r["label"], r["reason"])
+        for r in imp.report
+        if r["outcome"] == NOT_IMPORTED
+    ]
