@@ -11,16 +11,19 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.delivery.outbox import due_now_condition, lease_expired_condition
+from newsletter.delivery.relay_errors import LastRelayError, last_relay_error, relay_failing
 from newsletter.mail.failures import MailFailure, mail_failures_since, recent_mail_failures
 from newsletter.models import (
+    OPEN,
     WAITING,
     Delivery,
     DeliveryStatus,
     Edition,
+    EditionStatus,
     Paper,
     Subscriber,
     SubscriberStatus,
@@ -120,7 +123,68 @@ def editions(session: Session, *, limit: int = 5, day: date | None = None) -> li
             .group_by(Delivery.edition_id, Delivery.status)
         ):
             by_id[edition_id].counts[status.value] = count
+    for row in rows:
+        row.status = shown_status(row.status, row.counts)
     return rows
+
+
+def shown_status(stored: str, counts: dict[str, int]) -> str:
+    """The edition's status as operators see it: never "sent" while any of its
+    deliveries may still go out (pending, claimed or to retry). The stored status can
+    say sent when deliveries were planned into an edition after it was sent."""
+    still_open = sum(counts.get(state.value, 0) for state in OPEN)
+    if stored == EditionStatus.SENT and still_open:
+        return EditionStatus.SENDING.value
+    return stored
+
+
+# An edition is stuck when deliveries have been due this long with nothing sent meanwhile.
+STUCK_AFTER = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class StuckEdition:
+    """An edition with deliveries overdue by more than ``STUCK_AFTER`` and no issue of
+    it sent meanwhile: no worker is delivering it (none runs, or the relay is down)."""
+
+    day: date
+    overdue: int  # deliveries due (or held by a dead worker) since before the cut-off
+    due_since: datetime  # the oldest of them was due then
+    last_sent: datetime | None  # an issue of this edition was last accepted then
+
+
+def stuck_editions(
+    session: Session, *, now: datetime, after: timedelta = STUCK_AFTER
+) -> list[StuckEdition]:
+    """Editions stuck in sending, oldest first (see ``StuckEdition``)."""
+    cutoff = now - after
+    due_at = func.coalesce(Delivery.next_attempt_at, Delivery.created_at)
+    overdue = or_(
+        and_(Delivery.status.in_(WAITING), due_at <= cutoff),
+        and_(Delivery.status == DeliveryStatus.CLAIMED, Delivery.lease_until <= cutoff),
+    )
+    candidates = session.execute(
+        select(Edition.id, Edition.date, func.count(), func.min(due_at))
+        .join(Delivery, Delivery.edition_id == Edition.id)
+        .where(overdue)
+        .group_by(Edition.id, Edition.date)
+        .order_by(Edition.date)
+    ).all()
+    if not candidates:
+        return []
+    last_sent = dict(
+        session.execute(
+            select(Delivery.edition_id, func.max(Delivery.sent_at))
+            .where(Delivery.edition_id.in_([row[0] for row in candidates]))
+            .group_by(Delivery.edition_id)
+        ).all()
+    )
+    stuck = []
+    for edition_id, day, count, since in candidates:
+        sent = last_sent.get(edition_id)
+        if sent is None or sent <= cutoff:
+            stuck.append(StuckEdition(day, count, since, sent))
+    return stuck
 
 
 @dataclass(frozen=True)
@@ -197,6 +261,13 @@ class Status:
     activity: Activity
     mail_failures: list[MailFailure] = field(default_factory=list)  # account mails
     mail_failures_day: int = 0  # account mails that failed in the last 24 hours
+    relay_error: LastRelayError | None = None  # the newest: unreachable, deferred, refused
+    stuck: list[StuckEdition] = field(default_factory=list)
+
+    @property
+    def relay_failing(self) -> bool:
+        """The relay's newest word is an error: nothing was accepted since."""
+        return relay_failing(self.relay_error, self.activity.last_sent)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data: dates and times as ISO 8601 strings."""
@@ -245,6 +316,11 @@ class Status:
                 "last_24h": self.mail_failures_day,
                 "newest": [plain(asdict(failure)) for failure in self.mail_failures],
             },
+            "relay": {
+                "failing": self.relay_failing,
+                "last_error": plain(asdict(self.relay_error)) if self.relay_error else None,
+            },
+            "stuck_editions": [plain(asdict(row)) for row in self.stuck],
         }
 
 
@@ -273,4 +349,6 @@ def status(
         activity=activity(session),
         mail_failures=recent_mail_failures(session, limit=failures_limit),
         mail_failures_day=mail_failures_since(session, now - timedelta(days=1)),
+        relay_error=last_relay_error(session, now=now),
+        stuck=stuck_editions(session, now=now),
     )

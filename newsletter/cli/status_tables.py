@@ -8,9 +8,11 @@ from datetime import datetime
 from rich import box
 from rich.columns import Columns
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
-from newsletter.status import Status
+from newsletter.status import STUCK_AFTER, Status
 
 DELIVERY_COLUMNS = ("pending", "claimed", "retry", "sent", "bounced", "failed", "suppressed")
 SHORT = {
@@ -26,6 +28,8 @@ ALARMS = ("failed", "bounced", "claimed, lease expired")
 def render(figures: Status, console: Console) -> None:
     """Print the status as rich tables."""
     console.print(Columns([_people(figures), _queue(figures)], padding=(0, 4)))
+    _relay(figures, console)
+    _stuck(figures, console)
     _editions(figures, console)
     _failures(figures, console)
     _mail_failures(figures, console)
@@ -81,6 +85,46 @@ def _queue(figures: Status) -> Table:
     return queue
 
 
+def _relay(figures: Status, console: Console) -> None:
+    error = figures.relay_error
+    if error is None:
+        console.print("Relay: no errors in the last 14 days", highlight=False)
+        return
+    if figures.relay_failing:
+        headline = "[bold red]Relay: failing[/] (nothing accepted since its last error)"
+    else:
+        headline = "Relay: working (issues were accepted after its last error)"
+    console.print(headline, highlight=False)
+    console.print(
+        f"  last error {_when(error.at)}, {error.kind}"
+        + (f", {error.deliveries} deliveries" if error.deliveries else "")
+        + f"; {error.last_24h} in the last 24 h",
+        highlight=False,
+    )
+    console.print(Padding(Text(error.text, overflow="fold"), (0, 0, 0, 2)))
+
+
+def _stuck(figures: Status, console: Console) -> None:
+    if not figures.stuck:
+        return
+    stuck = _table(f"Stuck in sending (due over {STUCK_AFTER.seconds // 60} min, none sent since)")
+    stuck.title_style = "bold red"
+    stuck.add_column("edition", no_wrap=True)
+    stuck.add_column("overdue", justify="right")
+    stuck.add_column("due since", no_wrap=True)
+    stuck.add_column("last sent", no_wrap=True)
+    for row in figures.stuck:
+        stuck.add_row(
+            row.day.isoformat(), str(row.overdue), _when(row.due_since), _when(row.last_sent)
+        )
+    console.print(stuck)
+    console.print(
+        "  Is a worker running (`newsletter deliver`, the scheduler)? Is the relay up?",
+        highlight=False,
+        markup=False,
+    )
+
+
 def _editions(figures: Status, console: Console) -> None:
     if not figures.editions:
         console.print("Editions: none planned yet")
@@ -101,42 +145,47 @@ def _editions(figures: Status, console: Console) -> None:
     console.print(editions)
 
 
+def _entry(console: Console, head: str, detail: str) -> None:
+    """One failure in two parts: a line of facts, then the reply, folded at any width."""
+    console.print(Padding(Text(head, overflow="fold"), (0, 0, 0, 2)), highlight=False)
+    if detail:
+        console.print(Padding(Text(detail, overflow="fold"), (0, 0, 0, 4)), highlight=False)
+
+
 def _failures(figures: Status, console: Console) -> None:
+    # A list, not a table: a relay's reply is often longer than the whole screen, and
+    # an address can be too, so each gets the full width (``status`` fits 80 columns).
     if not figures.failures:
         console.print("Newest failures: none")
         return
-    failed = _table("Newest failures")
-    failed.add_column("edition", no_wrap=True)
-    failed.add_column("email", overflow="fold", max_width=26)
-    failed.add_column("status", no_wrap=True)
-    failed.add_column("tries", justify="right")
-    failed.add_column("reply", overflow="fold", min_width=16)
-    failed.add_column("next", no_wrap=True)
+    console.print(Text("Newest failures", style="italic"))
     for failure in figures.failures:
-        failed.add_row(
-            failure.day.strftime("%m-%d"),
-            failure.email,
-            f"{failure.status} {failure.code or ''}".strip(),
-            str(failure.attempts),
-            failure.reply,
-            failure.next_attempt_at.strftime("%m-%d %H:%M") if failure.next_attempt_at else "",
+        status = f"{failure.status} {failure.code or ''}".strip()
+        tries = f"{failure.attempts} {'try' if failure.attempts == 1 else 'tries'}"
+        when = (
+            f", next {failure.next_attempt_at.strftime('%m-%d %H:%M')}"
+            if failure.next_attempt_at and failure.status == "retry"
+            else ""
         )
-    console.print(failed)
+        _entry(
+            console,
+            f"{failure.day.isoformat()}  {status}, {tries}{when}  {failure.email}",
+            failure.reply,
+        )
 
 
 def _mail_failures(figures: Status, console: Console) -> None:
     if not figures.mail_failures:
         return
-    mails = _table(f"Account mails not sent ({figures.mail_failures_day} in the last 24 h)")
-    mails.add_column("when", no_wrap=True)
-    mails.add_column("mail", no_wrap=True)
-    mails.add_column("email", overflow="fold", max_width=26)
-    mails.add_column("reply", overflow="fold", min_width=16)
+    console.print(
+        Text(
+            f"Account mails not sent ({figures.mail_failures_day} in the last 24 h)",
+            style="italic",
+        )
+    )
     for mail in figures.mail_failures:
-        mails.add_row(
-            mail.at.strftime("%m-%d %H:%M"),
-            mail.template,
-            mail.email,
+        _entry(
+            console,
+            f"{mail.at.strftime('%m-%d %H:%M')}  {mail.template}  {mail.email}",
             f"{mail.code or ''} {mail.reason}".strip(),
         )
-    console.print(mails)

@@ -18,6 +18,7 @@ from sqlalchemy import Table, bindparam, update
 from sqlalchemy.orm import Session
 
 from newsletter.delivery.compose import Outgoing
+from newsletter.delivery.relay_errors import note_outcomes
 from newsletter.delivery.smtp import SendResult
 from newsletter.delivery.suppression import apply_bounce
 from newsletter.models import BounceKind, Delivery, DeliveryStatus
@@ -318,3 +319,4 @@ def record(
     if blocked:
         store_suppressed(session, blocked, owner=owner)
         summary.suppressed += len(blocked)
+    note_outcomes(session, [result for _, result in outcomes], now=now)

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from newsletter.db import SessionFactory, make_engine, make_session_factory
 from newsletter.delivery.outbox import claimable_now
 from newsletter.delivery.outcomes import DeliverySummary
+from newsletter.delivery.relay_errors import note_unreachable
 from newsletter.delivery.worker import Worker, WorkerOptions
 from newsletter.errors import ConfigError, EditionError, NewsletterError, SmtpUnavailable
 from newsletter.mail.render import Renderer
@@ -174,6 +175,9 @@ def deliver(
                     progress=progress,
                 )
             )
+        except SmtpUnavailable as exc:
+            note_unreachable(session_factory, str(exc))
+            raise
         finally:
             _finish_editions(session_factory, edition_id)
         return summary
@@ -183,6 +187,7 @@ def deliver(
     if bugs:
         raise DeliveryError(f"a delivery worker failed: {bugs[0].removeprefix(BUG_PREFIX)}")
     if errors:
+        note_unreachable(session_factory, errors[0])
         raise SmtpUnavailable(errors[0])
     return summary
 

@@ -31,6 +31,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from newsletter import status as stats
 from newsletter.db import SessionFactory
 from newsletter.delivery.outbox import due_now_condition
+from newsletter.delivery.relay_errors import last_relay_error
+from newsletter.delivery.relay_errors import relay_failing as failing
 from newsletter.mail.failures import mail_failures_since
 from newsletter.models import (
     Delivery,
@@ -117,6 +119,25 @@ class DatabaseCollector(Collector):
             "Account mails (sign-up confirmations, address changes) that could not be sent "
             "in the last 24 hours.",
         )
+        relay_error = GaugeMetricFamily(
+            "newsletter_last_smtp_error_timestamp_seconds",
+            "When the relay last could not be reached, or deferred or refused mail (0: not "
+            "in the last 14 days); an alert: newer than newsletter_last_sent_timestamp_seconds.",
+        )
+        relay_errors = GaugeMetricFamily(
+            "newsletter_smtp_errors_24h",
+            "Delivery runs or batches that met an unreachable, deferring or refusing relay "
+            "in the last 24 hours.",
+        )
+        relay_failing = GaugeMetricFamily(
+            "newsletter_relay_failing",
+            "1 when the relay's newest word is an error (nothing accepted since).",
+        )
+        stuck = GaugeMetricFamily(
+            "newsletter_editions_stuck",
+            "Editions with deliveries overdue by 30 minutes and none of their issues sent "
+            "meanwhile (no worker is delivering them).",
+        )
         up = GaugeMetricFamily("newsletter_database_up", "1 if the database answered the scrape.")
         latency = HistogramMetricFamily(
             "newsletter_send_latency_seconds",
@@ -134,6 +155,8 @@ class DatabaseCollector(Collector):
                 last = stats.activity(session)
                 late_buckets, late_count, late_sum = send_latency(session, now=now)
                 failed_mails = mail_failures_since(session, now - timedelta(days=1))
+                last_error = last_relay_error(session, now=now)
+                stuck_now = stats.stuck_editions(session, now=now)
         except SQLAlchemyError as exc:
             log.warning("metrics: the database did not answer: %s", exc)
             up.add_metric([], 0.0)
@@ -154,8 +177,13 @@ class DatabaseCollector(Collector):
             float(late_sum),
         )
         mail_failures.add_metric([], float(failed_mails))
+        relay_error.add_metric([], _timestamp(last_error.at if last_error else None))
+        relay_errors.add_metric([], float(last_error.last_24h if last_error else 0))
+        relay_failing.add_metric([], 1.0 if failing(last_error, last.last_sent) else 0.0)
+        stuck.add_metric([], float(len(stuck_now)))
         up.add_metric([], 1.0)
-        yield from (deliveries, subscribers, queue, ingest, plan, sent, latency, mail_failures, up)
+        yield from (deliveries, subscribers, queue, ingest, plan, sent, latency, mail_failures)
+        yield from (relay_error, relay_errors, relay_failing, stuck, up)
 
 
 def install(app: FastAPI, sessions: SessionFactory) -> None:

@@ -132,6 +132,7 @@ def overview(request: Request, state: State, operator: CurrentOperator) -> Respo
         over_time = stats.subscribers_over_time(session, today=utcnow().date())
         topics = stats.top_topics(session)
         latest = stats.editions(session, limit=1)
+        problems = stats.problems(session, now=utcnow())
     queued = deliveries["pending"] + deliveries["claimed"] + deliveries["retry"]
     return _page(
         request,
@@ -147,6 +148,7 @@ def overview(request: Request, state: State, operator: CurrentOperator) -> Respo
             "subscribers_chart": charts.subscribers_chart(over_time),
             "topics_chart": charts.topics_chart(topics),
             "colours": charts.COLOURS,
+            "problems": problems,
         },
     )
 

@@ -11,6 +11,8 @@ from sqlalchemy import ColumnElement, Select, func, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter import status as shared
+from newsletter.delivery.relay_errors import LastRelayError, last_relay_error, relay_failing
+from newsletter.mail.failures import mail_failures_since
 from newsletter.models import (
     DeliveryStatus,
     EditionStatus,
@@ -56,6 +58,31 @@ def editions(session: Session, *, limit: int = 60) -> list[EditionRow]:
             row.counts[outcome_of(status)] += count
         rows.append(row)
     return rows
+
+
+@dataclass(frozen=True)
+class Problems:
+    """What the dashboard puts first: the relay failing, editions stuck in sending,
+    account mails not sent (the same figures as ``newsletter status`` and /metrics)."""
+
+    relay_error: LastRelayError | None
+    relay_failing: bool
+    stuck: list[shared.StuckEdition]
+    mail_failures_day: int
+
+    @property
+    def any(self) -> bool:
+        return self.relay_failing or bool(self.stuck) or self.mail_failures_day > 0
+
+
+def problems(session: Session, *, now: datetime) -> Problems:
+    error = last_relay_error(session, now=now)
+    return Problems(
+        relay_error=error,
+        relay_failing=relay_failing(error, shared.activity(session).last_sent),
+        stuck=shared.stuck_editions(session, now=now),
+        mail_failures_day=mail_failures_since(session, now - timedelta(days=1)),
+    )
 
 
 def recent_failures(session: Session, *, limit: int = 25) -> list[shared.Failure]:

@@ -1,0 +1,134 @@
+"""The relay's bad news, kept where operators look: a relay that cannot be reached, or
+that defers or refuses mail.
+
+A refused or deferred message leaves its reply on its delivery, but a relay that is
+down changes no delivery at all (every claimed one goes back untouched), and a
+delivery's reply carries no time. So each delivery run that meets an unreachable relay,
+and each batch of outcomes with deferrals or refusals, adds one row to
+``relay_errors``; ``newsletter status``, the admin dashboard and /metrics show the
+newest. Rows older than ``KEEP`` are dropped as new ones come.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from newsletter.db import SessionFactory
+from newsletter.models import RelayError, utcnow
+
+KEEP = timedelta(days=14)
+_MAX_REPLY = 1000
+_CODE = re.compile(r"(?<!\d)([245]\d\d)(?!\d)")
+
+UNREACHABLE = "unreachable"  # no session: connection, TLS or login failed
+DEFERRED = "deferred"  # 4xx or a dropped connection: the delivery is retried
+REFUSED = "refused"  # 5xx or failed for good
+
+
+class _Result(Protocol):
+    @property
+    def status(self) -> str: ...
+    @property
+    def code(self) -> int | None: ...
+    @property
+    def reply(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class LastRelayError:
+    """The newest relay error, and how many rows arrived in the last 24 hours."""
+
+    at: datetime
+    kind: str
+    code: int | None
+    reply: str
+    deliveries: int
+    last_24h: int
+
+    @property
+    def text(self) -> str:
+        return f"{self.code} {self.reply}" if self.code else self.reply
+
+
+def record_relay_error(
+    session: Session,
+    *,
+    kind: str,
+    reply: str,
+    code: int | None = None,
+    deliveries: int = 0,
+    now: datetime,
+) -> None:
+    """Store one relay error (the caller commits) and forget those older than ``KEEP``."""
+    session.execute(delete(RelayError).where(RelayError.created_at < now - KEEP))
+    session.add(
+        RelayError(
+            kind=kind,
+            code=code,
+            reply=(reply or "no reply")[:_MAX_REPLY],
+            deliveries=deliveries,
+            created_at=now,
+        )
+    )
+
+
+def note_outcomes(session: Session, results: Sequence[_Result], *, now: datetime) -> None:
+    """One row for a batch of SMTP outcomes that holds deferrals or refusals (the last
+    of them speaks for the batch); nothing when every message went out."""
+    # A permanent failure without a code is a message that could not be built: ours.
+    bad = [r for r in results if r.status == "temporary" or (r.code and r.status != "sent")]
+    if not bad:
+        return
+    last = bad[-1]
+    kind = REFUSED if last.status == "permanent" else DEFERRED
+    record_relay_error(
+        session, kind=kind, code=last.code, reply=last.reply, deliveries=len(bad), now=now
+    )
+
+
+def note_unreachable(sessions: SessionFactory, message: str) -> None:
+    """Record that a delivery run could not reach the relay (in a transaction of its own:
+    the run's own work is already committed or given back)."""
+    found = _CODE.search(message)
+    with sessions.begin() as session:
+        record_relay_error(
+            session,
+            kind=UNREACHABLE,
+            code=int(found.group(1)) if found else None,
+            reply=message,
+            now=utcnow(),
+        )
+
+
+def last_relay_error(session: Session, *, now: datetime) -> LastRelayError | None:
+    """The newest relay error, or None when there is none in the last ``KEEP``."""
+    row = session.scalars(
+        select(RelayError).order_by(RelayError.created_at.desc(), RelayError.id.desc()).limit(1)
+    ).one_or_none()
+    if row is None:
+        return None
+    recent = session.scalar(
+        select(func.count())
+        .select_from(RelayError)
+        .where(RelayError.created_at >= now - timedelta(days=1))
+    )
+    return LastRelayError(
+        at=row.created_at,
+        kind=row.kind,
+        code=row.code,
+        reply=row.reply,
+        deliveries=row.deliveries,
+        last_24h=int(recent or 0),
+    )
+
+
+def relay_failing(error: LastRelayError | None, last_sent: datetime | None) -> bool:
+    """Whether the relay's newest word is an error: nothing was accepted since it."""
+    return error is not None and (last_sent is None or error.at >= last_sent)

@@ -1,0 +1,234 @@
+"""What operators see when things go wrong (issue 15, item 8): an edition is "sent" only
+when nothing is left to send, editions stuck in sending, the relay's last error (down or
+refusing) in ``newsletter status`` (80 columns), its JSON and /metrics."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import date, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from newsletter import status as stats
+from newsletter.cli import app
+from newsletter.db import SessionFactory
+from newsletter.delivery.relay_errors import (
+    KEEP,
+    UNREACHABLE,
+    last_relay_error,
+    note_outcomes,
+    record_relay_error,
+)
+from newsletter.delivery.run import deliver
+from newsletter.delivery.smtp import SendResult
+from newsletter.errors import SmtpUnavailable
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    EditionStatus,
+    RelayError,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from tests.conftest import TEST_SECRET, make_settings
+
+
+def edition_with(
+    session: Session,
+    day: date,
+    statuses: list[DeliveryStatus],
+    *,
+    stored: EditionStatus = EditionStatus.SENDING,
+    due: datetime | None = None,
+    sent_at: datetime | None = None,
+    prefix: str = "reader",
+) -> Edition:
+    """An edition with one delivery per status (each to a subscriber of its own)."""
+    edition = Edition(date=day, status=stored)
+    session.add(edition)
+    session.flush()
+    for n, status in enumerate(statuses):
+        subscriber = Subscriber(
+            email=f"{prefix}{n}-{day.isoformat()}@example.org", status=SubscriberStatus.ACTIVE
+        )
+        session.add(subscriber)
+        session.flush()
+        session.add(
+            Delivery(
+                edition_id=edition.id,
+                subscriber_id=subscriber.id,
+                status=status,
+                next_attempt_at=due,
+                created_at=due or utcnow(),
+                sent_at=sent_at if status == DeliveryStatus.SENT else None,
+                lease_until=due if status == DeliveryStatus.CLAIMED else None,
+                last_smtp_code=451 if status == DeliveryStatus.RETRY else None,
+                last_smtp_reply="4.7.1 Try again later" if status == DeliveryStatus.RETRY else None,
+            )
+        )
+    session.flush()
+    return edition
+
+
+@pytest.mark.both_databases
+def test_an_edition_with_a_delivery_to_retry_is_not_shown_as_sent(
+    sessions: SessionFactory,
+) -> None:
+    # Stored as sent (deliveries were planned into it after it went out), one to retry.
+    with sessions.begin() as session:
+        edition_with(
+            session,
+            date(2026, 5, 27),
+            [DeliveryStatus.SENT, DeliveryStatus.RETRY],
+            stored=EditionStatus.SENT,
+        )
+        edition_with(session, date(2026, 5, 26), [DeliveryStatus.SENT], stored=EditionStatus.SENT)
+    with sessions() as session:
+        rows = {row.day: row.status for row in stats.editions(session)}
+    assert rows == {date(2026, 5, 27): "sending", date(2026, 5, 26): "sent"}
+
+
+@pytest.mark.both_databases
+def test_stuck_editions_are_those_overdue_with_nothing_sent_meanwhile(
+    sessions: SessionFactory,
+) -> None:
+    now = utcnow()
+    long_ago = now - timedelta(hours=2)
+    with sessions.begin() as session:
+        # Due two hours ago, nothing sent since: stuck (a worker died holding one too).
+        edition_with(
+            session,
+            date(2026, 5, 25),
+            [DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.CLAIMED],
+            due=long_ago,
+        )
+        # Overdue too, but issues of it went out a minute ago: a worker is on it.
+        edition_with(
+            session,
+            date(2026, 5, 26),
+            [DeliveryStatus.PENDING, DeliveryStatus.SENT],
+            due=long_ago,
+            sent_at=now - timedelta(minutes=1),
+        )
+        # Due only five minutes ago: not stuck yet.
+        edition_with(
+            session, date(2026, 5, 27), [DeliveryStatus.PENDING], due=now - timedelta(minutes=5)
+        )
+    with sessions() as session:
+        stuck = stats.stuck_editions(session, now=now)
+    assert [(row.day, row.overdue, row.last_sent) for row in stuck] == [
+        (date(2026, 5, 25), 3, None)
+    ]
+    assert abs(stuck[0].due_since - long_ago) < timedelta(seconds=1)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.both_databases
+def test_a_relay_that_is_down_is_recorded_by_the_delivery_run(
+    sessions: SessionFactory, database_url: str
+) -> None:
+    with sessions.begin() as session:
+        edition_with(session, date(2026, 5, 27), [DeliveryStatus.PENDING])
+    settings = make_settings(database_url, smtp_host="127.0.0.1", smtp_port=_free_port())
+    with pytest.raises(SmtpUnavailable):
+        deliver(sessions, settings=settings)
+    with sessions() as session:
+        error = last_relay_error(session, now=utcnow())
+        figures = stats.status(session, now=utcnow())
+        delivery = session.scalars(select(Delivery)).one()
+    assert error is not None and error.kind == UNREACHABLE
+    assert "unavailable" in error.reply and error.last_24h == 1
+    assert delivery.status == DeliveryStatus.PENDING  # nothing changed on the delivery
+    assert figures.relay_failing
+
+
+@pytest.mark.sqlite_only
+def test_deferrals_and_refusals_are_noted_once_per_batch(sessions: SessionFactory) -> None:
+    now = utcnow()
+    with sessions.begin() as session:
+        note_outcomes(session, [SendResult(status="sent", code=250, reply="ok")], now=now)
+        # A message that could not be built is our failure, not the relay's.
+        note_outcomes(
+            session, [SendResult(status="permanent", code=None, reply="message not built")], now=now
+        )
+        assert session.scalar(select(RelayError.id)) is None
+        note_outcomes(
+            session,
+            [
+                SendResult(status="temporary", code=451, reply="4.7.1 greylisted"),
+                SendResult(status="sent", code=250, reply="ok"),
+                SendResult(status="permanent", code=550, reply="5.1.1 no such user"),
+            ],
+            now=now,
+        )
+        # Older than KEEP goes when a new one comes.
+        record_relay_error(session, kind="deferred", reply="old", now=now - KEEP * 2)
+        record_relay_error(session, kind="deferred", reply="newer", now=now - timedelta(hours=1))
+    with sessions() as session:
+        rows = session.scalars(select(RelayError).order_by(RelayError.created_at)).all()
+        error = last_relay_error(session, now=now)
+    assert [(r.kind, r.reply) for r in rows] == [
+        ("deferred", "newer"),
+        ("refused", "5.1.1 no such user"),
+    ]
+    assert rows[1].deliveries == 2
+    assert error is not None and error.text == "550 5.1.1 no such user"
+
+
+LONG_REPLY = (
+    "4.7.0 Our system has detected an unusual rate of unsolicited mail originating from "
+    "your IP address; to protect our users from spam, mail sent from your IP address has "
+    "been temporarily rate limited. Please visit https://support.example.com/mail/?p=Unsol"
+    "icitedRateLimitError_________________________________ to review our guidelines."
+)
+
+
+@pytest.mark.both_databases
+def test_status_fits_80_columns_with_many_editions_and_long_errors(
+    sessions: SessionFactory, database_url: str
+) -> None:
+    now = utcnow()
+    with sessions.begin() as session:
+        for offset in range(6):
+            edition_with(
+                session,
+                date(2026, 5, 20) + timedelta(days=offset),
+                [DeliveryStatus.SENT] * 3
+                + [DeliveryStatus.RETRY, DeliveryStatus.FAILED, DeliveryStatus.PENDING],
+                due=now - timedelta(hours=3),
+                sent_at=now - timedelta(hours=2),
+                prefix="a-rather-long-local-part-for-an-address" + "x" * 20,
+            )
+        record_relay_error(
+            session,
+            kind=UNREACHABLE,
+            reply="SMTP server relay.example.org:587 " + LONG_REPLY,
+            now=now,
+        )
+        for delivery in session.scalars(select(Delivery)):
+            if delivery.status == DeliveryStatus.RETRY:
+                delivery.last_smtp_reply = LONG_REPLY
+    env = {"NEWSLETTER_DATABASE_URL": database_url, "NEWSLETTER_SECRET_KEY": TEST_SECRET}
+    result = CliRunner().invoke(app, ["status"], env={**env, "COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    too_wide = [line for line in lines if len(line) > 80]
+    assert too_wide == []
+    text = result.stdout
+    assert "Relay" in text and "unreachable" in text and "rate limited" in text
+    assert "Stuck in sending" in text and "2026-05-25" in text
+    data = json.loads(CliRunner().invoke(app, ["status", "--json"], env=env).stdout)
+    assert data["relay"]["failing"] is True  # nothing accepted since the error
+    assert data["relay"]["last_error"]["kind"] == UNREACHABLE
+    assert len(data["stuck_editions"]) == 6
