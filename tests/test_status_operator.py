@@ -147,8 +147,10 @@ def test_a_relay_that_is_down_is_recorded_by_the_delivery_run(
         error = last_relay_error(session, now=utcnow())
         figures = stats.status(session, now=utcnow())
         delivery = session.scalars(select(Delivery)).one()
-    assert error is not None and error.kind == UNREACHABLE
-    assert "unavailable" in error.reply and error.last_24h == 1
+    assert error is not None
+    assert error.kind == UNREACHABLE
+    assert "unavailable" in error.reply
+    assert error.last_24h == 1
     assert delivery.status == DeliveryStatus.PENDING  # nothing changed on the delivery
     assert figures.relay_failing
 
@@ -183,7 +185,8 @@ def test_deferrals_and_refusals_are_noted_once_per_batch(sessions: SessionFactor
         ("refused", "5.1.1 no such user"),
     ]
     assert rows[1].deliveries == 2
-    assert error is not None and error.text == "550 5.1.1 no such user"
+    assert error is not None
+    assert error.text == "550 5.1.1 no such user"
 
 
 LONG_REPLY = (
@@ -226,8 +229,11 @@ def test_status_fits_80_columns_with_many_editions_and_long_errors(
     too_wide = [line for line in lines if len(line) > 80]
     assert too_wide == []
     text = result.stdout
-    assert "Relay" in text and "unreachable" in text and "rate limited" in text
-    assert "Stuck in sending" in text and "2026-05-25" in text
+    assert "Relay" in text
+    assert "unreachable" in text
+    assert "rate limited" in text
+    assert "Stuck in sending" in text
+    assert "2026-05-25" in text
     data = json.loads(CliRunner().invoke(app, ["status", "--json"], env=env).stdout)
     assert data["relay"]["failing"] is True  # nothing accepted since the error
     assert data["relay"]["last_error"]["kind"] == UNREACHABLE

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from newsletter.cli.app import JsonOption, app, echo_json, make_app, report_problems, state
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from newsletter.models import Subscriber
+
 subscribers_app = make_app(
-    """Add, import and list subscribers.
+    """Add, import, list, show, unsubscribe and delete subscribers.
 
     Examples:
       newsletter subscribers add ada@example.org --topic cs.CL
       newsletter subscribers import people.csv
       newsletter subscribers list --json
+      newsletter subscribers show ada@example.org
+      newsletter subscribers delete ada@example.org --yes
     """
 )
 app.add_typer(subscribers_app, name="subscribers")
@@ -193,6 +202,156 @@ def subscribers_list(ctx: typer.Context, json_output: JsonOption = False) -> Non
         typer.echo(f"{len(rows)} subscribers", err=True)
     finally:
         service.close()
+
+
+def _operator() -> str:
+    """Who did it, for the record of operators' actions: the shell's user."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+def _found(session: Session, email: str) -> Subscriber:
+    from newsletter.subscribers.casework import CaseworkError, find_subscriber
+
+    subscriber = find_subscriber(session, email)
+    if subscriber is None:
+        raise CaseworkError(f"no subscriber {email}")
+    return subscriber
+
+
+@subscribers_app.command("show")
+def subscribers_show(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The subscriber's address.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Show one subscriber: status, interests, deliveries with outcomes, ratings, bounces,
+    suppression and what operators did (exit 1 when there is no such subscriber).
+
+    Examples:
+      newsletter subscribers show ada@example.org
+      newsletter subscribers show ada@example.org --json | jq .deliveries
+    """
+    from dataclasses import asdict
+
+    from newsletter.subscribers.casework import subscriber_record
+
+    service = state(ctx).service()
+    try:
+        with service.sessions() as session:
+            record = subscriber_record(session, _found(session, email))
+    finally:
+        service.close()
+    if json_output:
+        echo_json(json.loads(json.dumps(asdict(record), default=str)))
+        return
+    echo = typer.echo
+    echo(f"{record.email}{f' ({record.name})' if record.name else ''}: {record.status}")
+    echo(f"  joined {_when(record.created_at)}, confirmed {_when(record.confirmed_at)}")
+    echo(
+        f"  {record.frequency} at {record.send_hour:02d}:00 {record.timezone}, "
+        f"language {record.locale}"
+    )
+    if record.signup_waiting:
+        echo("  a sign-up waits for its confirmation")
+    if record.suppression:
+        echo(f"  SUPPRESSED since {_when(record.suppression[1])}: {record.suppression[0]}")
+    echo("topics:   " + ("; ".join(f"{code} ({name})" for code, name in record.topics) or "-"))
+    echo(
+        "keywords: "
+        + ("; ".join(f"{phrase} ×{weight:g}" for phrase, weight in record.keywords) or "-")
+    )
+    echo(
+        f"deliveries ({len(record.deliveries)} newest):"
+        if record.deliveries
+        else "deliveries: none"
+    )
+    for d in record.deliveries:
+        reply = f" {d.code or ''} {d.reply}".rstrip() if d.status != "sent" else ""
+        echo(f"  {d.edition} {d.status}, {d.papers} papers, {d.attempts} tries{reply}")
+    if record.ratings:
+        echo("ratings:")
+    for r in record.ratings:
+        echo(f"  {'more' if r.value > 0 else 'less'} {r.paper} {r.title[:50]}")
+    if record.bounces:
+        echo("bounces:")
+    for b in record.bounces:
+        echo(f"  {_when(b.at)} {b.kind} ({b.source}) {b.code or ''} {b.reply[:60]}".rstrip())
+    if record.actions:
+        echo("operators' actions:")
+    for a in record.actions:
+        echo(f"  {_when(a.at)} {a.action} by {a.operator}{f': {a.reason}' if a.reason else ''}")
+
+
+@subscribers_app.command("unsubscribe")
+def subscribers_unsubscribe(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The subscriber's address.")],
+    reason: Annotated[str, typer.Option(help="Why (kept with the record).")] = "",
+) -> None:
+    """Unsubscribe someone (as their unsubscribe link would): issues not sent yet are
+    cancelled; their data stays (see `delete`). Recorded with your user name.
+
+    Examples:
+      newsletter subscribers unsubscribe ada@example.org --reason "asked by mail"
+    """
+    from newsletter.models import utcnow
+    from newsletter.subscribers.casework import unsubscribe
+
+    service = state(ctx).service()
+    try:
+        with service.sessions.begin() as session:
+            subscriber = _found(session, email)
+            done = unsubscribe(
+                session, subscriber, operator=_operator(), reason=reason, now=utcnow()
+            )
+            address = subscriber.email
+    finally:
+        service.close()
+    typer.echo(f"{address}: {'unsubscribed' if done else 'was not subscribed, nothing changed'}")
+
+
+@subscribers_app.command("delete")
+def subscribers_delete(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The subscriber's address.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    reason: Annotated[str, typer.Option(help="Why (kept with the record).")] = "",
+) -> None:
+    """Delete everything stored about someone: interests, ratings, issues (as "delete my
+    data" does); asks first unless --yes. The note that you did it keeps the address.
+
+    Examples:
+      newsletter subscribers delete ada@example.org
+      newsletter subscribers delete ada@example.org --yes --reason "GDPR request 42"
+    """
+    from newsletter.models import utcnow
+    from newsletter.subscribers.casework import delete
+
+    service = state(ctx).service()
+    try:
+        with service.sessions() as session:
+            address = _found(session, email).email
+        if not yes and not typer.confirm(
+            f"Delete {address} and everything stored about them?", default=False
+        ):
+            typer.echo("nothing deleted", err=True)
+            raise typer.Exit(1)
+        with service.sessions.begin() as session:
+            delete(
+                session, _found(session, address), operator=_operator(), reason=reason, now=utcnow()
+            )
+    finally:
+        service.close()
+    typer.echo(f"{address}: deleted")
 
 
 admin_app = make_app(
