@@ -16,6 +16,7 @@ from starlette.responses import Response
 from newsletter.mail.view import LIST_NAME
 from newsletter.service import Service
 from newsletter.settings import Settings, check_secret
+from newsletter.subscribers.library_formats import MAX_BYTES as MAX_LIBRARY_BYTES
 from newsletter.tokens import InvalidToken, Tokens
 from newsletter.web import admin, api, observability
 from newsletter.web.csrf import Csrf
@@ -26,7 +27,7 @@ from newsletter.web.options import WebOptions
 from newsletter.web.pages import Pages, web_templates_dir
 from newsletter.web.proxies import ProxyAware
 from newsletter.web.ratelimit import RateLimits
-from newsletter.web.routes import feedback, manage, subscribe, unsubscribe
+from newsletter.web.routes import feedback, library, manage, subscribe, unsubscribe
 from newsletter.web.security import BodyLimit, SecurityHeaders
 from newsletter.web.state import WebState
 
@@ -62,7 +63,7 @@ def create_app(settings: Settings, *, options: WebOptions | None = None) -> Fast
         openapi_url=api.OPENAPI_URL,
     )
     app.state.web = state
-    for module in (subscribe, unsubscribe, manage, feedback):
+    for module in (subscribe, unsubscribe, manage, feedback, library):
         app.include_router(module.router)
     admin.install(app)
     observability.install(app, state.sessions)
@@ -72,7 +73,10 @@ def create_app(settings: Settings, *, options: WebOptions | None = None) -> Fast
     app.add_middleware(
         BodyLimit,
         max_bytes=options.max_body_bytes,
-        paths={admin.IMPORT_PATH: options.max_import_bytes + admin.IMPORT_FORM_SLACK},
+        paths={
+            admin.IMPORT_PATH: options.max_import_bytes + admin.IMPORT_FORM_SLACK,
+            library.UPLOAD_PATH: MAX_LIBRARY_BYTES + library.UPLOAD_FORM_SLACK,
+        },
     )
     app.add_middleware(SecurityHeaders, hsts=settings.public_url.startswith("https://"))
     # Outermost: every layer sees the client address the trusted proxies name.

@@ -15,6 +15,7 @@ from newsletter.integers import MAX_ROW_ID
 from newsletter.models import Subscriber, utcnow
 from newsletter.papers.catalogue import topic_groups
 from newsletter.subscribers import accounts
+from newsletter.subscribers.library import recent_imports
 from newsletter.tokens import Purpose
 from newsletter.web.forms import (
     DEFAULT_SEND_HOUR,
@@ -106,6 +107,7 @@ def _page(
         "max_papers_limit": MAX_PAPERS,
         "default_papers": state.settings.max_papers,
         "feedback": accounts.recent_feedback(session, subscriber),
+        "library_imports": recent_imports(session, subscriber.id, limit=1),
         "error": str(error) if error else None,
         "error_field": error.field if error else None,
         "done": DONE.get(done or ""),
