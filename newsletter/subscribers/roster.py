@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.errors import NewsletterError
@@ -20,6 +21,18 @@ from newsletter.models import Frequency, Interest, Subscriber, SubscriberStatus,
 from newsletter.papers.catalogue import CatalogueTopic, resolve_topic
 from newsletter.papers.sources import Problem, normalise_space
 from newsletter.papers.sources.csv_source import csv_rows
+from newsletter.subscribers.bulk import BATCH_SIZE, Row, load_batch
+from newsletter.subscribers.records import (
+    CHOICES,
+    InvalidSubscriber,
+    Outcome,
+    SubscriberInput,
+    choice_changes,
+    new_record,
+    same_interests,
+    suppressed,
+    wanted_interests,
+)
 
 # What the import reads and the admin export writes, so an export imports back. The last
 # four are the record, not the choices: they only ever apply to a new subscriber.
@@ -33,11 +46,6 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _TEXT_MARK = "'"
 # The weekday a weekly issue goes out, 0 = Monday (as ``datetime.date.weekday``).
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-Outcome = Literal["created", "updated", "unchanged"]
-
-
-class InvalidSubscriber(NewsletterError):
-    """A subscriber's data is invalid; the message says which field and why."""
 
 
 def split_list(raw: str | None) -> tuple[str, ...]:
@@ -137,28 +145,6 @@ def weekday_name(number: int) -> str:
     return WEEKDAYS[number]
 
 
-@dataclass(frozen=True)
-class SubscriberInput:
-    email: str
-    name: str = ""
-    topics: tuple[str, ...] = ()
-    keywords: tuple[str, ...] = ()
-    timezone: str = "UTC"
-    frequency: Frequency = Frequency.DAILY
-    always_send: bool | None = None  # None: not given (an import leaves it as it is)
-    # None: not given (a new subscriber gets Monday, an existing one keeps theirs).
-    send_weekday: int | None = None
-    # None: not given (a new subscriber gets 7 o'clock, an existing one keeps theirs).
-    send_hour: int | None = None
-    # The record an export carries; only a new subscriber takes it (an existing one keeps
-    # their own). None: not given, so a new subscriber is active, confirmed now (the
-    # operator vouches for consent) and not paused.
-    status: SubscriberStatus | None = None
-    paused: bool | None = None
-    created_at: datetime | None = None
-    confirmed_at: datetime | None = None
-
-
 def build_input(
     catalogue: dict[str, CatalogueTopic],
     *,
@@ -213,83 +199,44 @@ def build_input(
     )
 
 
-def _interest_key(interest: Interest) -> tuple[str, str, float]:
-    if interest.topic_id is not None:
-        return ("topic", interest.topic_id, interest.weight)
-    return ("keywords", interest.keywords or "", interest.weight)
-
-
 def upsert_subscriber(session: Session, data: SubscriberInput) -> Outcome:
-    """Create the subscriber or update their choices.
+    """Create the subscriber or update their choices, one at a time through the ORM.
 
-    A new subscriber takes the record given (an export's status, consent date and
-    pause), and without one is active at once (the operator vouches for consent). An
-    existing subscriber's status, consent date and pause are never changed here: an
-    import must not re-subscribe someone who unsubscribed, bounced or never confirmed.
+    The rules are ``newsletter.subscribers.records``'s: an existing subscriber's status,
+    consent date and pause are never changed here, so an import must not re-subscribe
+    someone who unsubscribed, bounced or never confirmed.
     """
     if session.get(Suppression, data.email) is not None:
-        raise InvalidSubscriber(f"{data.email} is on the suppression list")
+        raise suppressed(data.email)
     subscriber = session.scalars(
         select(Subscriber)
         .where(Subscriber.email == data.email)
         .options(selectinload(Subscriber.interests))
     ).one_or_none()
-    wanted = [Interest(topic_id=t, weight=1.0) for t in data.topics] + [
-        Interest(keywords=k, weight=1.0) for k in data.keywords
-    ]
-    if subscriber is not None:
-        # A file carries no weights: an interest the subscriber keeps keeps its weight.
-        kept = {_interest_key(i)[:2]: i.weight for i in subscriber.interests}
-        for interest in wanted:
-            interest.weight = kept.get(_interest_key(interest)[:2], interest.weight)
     if subscriber is None:
-        status = data.status or SubscriberStatus.ACTIVE
-        now = utcnow()
-        # Unset: the model's default hour and creation time.
-        defaults = {
-            name: value
-            for name, value in (("send_hour", data.send_hour), ("created_at", data.created_at))
-            if value is not None
-        }
         session.add(
             Subscriber(
-                email=data.email,
-                name=data.name,
-                status=status,
-                timezone=data.timezone,
-                frequency=data.frequency,
-                always_send=bool(data.always_send),
-                send_weekday=data.send_weekday or 0,
-                **defaults,
-                # Consent: the record's own date; an operator's word (now) only for
-                # someone the file says is active, or says nothing about.
-                confirmed_at=data.confirmed_at
-                or (now if status == SubscriberStatus.ACTIVE else None),
-                # When exactly they paused is not in an export: from now on, then.
-                paused_at=now if data.paused else None,
-                interests=wanted,
+                **new_record(data, now=utcnow()),
+                interests=[_interest(row) for row in wanted_interests(data)],
             )
         )
         session.flush()
         return "created"
-    changed = False
-    for attribute in ("name", "timezone", "frequency"):
-        if getattr(subscriber, attribute) != getattr(data, attribute):
-            setattr(subscriber, attribute, getattr(data, attribute))
-            changed = True
-    for attribute, value in (
-        ("send_weekday", data.send_weekday),
-        ("send_hour", data.send_hour),
-        ("always_send", data.always_send),
-    ):
-        if value is not None and getattr(subscriber, attribute) != value:
-            setattr(subscriber, attribute, value)
-            changed = True
-    if sorted(map(_interest_key, subscriber.interests)) != sorted(map(_interest_key, wanted)):
-        subscriber.interests = wanted
-        changed = True
+    changes = choice_changes({column: getattr(subscriber, column) for column in CHOICES}, data)
+    for column, value in changes.items():
+        setattr(subscriber, column, value)
+    stored = [(i.topic_id, i.keywords, i.weight) for i in subscriber.interests]
+    wanted = wanted_interests(data, stored)
+    interests_changed = not same_interests(stored, wanted)
+    if interests_changed:
+        subscriber.interests = [_interest(row) for row in wanted]
     session.flush()
-    return "updated" if changed else "unchanged"
+    return "updated" if changes or interests_changed else "unchanged"
+
+
+def _interest(row: tuple[str | None, str | None, float]) -> Interest:
+    topic_id, keywords, weight = row
+    return Interest(topic_id=topic_id, keywords=keywords, weight=weight)
 
 
 @dataclass
@@ -313,23 +260,45 @@ def import_csv(
     catalogue: dict[str, CatalogueTopic],
     *,
     name: str | None = None,
+    batch_size: int = BATCH_SIZE,
+    row_by_row: bool = False,
 ) -> ImportSummary:
     """Import a CSV with a header row; bad rows are reported by line and skipped.
 
     ``source`` is a path (read as UTF-8, with or without a BOM) or an open text stream
     (opened with ``newline=""``; the admin upload); ``name`` is what problems and errors
-    call it ("line N" alone for a stream without a name). Each row runs in a savepoint,
-    so a row that fails half-way leaves nothing behind.
+    call it ("line N" alone for a stream without a name). Rows are validated here and
+    stored ``batch_size`` at a time (``bulk.load_batch``), each batch in a savepoint; a
+    batch the database refuses is stored again row by row, so a row that cannot be
+    stored is reported and costs only itself. ``row_by_row``: store every row on its
+    own through the ORM (the slow path, kept as the reference the batches must match).
     """
     if isinstance(source, Path):
         try:
             # surrogateescape: a byte that is not UTF-8 spoils its row, not the file.
             with source.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
-                return import_csv(session, handle, catalogue, name=name or str(source))
+                return import_csv(
+                    session,
+                    handle,
+                    catalogue,
+                    name=name or str(source),
+                    batch_size=batch_size,
+                    row_by_row=row_by_row,
+                )
         except OSError as exc:
             raise InvalidSubscriber(f"cannot read {source}: {exc}") from None
     label = name or "the file"
     summary = ImportSummary()
+    problems: list[tuple[int, Problem]] = []
+    pending: list[Row] = []
+
+    def store() -> None:
+        if row_by_row:
+            _store_one_by_one(session, pending, summary, problems)
+        else:
+            _store_batch(session, pending, summary, problems)
+        pending.clear()
+
     try:
         reader = csv.DictReader(source)
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
@@ -341,39 +310,95 @@ def import_csv(
         for line, raw in csv_rows(reader):
             location = f"{name}:{line}" if name else f"line {line}"
             if isinstance(raw, str):
-                summary.problems.append(Problem(location, raw))
+                problems.append((line, Problem(location, raw)))
                 continue
-            # The export's formula protection off: its quote is not part of the value.
-            row = {
-                column: unprotect_cell(value)
-                for column, value in raw.items()
-                if column in CSV_COLUMNS and isinstance(value, str)
-            }
             try:
-                data = build_input(
-                    catalogue,
-                    email=row.get("email") or "",
-                    name=row.get("name") or "",
-                    topics=split_list(row.get("topics")),
-                    keywords=split_list(row.get("keywords")),
-                    timezone=row.get("timezone") or "UTC",
-                    frequency=row.get("frequency") or "daily",
-                    weekday=row.get("weekday") or None,
-                    send_hour=row.get("send_hour") or None,
-                    status=row.get("status"),
-                    paused=row.get("paused"),
-                    created_at=row.get("created_at"),
-                    confirmed_at=row.get("confirmed_at"),
-                )
+                data = row_input(catalogue, raw)
                 if data.email in seen:
                     raise InvalidSubscriber(f"{data.email} appears twice in this file")
-                seen.add(data.email)
-                with session.begin_nested():
-                    outcome = upsert_subscriber(session, data)
             except NewsletterError as exc:
-                summary.problems.append(Problem(location, str(exc)))
+                problems.append((line, Problem(location, str(exc))))
                 continue
-            setattr(summary, outcome, getattr(summary, outcome) + 1)
+            seen.add(data.email)
+            pending.append(Row(line, location, data))
+            if len(pending) >= batch_size:
+                store()
+        store()
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InvalidSubscriber(f"cannot read {label}: {exc}") from None
+    # In file order, wherever each was found (validating, or storing its batch).
+    summary.problems = [problem for _, problem in sorted(problems, key=lambda item: item[0])]
     return summary
+
+
+def row_input(catalogue: dict[str, CatalogueTopic], raw: dict[str, object]) -> SubscriberInput:
+    """One row of a CSV (a ``csv.DictReader``'s, lower-case header) validated."""
+    # The export's formula protection off: its quote is not part of the value.
+    row = {
+        column: unprotect_cell(value)
+        for column, value in raw.items()
+        if column in CSV_COLUMNS and isinstance(value, str)
+    }
+    return build_input(
+        catalogue,
+        email=row.get("email") or "",
+        name=row.get("name") or "",
+        topics=split_list(row.get("topics")),
+        keywords=split_list(row.get("keywords")),
+        timezone=row.get("timezone") or "UTC",
+        frequency=row.get("frequency") or "daily",
+        weekday=row.get("weekday") or None,
+        send_hour=row.get("send_hour") or None,
+        status=row.get("status"),
+        paused=row.get("paused"),
+        created_at=row.get("created_at"),
+        confirmed_at=row.get("confirmed_at"),
+    )
+
+
+def _store_batch(
+    session: Session,
+    rows: list[Row],
+    summary: ImportSummary,
+    problems: list[tuple[int, Problem]],
+) -> None:
+    """Store ``rows`` in one go; if the database refuses the batch, row by row."""
+    if not rows:
+        return
+    try:
+        with session.begin_nested():
+            result = load_batch(session, rows)
+    except (IntegrityError, DataError):
+        _store_one_by_one(session, rows, summary, problems)
+        return
+    for outcome, count in result.counts.items():
+        setattr(summary, outcome, getattr(summary, outcome) + count)
+    problems.extend((row.line, Problem(row.location, reason)) for row, reason in result.problems)
+    # Stored by someone else since the batch looked (a sign-up): these go the slow way.
+    _store_one_by_one(session, result.retry, summary, problems)
+
+
+def _store_one_by_one(
+    session: Session,
+    rows: list[Row],
+    summary: ImportSummary,
+    problems: list[tuple[int, Problem]],
+) -> None:
+    """Store each row in a savepoint of its own: one that fails leaves nothing behind."""
+    for row in rows:
+        try:
+            with session.begin_nested():
+                outcome = upsert_subscriber(session, row.data)
+        except NewsletterError as exc:
+            problems.append((row.line, Problem(row.location, str(exc))))
+            continue
+        except (IntegrityError, DataError) as exc:
+            problems.append((row.line, Problem(row.location, unstorable(exc))))
+            continue
+        setattr(summary, outcome, getattr(summary, outcome) + 1)
+
+
+def unstorable(exc: IntegrityError | DataError) -> str:
+    """What a row the database refused is reported as: the database's own first line."""
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    return f"the database refused this row: {reason}"
