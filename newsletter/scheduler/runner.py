@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler  # type: ignore[import-untyped]
+from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
 from newsletter.db import safe_url
 from newsletter.errors import NewsletterError
@@ -24,6 +25,7 @@ from newsletter.scheduler.config import SchedulerConfig
 from newsletter.scheduler.jobs import Jobs
 from newsletter.scheduler.locks import AdvisoryLock, LeaderLock, leader_lock
 from newsletter.settings import Settings
+from newsletter.subscribers.library import PENDING_INTERVAL, seed_pending
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +134,11 @@ class Scheduler:
         if config.refit is not None:
             scheduler.add_job(self._job("refit", service.refit), config.refit, id="refit")
         scheduler.add_job(self._job("purge", lambda: jobs.purge(service)), config.purge, id="purge")
+        scheduler.add_job(  # library imports waiting for the arXiv API (issue 16)
+            self._job("seeds", lambda: seed_pending(self.settings, service.sessions)),
+            IntervalTrigger(seconds=PENDING_INTERVAL.total_seconds()),
+            id="seeds",
+        )
 
     def _job(self, name: str, work: Callable[[], object]) -> Callable[[], None]:
         def run() -> None:

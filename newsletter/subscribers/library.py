@@ -24,7 +24,8 @@ from newsletter.db import SessionFactory
 from newsletter.models import LibraryImport, LibrarySeed, Paper, Subscriber, utcnow
 from newsletter.papers.ingest import upsert_papers
 from newsletter.papers.sources.http import FetchError
-from newsletter.subscribers.library_arxiv import Fetcher
+from newsletter.settings import Settings
+from newsletter.subscribers.library_arxiv import ArxivFetcher, Fetcher
 from newsletter.subscribers.library_formats import (
     EntryProblem,
     LibraryEntry,
@@ -279,6 +280,32 @@ class PendingSummary:
     imports: int = 0
     done: int = 0
     waiting: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.imports} library imports: {self.done} done, {self.waiting} waiting"
+
+
+# How often the scheduler looks for library imports that wait for the arXiv API.
+PENDING_INTERVAL = timedelta(minutes=5)
+
+
+def seed_pending(settings: Settings, sessions: SessionFactory) -> PendingSummary | None:
+    """The scheduler's job: resolve the due imports (None, and no HTTP client, if none)."""
+    now = utcnow()
+    with sessions() as session:
+        due = session.scalar(
+            select(func.count(LibraryImport.id)).where(
+                LibraryImport.status == "pending",
+                (LibraryImport.next_attempt_at.is_(None)) | (LibraryImport.next_attempt_at <= now),
+            )
+        )
+    if not due:
+        return None
+    fetcher = ArxivFetcher(settings, today=now.date())
+    try:
+        return process_pending(sessions, fetcher, now=now)
+    finally:
+        fetcher.close()
 
 
 def process_pending(
