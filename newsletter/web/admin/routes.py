@@ -20,7 +20,7 @@ from newsletter.errors import NewsletterError
 from newsletter.mail.failures import recent_mail_failures
 from newsletter.models import SubscriberStatus, utcnow
 from newsletter.subscribers.roster import CSV_COLUMNS, protect_cell
-from newsletter.web.admin import auth, charts, imports, logins, stats, topics
+from newsletter.web.admin import auth, charts, imports, logins, people, stats, topics
 from newsletter.web.admin.auth import CurrentOperator, LoginRequired, SignedIn
 from newsletter.web.admin.page import render as _page
 from newsletter.web.forms import whole_number
@@ -43,6 +43,7 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(imports.router)
     app.include_router(topics.router)
+    app.include_router(people.router)
 
     async def to_login(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)
@@ -185,6 +186,7 @@ def subscribers(
     q: Annotated[str, Query(max_length=200)] = "",
     status: Annotated[str, Query(max_length=20)] = "",
     page: Annotated[int, whole_number(1, 100_000), Query(ge=1, le=100_000)] = 1,
+    deleted: Annotated[str, Query(max_length=1)] = "",
 ) -> Response:
     search, wanted = q.strip(), _status_filter(status)
     with state.sessions() as session:
@@ -207,6 +209,7 @@ def subscribers(
             "counts": counts,
             "page": page,
             "pages": pages,
+            "deleted": bool(deleted),
             **imports.form_context(state),
         },
     )
