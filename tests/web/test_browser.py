@@ -2,9 +2,14 @@
 uvicorn server on 127.0.0.1, a real SMTP server catching the mail, both databases.
 
 The main flow runs with JavaScript off (every page must work without it); a short
-second test checks the one script (time zone preselection) and that the CSP blocks
-nothing the pages need. Screenshots of each page, at desktop and phone widths, go
-to screenshots/web/ (override with WEB_SCREENSHOTS_DIR).
+second test checks the scripts (time zone preselection, the topic filter and chips,
+the weekday only for weekly) and that the CSP blocks nothing the pages need; a third
+walks every public page with axe-core (zero serious or critical violations).
+Screenshots of each page, at 1280 and 375 px wide, go to screenshots/web/ (override
+with WEB_SCREENSHOTS_DIR).
+
+axe-core is the npm package, installed without the network by .ci/run
+(``npm install --prefix .node axe-core@4``); AXE_CORE_JS points at another axe.min.js.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -32,7 +38,7 @@ from newsletter.tokens import Purpose, TokenData, Tokens
 from newsletter.web.app import create_app
 from newsletter.web.options import WebOptions
 from tests.conftest import DAILY, REPO, TEST_SECRET, make_settings
-from tests.web.helpers import Mail, local_listener, read_mail, uvicorn_serving
+from tests.web.helpers import Mail, add_delivery, local_listener, read_mail, uvicorn_serving
 
 pytestmark = pytest.mark.slow  # drives Chromium (Playwright)
 
@@ -47,6 +53,9 @@ CHROMIUM_ARGS = [
 ]
 EDITION = date(2026, 5, 27)
 SHOTS = Path(os.environ.get("WEB_SCREENSHOTS_DIR", REPO / "screenshots" / "web"))
+AXE = Path(
+    os.environ.get("AXE_CORE_JS", REPO / ".node" / "node_modules" / "axe-core" / "axe.min.js")
+)
 DESKTOP: ViewportSize = {"width": 1280, "height": 860}
 PHONE: ViewportSize = {"width": 375, "height": 760}
 
@@ -100,7 +109,7 @@ def snap(page: Page, name: str, *, enabled: bool) -> None:
     if not enabled:
         return
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}-desktop.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / f"{name}-1280.png"), full_page=True)
     page.set_viewport_size(PHONE)
     page.screenshot(path=str(SHOTS / f"{name}-375.png"), full_page=True)
     page.set_viewport_size(DESKTOP)
@@ -158,6 +167,8 @@ def test_from_sign_up_to_one_click_unsubscribe(
         page.goto(live.url + "/")
         snap(page, "01-subscribe", enabled=shots)
         page.fill("#email", "ada@example.org")
+        assert not page.is_visible("input[value='cs.CL']")  # in a closed <details>
+        page.click("summary:has-text('AI and machine learning')")
         page.check("input[value='cs.CL']")
         page.fill("#keywords", "large language models\nevaluation")
         page.select_option("#timezone", "Europe/Berlin")
@@ -215,8 +226,7 @@ def test_from_sign_up_to_one_click_unsubscribe(
         # Feedback on the first paper.
         page.goto(feedback_url(live, issue, ada, delivery.id))
         snap(page, "07-feedback", enabled=shots)
-        page.click("text=Yes, more like this")
-        assert page.locator("h1").inner_text() == "Noted: more like this"
+        page.click("text=Yes, more like this")  # what the page says next is READER's
         with db() as session:
             rating = session.scalars(select(Feedback).where(Feedback.subscriber_id == ada.id)).one()
             assert (rating.paper_id, rating.value) == (first_paper, 1)
@@ -238,6 +248,14 @@ def test_from_sign_up_to_one_click_unsubscribe(
         with httpx.Client() as provider:
             again = provider.post(unsubscribe_url, data={"List-Unsubscribe": "One-Click"})
         assert again.status_code == 200
+
+        # Coming back: one click on the page, the old choices kept.
+        page.click("text=Undo: subscribe again")
+        assert "Welcome back" in page.locator("[role=status]").inner_text()
+        assert page.is_checked("input[value='cs.AI']")
+        snap(page, "09b-subscribed-again", enabled=shots)
+        with db() as session:
+            assert session.get_one(Subscriber, ada.id).status == SubscriberStatus.ACTIVE
     finally:
         context.close()
 
@@ -252,6 +270,22 @@ def test_pages_with_javascript_follow_the_csp(browser: Browser, live: Live, shot
     try:
         page.goto(live.url + "/")
         assert page.input_value("#timezone") == "Asia/Tokyo"  # preselected by tz.js
+        # forms.js: the weekday only for weekly issues; the filter box and chips.
+        assert not page.is_visible("#weekday")
+        page.check("input[name=frequency][value=weekly]")
+        assert page.is_visible("#weekday")
+        page.fill("#topic-filter", "robot")
+        visible = page.locator("label.topic:visible")
+        assert visible.all_inner_texts() == ["Robotics cs.RO"]
+        visible.first.click()
+        chips = [" ".join(t.split()) for t in page.locator(".chip").all_inner_texts()]
+        assert chips == ["Robotics ×"]
+        snap(page, "01b-subscribe-filtered", enabled=shots)
+        page.click("button[aria-label='Remove Robotics']")
+        assert page.locator(".chip").count() == 0
+        assert not page.is_checked("input[value='cs.RO']")
+        page.fill("#topic-filter", "")
+        assert page.locator("label.topic:visible").count() == 0  # the groups closed again
         page.goto(live.url + "/manage/not-a-token")
         assert page.locator("h1").inner_text() == "This link does not work"
         snap(page, "10-bad-link", enabled=shots)
@@ -260,3 +294,111 @@ def test_pages_with_javascript_follow_the_csp(browser: Browser, live: Live, shot
         assert [p for p in problems if "status of 400" not in p] == []
     finally:
         context.close()
+
+
+def axe_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical violations on the page, one line each."""
+    page.add_script_tag(path=str(AXE))
+    found: list[dict[str, Any]] = page.evaluate(
+        """async () => {
+            const result = await axe.run(document, {resultTypes: ["violations"]});
+            return result.violations.map(v => ({
+                id: v.id, impact: v.impact,
+                nodes: v.nodes.slice(0, 3).map(n => n.target.join(" ")),
+            }));
+        }"""
+    )
+    return [
+        f"{v['id']} ({v['impact']}): {', '.join(v['nodes'])}"
+        for v in found
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+@pytest.mark.sqlite_only
+def test_every_public_page_passes_axe(browser: Browser, live: Live, engine: Engine) -> None:
+    """Each page a reader can reach, scripts on, checked by axe-core and photographed."""
+    assert AXE.is_file(), f"{AXE} missing: npm install --prefix .node axe-core@4"
+    db = make_session_factory(engine)
+    tokens = Tokens(TEST_SECRET)
+    # Playwright injects axe as an inline script, which the pages' CSP forbids.
+    context = browser.new_context(viewport=DESKTOP, bypass_csp=True)
+    page = context.new_page()
+    problems: dict[str, list[str]] = {}
+
+    def visit(url: str) -> None:
+        response = page.goto(url)
+        assert response is not None
+        assert response.status < 500, f"{url}: {response.status}"
+
+    def check(name: str) -> None:
+        snap(page, name, enabled=True)
+        if found := axe_violations(page):
+            problems[f"{name} {page.url}"] = found
+
+    try:
+        # The check itself can fail: an image without a text alternative is critical.
+        page.set_content("<!doctype html><html lang=en><title>t</title><img src='data:,'>")
+        assert any(v.startswith("image-alt (critical)") for v in axe_violations(page))
+
+        page.goto(live.url + "/")
+        page.click("button[type=submit]")  # no address: the form comes back with the error
+        page.wait_for_function("document.activeElement.id === 'email'", timeout=5000)
+        assert page.get_attribute("#email", "aria-invalid") == "true"
+        check("a11-subscribe-error")
+        page.fill("#email", "grace@example.org")
+        page.fill("#keywords", "compilers")
+        page.click("button[type=submit]")
+        check("a12-check-inbox")
+        [confirmation] = wait_for_mail(live, 1)
+        page.goto(confirmation.link("/confirm/"))
+        check("a13-confirm")
+        page.click("button[type=submit]")
+        check("a14-confirmed")
+        page.click("text=Fine-tune your preferences")
+        manage_url = page.url
+        assert "Your next issue" in page.locator("[data-next-issue]").inner_text()
+        check("a15-preferences")
+
+        with db.begin() as session:
+            grace = session.scalars(
+                select(Subscriber).where(Subscriber.email == "grace@example.org")
+            ).one()
+            delivery = add_delivery(session, grace)
+            data = TokenData(grace.id, grace.token_version)
+            issue = TokenData(grace.id, grace.token_version, delivery.id)
+        visit(f"{live.url}/view/{tokens.make(Purpose.VIEW, issue)}")
+        check("a16-issue-online")
+        visit(f"{live.url}/feedback/{tokens.make(Purpose.FEEDBACK, issue)}/1/less")
+        check("a17-feedback")  # READER's pages: what a POST shows is theirs to walk
+
+        visit(manage_url)
+        page.fill("#new_email", "grace@example.net")
+        page.click("text=Send link")
+        [_, moved] = wait_for_mail(live, 2)
+        visit(moved.link("/address/"))
+        check("a19-address")
+        page.click("button[type=submit]")
+        check("a20-address-done")
+
+        with db() as session:
+            data = TokenData(grace.id, session.get_one(Subscriber, grace.id).token_version)
+        visit(f"{live.url}/unsubscribe/{tokens.make(Purpose.UNSUBSCRIBE, data)}")
+        check("a21-unsubscribe")
+        page.click("button:has-text('Unsubscribe')")
+        check("a22-unsubscribed")
+        manage = f"{live.url}/manage/{tokens.make(Purpose.MANAGE, data)}"
+        visit(manage)
+        check("a23-preferences-unsubscribed")
+        visit(manage + "/delete")
+        check("a24-delete")
+        page.click("text=Delete everything")
+        check("a25-deleted")
+
+        page.goto(live.url + "/manage/not-a-token")
+        check("a26-bad-link")
+        page.goto(live.url + "/no-such-page")
+        check("a27-not-found")
+    finally:
+        context.close()
+    assert problems == {}
