@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import (
     Column,
     ColumnElement,
@@ -36,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
 
@@ -255,9 +257,14 @@ def _copy(
     """COPY ``rows`` into ``table`` on the session's own connection (its transaction)."""
     raw = session.connection().connection.driver_connection
     statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-    with raw.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
-        for row in rows:
-            copy.write_row(row)
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as exc:
+        # As SQLAlchemy reports a statement it ran (IntegrityError, DataError, ...), so
+        # the caller handles a refused COPY like any refused statement.
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
 
 
 def _plain(value: Any) -> Any:
