@@ -217,6 +217,11 @@ class Issue(IssueView):
     subject_line: str = ""
     weekly: bool = False
 
+    @property
+    def cards(self) -> tuple[CardView, ...]:
+        """The papers as cards (``build_issue_view`` makes every one a ``CardView``)."""
+        return tuple(p for p in self.papers if isinstance(p, CardView))
+
 
 # How each kind of reason reads (one home for the wording; a new ReasonKind adds a line).
 REASON_TEXTS: dict[ReasonKind, str] = {

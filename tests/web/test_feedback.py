@@ -1,8 +1,10 @@
-"""Feedback per paper (GET asks, POST records) and the issue online."""
+"""The issue online and rating its papers there (GET never records, POST does, undo)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -58,45 +60,113 @@ def ratings(sessions: SessionFactory) -> list[tuple[str, int]]:
         return [(title, value) for title, value in rows]
 
 
-def test_get_asks_and_records_nothing(
+def rate(view: str, rank: int | str, choice: str) -> str:
+    return f"{view}/rate/{rank}/{choice}"
+
+
+def page_of(location: str, issue: Issue) -> str:
+    """The issue page a redirect points at (its token is made anew, so it is read back)."""
+    match = re.fullmatch(r"/view/([^?#/]+)(\?.*)", location)
+    assert match, location
+    data = TOKENS.read(Purpose.VIEW, match.group(1))
+    assert (data.subscriber_id, data.subject) == (issue.subscriber_id, issue.delivery_id)
+    return match.group(2)
+
+
+def test_opening_the_issue_records_nothing_and_readies_the_choice(
     client: TestClient, sessions: SessionFactory, issue: Issue
 ) -> None:
-    response = client.get(issue.feedback(2, "more"))
-    assert response.status_code == 200
-    assert "More papers like this?" in response.text
-    assert "Yes, more like this" in response.text
+    view = issue.view()
+    page = client.get(f"{view}?rate=2&choice=more")
+    assert page.status_code == 200
+    assert 'id="paper-2" class="issue-paper is-ready"' in page.text
+    assert "More papers like this?" in page.text
+    assert f'action="{rate(view, 2, "more")}"' in page.text
+    assert "Yes, more like this" in page.text
+    # Every paper of the issue can be rated from the page.
+    for rank in (1, 3):
+        assert f'action="{rate(view, rank, "more")}"' in page.text
+        assert f'action="{rate(view, rank, "less")}"' in page.text
     assert ratings(sessions) == []
 
 
-def test_post_records_and_the_last_choice_wins(
+def test_an_older_mails_link_redirects_to_the_page_and_records_nothing(
     client: TestClient, sessions: SessionFactory, issue: Issue
 ) -> None:
-    more, less = issue.feedback(2, "more"), issue.feedback(2, "less")
-    token = csrf_from(client.get(more))
-    first = client.post(more, data={"csrf_token": token})
-    assert first.status_code == 200
-    assert "Noted: more like this" in first.text
-    assert client.post(more, data={"csrf_token": token}).status_code == 200
+    response = client.get(issue.feedback(2, "less"), follow_redirects=False)
+    assert response.status_code == 303
+    assert page_of(response.headers["location"], issue) == "?rate=2&choice=less#paper-2"
+    page = client.get(issue.feedback(2, "less"))
+    assert "Fewer papers like this?" in page.text
+    assert ratings(sessions) == []
+
+
+def test_link_scanners_never_record(
+    client: TestClient, sessions: SessionFactory, issue: Issue
+) -> None:
+    """A mail scanner follows every link of the mail, with GET and HEAD."""
+    view = issue.view()
+    for url in (
+        issue.feedback(1, "more"),
+        f"{view}?rate=1&choice=more",
+        rate(view, 1, "more"),
+        rate(view, 1, "undo"),
+    ):
+        client.get(url)
+        client.head(url)
+    assert ratings(sessions) == []
+
+
+def test_post_records_the_last_choice_wins_and_undo_removes_it(
+    client: TestClient, sessions: SessionFactory, issue: Issue
+) -> None:
+    view = issue.view()
+    token = csrf_from(client.get(view))
+    first = client.post(rate(view, 2, "more"), data={"csrf_token": token}, follow_redirects=False)
+    assert first.status_code == 303
+    assert first.headers["location"] == f"{view}?rated=2#paper-2"
     title = XSS_TITLE + " 2"
     assert ratings(sessions) == [(title, 1)]
-    assert "confirming again changes nothing" in client.get(more).text
+    page = client.get(first.headers["location"])
+    assert "Noted: more like this" in page.text
+    assert "You asked for <strong>more</strong> like this." in page.text
+    assert f'action="{rate(view, 2, "undo")}"' in page.text
+    # Again is harmless; a mail link for the choice already made offers no second button.
+    client.post(rate(view, 2, "more"), data={"csrf_token": token})
+    assert ratings(sessions) == [(title, 1)]
+    ready = client.get(f"{view}?rate=2&choice=more").text
+    assert "Yes, more like this" not in ready
     with sessions() as session:
         liked_at = session.scalars(select(Feedback.created_at)).one()
-    assert client.post(less, data={"csrf_token": token}).status_code == 200
+    client.post(rate(view, 2, "less"), data={"csrf_token": token})
     assert ratings(sessions) == [(title, -1)]
     with sessions() as session:
         assert session.scalars(select(Feedback.created_at)).one() >= liked_at
-    client.post(issue.feedback(1, "less"), data={"csrf_token": token})
+    client.post(rate(view, 1, "less"), data={"csrf_token": token})
     assert sorted(ratings(sessions)) == sorted([(title, -1), (XSS_TITLE + " 1", -1)])
+    undone = client.post(rate(view, 2, "undo"), data={"csrf_token": token})
+    assert "Undone: this paper no longer counts either way." in undone.text
+    assert ratings(sessions) == [(XSS_TITLE + " 1", -1)]
+
+
+def test_the_older_feedback_pages_post_still_records(
+    client: TestClient, sessions: SessionFactory, issue: Issue
+) -> None:
+    view = issue.view()
+    token = csrf_from(client.get(view))
+    response = client.post(
+        issue.feedback(3, "more"), data={"csrf_token": token}, follow_redirects=False
+    )
+    assert response.status_code == 303
+    assert page_of(response.headers["location"], issue) == "?rated=3#paper-3"
+    assert ratings(sessions) == [(XSS_TITLE + " 3", 1)]
 
 
 def test_titles_are_escaped(client: TestClient, issue: Issue) -> None:
-    page = client.get(issue.feedback(1, "more")).text
-    assert "<script>alert" not in page
-    assert "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;" in page
-    online = client.get(issue.view()).text
+    view = issue.view()
+    online = client.get(f"{view}?rate=1&choice=more").text
     assert "<script>alert" not in online
-    assert "&lt;script&gt;" in online
+    assert "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;" in online
 
 
 @pytest.mark.parametrize(
@@ -118,11 +188,16 @@ def test_titles_are_escaped(client: TestClient, issue: Issue) -> None:
 def test_no_such_paper_is_a_404_page(
     client: TestClient, sessions: SessionFactory, issue: Issue, rank: int | str, choice: str
 ) -> None:
-    url = issue.feedback(rank, choice)
+    url, view = issue.feedback(rank, choice), issue.view()
     assert client.get(url).status_code == 404
-    response = client.post(url, data={"csrf_token": csrf_from(client.get("/"))})
+    csrf = csrf_from(client.get("/"))
+    response = client.post(url, data={"csrf_token": csrf})
     assert response.status_code == 404
     assert "This issue has no such paper" in response.text
+    if choice != "undo":
+        assert client.post(rate(view, rank, choice), data={"csrf_token": csrf}).status_code == 404
+    # Asked for on the page, such a paper readies nothing.
+    assert "is-ready" not in client.get(f"{view}?rate={quote(str(rank))}&choice={choice}").text
     assert ratings(sessions) == []
 
 
@@ -133,15 +208,27 @@ def test_another_subscribers_issue_is_not_found(
     response = client.get(url)
     assert response.status_code == 404
     assert "Someone else" not in response.text
-    assert client.get(issue.view(delivery_id=issue.other_delivery_id)).status_code == 404
+    theirs = issue.view(delivery_id=issue.other_delivery_id)
+    assert client.get(theirs).status_code == 404
+    csrf = csrf_from(client.get(issue.view()))
+    assert client.post(rate(theirs, 1, "more"), data={"csrf_token": csrf}).status_code == 404
+    assert ratings(sessions) == []
 
 
 def test_feedback_needs_csrf_and_the_right_token(
     client: TestClient, sessions: SessionFactory, issue: Issue
 ) -> None:
+    view = issue.view()
     url = issue.feedback(1, "more")
-    client.get(url)
+    client.get(issue.view())
     assert client.post(url, data={}).status_code == 403
+    assert client.post(rate(view, 1, "more"), data={}).status_code == 403
+    feedback_token = url.split("/")[2]
+    csrf = csrf_from(client.get(issue.view()))
+    assert (
+        client.post(f"/view/{feedback_token}/rate/1/more", data={"csrf_token": csrf}).status_code
+        == 400
+    )
     view_token = TOKENS.make(Purpose.VIEW, TokenData(issue.subscriber_id, 1, issue.delivery_id))
     no_subject = TOKENS.make(Purpose.FEEDBACK, TokenData(issue.subscriber_id, 1))
     for token in (view_token, no_subject, "garbage"):
@@ -154,9 +241,10 @@ def test_the_issue_online(client: TestClient, issue: Issue) -> None:
     assert response.status_code == 200
     assert "3 new papers for you" in response.text
     assert "https://arxiv.org/abs/" in response.text
+    assert 'href="https://arxiv.org/pdf/' in response.text
     csp = response.headers["content-security-policy"]
     assert "default-src 'none'" in csp
-    assert "script" not in csp
+    assert "unsafe-inline" not in csp
     assert "frame-ancestors 'none'" in csp
     assert response.headers["x-frame-options"] == "DENY"
     assert client.get(issue.view(purpose=Purpose.MANAGE)).status_code == 400
