@@ -16,6 +16,7 @@ from newsletter.papers.catalogue import (
     default_topics_file,
     load_catalogue,
     resolve_topic,
+    topic_groups,
 )
 from recommender import Document, build_profiles, fit_model, rank
 
@@ -173,6 +174,11 @@ def test_a_valid_file_loads(tmp_path: Path) -> None:
             "'id' must be a non-empty string",
             id="missing-id",
         ),
+        pytest.param(
+            VALID_TOPIC + "field = 3\n",
+            "'field' must be a string",
+            id="field-not-a-string",
+        ),
         pytest.param("[[topics]\nid = cs.XX\n", "cannot read topic catalogue", id="not-toml"),
         pytest.param("# nothing here\n", "defines no topics", id="no-topics"),
         pytest.param("topics = []\n", "defines no topics", id="empty-topics"),
@@ -191,6 +197,28 @@ def test_the_failing_topic_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         load_catalogue(_write(tmp_path, VALID_TOPIC + second))
     assert "topic #2 (cs.YY)" in str(error.value)
+
+
+def test_topics_are_grouped_by_field(tmp_path: Path) -> None:
+    """The pickers' groups: the ``field`` given, else the arXiv archive, "Other topics" last."""
+    text = (
+        VALID_TOPIC.replace("cs.XX", "llm-eval")
+        + VALID_TOPIC.replace("cs.XX", "cs.ZZ").replace('name = "Example"', 'name = "Zeta"')
+        + VALID_TOPIC.replace("cs.XX", "cs.AA")
+        + 'field = "Machines"\n'
+        + VALID_TOPIC.replace("cs.XX", "cs.BB").replace('name = "Example"', 'name = "Alpha"')
+    )
+    groups = topic_groups(load_catalogue(_write(tmp_path, text)))
+    assert [(name, [t.id for t in topics]) for name, topics in groups] == [
+        ("Computer science", ["cs.BB", "cs.ZZ"]),
+        ("Machines", ["cs.AA"]),
+        ("Other topics", ["llm-eval"]),
+    ]
+
+
+def test_every_shipped_topic_has_a_field(catalogue: dict[str, CatalogueTopic]) -> None:
+    assert all(topic.field for topic in catalogue.values())
+    assert 4 <= len(topic_groups(catalogue)) <= 8
 
 
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:

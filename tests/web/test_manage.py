@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
@@ -410,3 +411,18 @@ def test_a_suppressed_or_bounced_address_cannot_come_back_from_the_page(
     assert load(sessions, reader).status == SubscriberStatus.UNSUBSCRIBED
     # Without the CSRF token nothing happens either.
     assert client.post(path + "/resubscribe").status_code == 403
+
+
+def test_a_planned_issue_is_announced_at_its_send_time(
+    client: TestClient, sessions: SessionFactory, reader: int
+) -> None:
+    with sessions.begin() as session:
+        session.get_one(Subscriber, reader).timezone = "Europe/Berlin"
+        planned = session.scalars(
+            select(Delivery).where(
+                Delivery.subscriber_id == reader, Delivery.status == DeliveryStatus.PENDING
+            )
+        ).one()
+        planned.next_attempt_at = datetime(2099, 6, 3, 5, 30, tzinfo=UTC)  # 07:30 in Berlin
+    page = client.get(manage_path(reader)).text
+    assert "Your next issue: <strong>Wednesday 3 June at 07:30</strong>" in page

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import time
+import zoneinfo
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from types import SimpleNamespace
 
 import itsdangerous.timed
@@ -26,6 +28,7 @@ from newsletter.settings import Settings
 from newsletter.subscribers import accounts
 from newsletter.subscribers.accounts import signup_stamp
 from newsletter.tokens import Purpose, TokenData, Tokens
+from newsletter.web import forms
 from newsletter.web.app import create_app
 from newsletter.web.options import WebOptions
 from tests.conftest import TEST_SECRET
@@ -648,3 +651,14 @@ def test_an_error_marks_its_field_and_takes_the_focus(
     assert "autofocus" in invalid
     assert "form-error" in invalid
     assert page.count("autofocus") == 1
+
+
+def test_without_zone_tab_the_list_still_leaves_out_legacy_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A system without tzdata's zone.tab (the tzdata wheel has none): Area/City names."""
+    monkeypatch.setattr(zoneinfo, "TZPATH", (str(tmp_path),))
+    zones = forms.timezones.__wrapped__()
+    assert zones[0] == "UTC"
+    assert "Europe/Berlin" in zones
+    assert not [z for z in zones if z.startswith(("US/", "Etc/", "Canada/")) or "/" not in z][1:]
