@@ -8,8 +8,10 @@ from fastapi import Depends
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
+from newsletter.delivery.testsend import DEAD_TOKEN_VERSION as TEST_LINK_VERSION
 from newsletter.models import Subscriber
 from newsletter.tokens import InvalidToken, Purpose, TokenData
+from newsletter.web.errors import WebError
 from newsletter.web.state import WebState, client_ip, web_state
 
 State = Annotated[WebState, Depends(web_state)]
@@ -39,12 +41,26 @@ def subscriber_for(
     return linked_subscriber(session, data.subscriber_id, data.version), data
 
 
+def test_link() -> WebError:
+    """The answer to a link from a test issue: signed by us (only we can make one) with
+    the version no subscriber has, so it opens nobody's page and changes nothing."""
+    return WebError(
+        200,
+        "This link is from a test issue",
+        "It came in a test issue sent from the admin area or with newsletter test-send, "
+        "so it opens nobody's page and changes nothing. In a real issue this link works "
+        "for its reader.",
+    )
+
+
 def linked_subscriber(session: Session, subscriber_id: int, version: int) -> Subscriber:
     """The subscriber a verified link names, if the link is still theirs.
 
     The version is random from sign-up on (``models.new_link_key``), so a link of a
     deleted subscriber whose id was reused fails here too, with the tampered link's words.
     """
+    if version == TEST_LINK_VERSION:
+        raise test_link()
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None or subscriber.token_version != version:
         raise InvalidToken("this link is not valid")

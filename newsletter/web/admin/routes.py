@@ -14,18 +14,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from newsletter import operators
-from newsletter.delivery.preview import preview
-from newsletter.delivery.testsend import send_test_issue
-from newsletter.errors import NewsletterError
 from newsletter.mail.failures import recent_mail_failures
 from newsletter.models import SubscriberStatus, utcnow
 from newsletter.subscribers.roster import CSV_COLUMNS, protect_cell
-from newsletter.web.admin import auth, charts, imports, logins, people, stats, topics
+from newsletter.web.admin import auth, charts, imports, logins, people, previews, stats, topics
 from newsletter.web.admin.auth import CurrentOperator, LoginRequired, SignedIn
 from newsletter.web.admin.page import render as _page
 from newsletter.web.forms import whole_number
 from newsletter.web.guards import FormGuard, State
-from newsletter.web.security import VIEW_CSP
 from newsletter.web.state import WebState, client_ip
 
 router = APIRouter(prefix="/admin")
@@ -44,6 +40,7 @@ def install(app: FastAPI) -> None:
     app.include_router(imports.router)
     app.include_router(topics.router)
     app.include_router(people.router)
+    app.include_router(previews.router)
 
     async def to_login(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)
@@ -251,104 +248,4 @@ def subscribers_csv(
         lines(),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="subscribers-{stamp}.csv"'},
-    )
-
-
-# Test send and preview.
-
-
-def _words(text: str) -> list[str]:
-    return [part.strip() for part in text.replace(",", "\n").splitlines() if part.strip()]
-
-
-def _edition(text: str) -> date | None:
-    if not text.strip():
-        return None
-    try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise NewsletterError(f"{text!r} is not a date (YYYY-MM-DD)") from None
-
-
-@router.get("/test-send")
-def send_test_page(request: Request, state: State, operator: CurrentOperator) -> Response:
-    return _page(
-        request,
-        state,
-        "test_send.html",
-        operator,
-        {"form": {}, "error": "", "result": "", "topics": sorted(state.catalogue)},
-    )
-
-
-@router.post("/test-send", dependencies=FormGuard)
-def send_test(
-    request: Request,
-    state: State,
-    operator: CurrentOperator,
-    to: Annotated[str, Form(max_length=320)] = "",
-    as_email: Annotated[str, Form(max_length=320)] = "",
-    topics: Annotated[str, Form(max_length=2000)] = "",
-    keywords: Annotated[str, Form(max_length=2000)] = "",
-    edition: Annotated[str, Form(max_length=20)] = "",
-) -> Response:
-    form = {
-        "to": to,
-        "as_email": as_email,
-        "topics": topics,
-        "keywords": keywords,
-        "edition": edition,
-    }
-    error = result = ""
-    try:
-        if not to.strip():
-            raise NewsletterError("give the address the test issue should go to")
-        result = send_test_issue(
-            state.settings,
-            to=to.strip(),
-            as_email=as_email.strip() or None,
-            topics=_words(topics),
-            keywords=[k.strip() for k in keywords.splitlines() if k.strip()],
-            edition=_edition(edition),
-        )
-    except NewsletterError as exc:
-        error = str(exc)
-    return _page(
-        request,
-        state,
-        "test_send.html",
-        operator,
-        {"form": form, "error": error, "result": result, "topics": sorted(state.catalogue)},
-        status=400 if error else 200,
-    )
-
-
-@router.get("/preview")
-def preview_page(
-    request: Request,
-    state: State,
-    operator: CurrentOperator,
-    as_email: Annotated[str, Query(alias="as", max_length=320)] = "",
-    edition: Annotated[str, Query(max_length=20)] = "",
-) -> Response:
-    error = ""
-    if as_email.strip():
-        try:
-            html = preview(state.settings, as_email=as_email.strip(), edition=_edition(edition))
-        except NewsletterError as exc:
-            error = str(exc)
-        else:
-            # The issue's own HTML (email HTML, inline styles) under the view-online policy.
-            return Response(
-                html,
-                media_type="text/html; charset=utf-8",
-                headers={"Content-Security-Policy": VIEW_CSP},
-            )
-    return _page(
-        request,
-        state,
-        "preview.html",
-        operator,
-        {"as_email": as_email, "edition": edition, "error": error},
-        status=400 if error else 200,
     )
