@@ -114,6 +114,8 @@ class ReasonKind(StrEnum):
     KEYWORD = "keyword"  # subject: the keyword as the reader typed it
     TOPIC = "topic"  # subject: the topic's display name
     LIKED = "liked"  # subject: the title of a paper the reader marked "more like this"
+    LIBRARY = "library"  # subject: the title of a paper from the reader's own library
+    FOLLOWED = "followed"  # subject: the name of an author the reader follows
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class LikedPaper:
 
     title: str
     words: frozenset[str]
+    from_library: bool = False  # a seed from the reader's library, not a rating
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,8 @@ def reasons(
         found.append(Reason(ReasonKind.KEYWORD, keyword[0], keyword[1]))
     liked = _best(reader.liked, lambda paper: paper.words, term_words, whole=True)
     if liked is not None:
-        found.append(Reason(ReasonKind.LIKED, liked[0].title, liked[1]))
+        kind = ReasonKind.LIBRARY if liked[0].from_library else ReasonKind.LIKED
+        found.append(Reason(kind, liked[0].title, liked[1]))
     topic = next((reader.topics[c] for c in categories if c in reader.topics), None)
     if topic is not None:
         found.append(Reason(ReasonKind.TOPIC, topic))

@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
-from newsletter.models import Feedback, Frequency, Interest, Paper, Subscriber, Topic
+from newsletter.models import (
+    Feedback,
+    FollowedAuthor,
+    Frequency,
+    Interest,
+    LibrarySeed,
+    Paper,
+    Subscriber,
+    Topic,
+)
 from recommender.explanations import LikedPaper, ReaderInterests, words_of
 
 # The newest likes are enough to name one as the reason; older ones weigh less anyway.
@@ -27,14 +36,21 @@ class Reader:
 
     interests: ReaderInterests = field(default_factory=ReaderInterests)
     weekly: bool = False
+    # Authors they follow: (key as planning.follows matches it, the name as they gave it).
+    followed: tuple[tuple[str, str], ...] = ()
 
 
-def _liked(text_rows: Iterable[tuple[int, str, str]]) -> dict[int, list[LikedPaper]]:
-    liked: dict[int, list[LikedPaper]] = {}
+def _liked(
+    text_rows: Iterable[tuple[int, str, str]],
+    liked: dict[int, list[LikedPaper]] | None = None,
+    *,
+    from_library: bool = False,
+) -> dict[int, list[LikedPaper]]:
+    liked = {} if liked is None else liked
     for subscriber_id, title, abstract in text_rows:
         papers = liked.setdefault(subscriber_id, [])
         if len(papers) < LIKED_LIMIT:
-            papers.append(LikedPaper(title, words_of(f"{title} {abstract}")))
+            papers.append(LikedPaper(title, words_of(f"{title} {abstract}"), from_library))
     return liked
 
 
@@ -45,7 +61,25 @@ def _liked_rows(session: Session, subscriber_ids: list[int]) -> dict[int, list[L
         .where(Feedback.subscriber_id.in_(subscriber_ids), Feedback.value > 0)
         .order_by(Feedback.subscriber_id, Feedback.created_at.desc(), Feedback.id.desc())
     )
-    return _liked((s, t, a) for s, t, a in rows)
+    liked = _liked((s, t, a) for s, t, a in rows)
+    # Then the seeds of their library (issue 16), while there is room.
+    seeds = session.execute(
+        select(LibrarySeed.subscriber_id, LibrarySeed.title, LibrarySeed.abstract)
+        .where(LibrarySeed.subscriber_id.in_(subscriber_ids))
+        .order_by(LibrarySeed.subscriber_id, LibrarySeed.id)
+    )
+    return _liked(((s, t, a) for s, t, a in seeds), liked, from_library=True)
+
+
+def _followed_rows(session: Session, subscriber_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
+    followed: dict[int, list[tuple[str, str]]] = {}
+    for subscriber_id, key, name in session.execute(
+        select(FollowedAuthor.subscriber_id, FollowedAuthor.key, FollowedAuthor.name)
+        .where(FollowedAuthor.subscriber_id.in_(subscriber_ids))
+        .order_by(FollowedAuthor.id)
+    ):
+        followed.setdefault(subscriber_id, []).append((key, name))
+    return followed
 
 
 def load_readers(session: Session, subscriber_ids: Iterable[int]) -> dict[int, Reader]:
@@ -72,10 +106,12 @@ def load_readers(session: Session, subscriber_ids: Iterable[int]) -> dict[int, R
         if words:
             keywords[subscriber_id].append(words)
     liked = _liked_rows(session, ids)
+    followed = _followed_rows(session, ids)
     return {
         s: Reader(
             ReaderInterests(keywords[s], topics[s], liked.get(s, [])),
             weekly=weekly.get(s, False),
+            followed=tuple(followed.get(s, ())),
         )
         for s in ids
     }
@@ -86,8 +122,10 @@ def reader_of(subscriber: Subscriber) -> Reader:
     session, none when it has none)."""
     session = object_session(subscriber)
     liked: list[LikedPaper] = []
+    followed: list[tuple[str, str]] = []
     if session is not None and subscriber.id is not None:
         liked = _liked_rows(session, [subscriber.id]).get(subscriber.id, [])
+        followed = _followed_rows(session, [subscriber.id]).get(subscriber.id, [])
     interests = ReaderInterests(
         keywords=[i.keywords for i in subscriber.interests if i.keywords],
         topics={
@@ -97,4 +135,6 @@ def reader_of(subscriber: Subscriber) -> Reader:
         },
         liked=liked,
     )
-    return Reader(interests, weekly=subscriber.frequency == Frequency.WEEKLY)
+    return Reader(
+        interests, weekly=subscriber.frequency == Frequency.WEEKLY, followed=tuple(followed)
+    )

@@ -22,6 +22,7 @@ from newsletter.mail.latex import readable
 from newsletter.mail.readers import Reader, reader_of
 from newsletter.mail.render import IssueView, PaperView, shorten_authors, trim_text
 from newsletter.models import Delivery, Paper, Subscriber
+from newsletter.planning.follows import followed_author
 from newsletter.settings import Settings
 from newsletter.tokens import Purpose, TokenData, Tokens
 from recommender.explanations import ReaderInterests, Reason, ReasonKind, reasons
@@ -99,6 +100,7 @@ class CardView(PaperView):
     comment: str = ""  # the authors' comment: venue, pages, code link
     read_on: bool = False  # the abstract was cut: "read on" links to the abstract page
     category_ids: tuple[str, ...] = ()
+    author_names: tuple[str, ...] = ()  # every author (``authors`` is shortened): follows
     # Personal parts (never cached): place in the issue and why it was picked.
     rank: int = 0
     why: tuple[ReasonView, ...] = ()
@@ -162,6 +164,7 @@ def paper_base(
         comment=readable(comment) if comment else "",
         read_on=cut,
         category_ids=tuple(categories),
+        author_names=tuple(authors),
     )
 
 
@@ -228,6 +231,8 @@ REASON_TEXTS: dict[ReasonKind, str] = {
     ReasonKind.KEYWORD: mark("matches your keyword “%(subject)s”"),
     ReasonKind.TOPIC: mark("in your topic %(subject)s"),
     ReasonKind.LIKED: mark("like “%(subject)s”, which you marked more like this"),
+    ReasonKind.LIBRARY: mark("like “%(subject)s” from your library"),
+    ReasonKind.FOLLOWED: mark("by %(subject)s, whom you follow"),
 }
 _TITLE_IN_REASON = 80
 
@@ -240,7 +245,7 @@ def reason_views(found: Sequence[Reason], locale: str) -> tuple[ReasonView, ...]
         if template is None:
             continue
         subject = reason.subject
-        if reason.kind is ReasonKind.LIKED:
+        if reason.kind in (ReasonKind.LIKED, ReasonKind.LIBRARY):
             subject = cut_words(readable(subject), _TITLE_IN_REASON)
         views.append(
             ReasonView(reason.kind.value, gettext(locale, template) % {"subject": subject})
@@ -320,7 +325,8 @@ def build_issue_view(
     scoped = TokenData(subscriber_id, token_version, delivery_id)
     view_url = f"{base}/view/{tokens.make(Purpose.VIEW, scoped)}"
     interests_data = reader.interests if reader is not None else None
-    papers = tuple(_personal(item, view_url, interests_data, locale) for item in items)
+    followed = reader.followed if reader is not None else ()
+    papers = tuple(_personal(item, view_url, interests_data, locale, followed) for item in items)
     count = len(papers)
     weekly = reader is not None and reader.weekly
     titles = [paper.title for paper in papers]
@@ -343,7 +349,11 @@ def build_issue_view(
 
 
 def _personal(
-    item: ItemView, view_url: str, reader: ReaderInterests | None, locale: str
+    item: ItemView,
+    view_url: str,
+    reader: ReaderInterests | None,
+    locale: str,
+    followed: Sequence[tuple[str, str]] = (),
 ) -> CardView:
     card = item.paper
     if not isinstance(card, CardView):  # a bare PaperView from an older caller
@@ -351,6 +361,9 @@ def _personal(
     why: tuple[ReasonView, ...] = ()
     if reader is not None:
         found = reasons(terms=item.terms, categories=card.category_ids, reader=reader)
+        author = followed_author(card.author_names, followed)
+        if author is not None:
+            found = (Reason(ReasonKind.FOLLOWED, author), *found)
         why = reason_views(found, locale)
     return replace(
         card,

@@ -163,3 +163,19 @@ def frequent_authors(author_lists: Iterable[Sequence[str]], *, limit: int = 8) -
             if len(shown) > len(current):  # the fullest spelling: "Yann LeCun", not "Y. LeCun"
                 spelling[short] = shown
     return [spelling[k] for k, n in counts.most_common() if n >= 2][:limit]
+
+
+def followed_author(authors: Sequence[str], followed: Sequence[tuple[str, str]]) -> str | None:
+    """The name (as the reader gave it) of the first followed author among ``authors``,
+    given ``followed`` as (stored key, name) pairs; None when there is none."""
+    if not followed:
+        return None
+    keys = [(NameKey.parse(key), name) for key, name in followed]
+    for author in authors:
+        written = name_key(author)
+        if written is None:
+            continue
+        for key, name in keys:
+            if key.matches(written):
+                return name
+    return None
