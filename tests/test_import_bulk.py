@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import Engine, delete, event, select
 from sqlalchemy.orm import selectinload
 
 from newsletter.db import SessionFactory
@@ -303,3 +303,46 @@ def test_a_batch_the_database_refuses_costs_only_its_refused_rows(
     assert emails == [f"p{i}@example.org" for i in range(12) if i not in (3, 9)]
     assert set(interests) == {"cs.CL"}
     assert len(interests) == 10
+
+
+# -------------------------------------------------------------------------- a race
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_address_stored_meanwhile_is_updated_not_lost(
+    engine: Engine, sessions: SessionFactory, tmp_path: Path
+) -> None:
+    """Someone signs up with an address of the file between the batch's look and its
+    insert (PostgreSQL; SQLite has one writer): the row is stored the slow way."""
+    path = tmp_path / "people.csv"
+    path.write_text(
+        "email,name,topics\nrace@example.org,Imported,cs.CL\nother@example.org,,cs.CL\n"
+    )
+    signed_up: list[bool] = []
+
+    def sign_up_first(*args: Any) -> None:
+        if args[2].startswith("INSERT INTO subscribers") and not signed_up:
+            signed_up.append(True)
+            with sessions.begin() as other:  # another connection, committed at once
+                other.add(
+                    Subscriber(
+                        email="race@example.org",
+                        name="Web",
+                        status=SubscriberStatus.PENDING,
+                        interests=[Interest(topic_id="cs.RO")],
+                    )
+                )
+
+    event.listen(engine, "before_cursor_execute", sign_up_first)
+    try:
+        with sessions.begin() as session:
+            summary = import_csv(session, path, CATALOGUE)
+    finally:
+        event.remove(engine, "before_cursor_execute", sign_up_first)
+    assert signed_up == [True]
+    assert (counts(summary), summary.problems) == ((1, 1, 0), [])
+    state = {row[0]: row for row in snapshot(sessions)}
+    # Their choices from the file; their status (a sign-up not yet confirmed) their own.
+    assert state["race@example.org"][1:3] == ("Imported", SubscriberStatus.PENDING)
+    assert state["race@example.org"][-1] == [("cs.CL", None, 1.0)]
+    assert state["other@example.org"][2] == SubscriberStatus.ACTIVE
