@@ -155,6 +155,14 @@ def test_signed_issue_verifies_and_covers_the_unsubscribe_headers(key: Key) -> N
     assert all(signed_headers.count(name) == 2 for name in expected)
 
 
+def test_signed_issue_keeps_crlf_line_ends_only(key: Key) -> None:
+    """The signature header is folded with CRLF too: the delivery workers send composed
+    messages without a normalising pass (``SmtpPool.send(crlf=True)``)."""
+    signed = signer_for(key).sign(issue())
+    assert signed.count(b"\r\n") == signed.count(b"\n") == signed.count(b"\r")
+    assert signed.split(b"\r\n\r\n", 1)[0].count(b"\r\n ") >= 1  # folded, with CRLF
+
+
 @pytest.mark.parametrize(
     "change",
     [

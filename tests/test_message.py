@@ -194,6 +194,18 @@ def test_message_uses_crlf_line_ends_only(rendered: RenderedIssue) -> None:
     assert re.search(rb"\r(?!\n)", raw) is None
 
 
+@pytest.mark.parametrize("value", HOSTILE, ids=HOSTILE_IDS)
+def test_hostile_bodies_and_headers_still_give_crlf_line_ends_only(
+    small: RenderedIssue, value: str
+) -> None:
+    """The delivery workers hand composed messages to the SMTP client as CRLF-clean
+    (``crlf=True``, no normalising pass): whatever the rendered parts hold, that is true."""
+    hostile = replace(small, subject=value, text=value + "\n" + value, html=value + "\r" + value)
+    raw = build_message(hostile, make_headers(to_name=value, list_name=value))
+    assert raw.count(b"\r\n") == raw.count(b"\n") == raw.count(b"\r")
+    assert raw.endswith(b"\r\n")
+
+
 def test_headers(rendered: RenderedIssue) -> None:
     raw = build_message(rendered, make_headers())
     message = parse(raw)

@@ -18,11 +18,19 @@ from sqlalchemy.orm import Session, selectinload
 
 from newsletter.delivery.smtp import SendResult
 from newsletter.mail.addresses import smtp_address
+from newsletter.mail.cards import CardCache
 from newsletter.mail.dkim import DkimSigner
 from newsletter.mail.message import MessageHeaders, build_message, message_id_for, one_line
+from newsletter.mail.readers import Reader, load_readers
 from newsletter.mail.render import IssueView, PaperView, RenderedIssue, Renderer
 from newsletter.mail.verp import envelope_sender
-from newsletter.mail.view import ItemView, build_issue_view, interests_text, paper_base
+from newsletter.mail.view import (
+    CARD_COLUMNS,
+    ItemView,
+    build_issue_view,
+    interests_text,
+    paper_card_from_row,
+)
 from newsletter.models import (
     Delivery,
     DeliveryItem,
@@ -64,13 +72,15 @@ class Job:
     interests: str
     items: tuple[ItemView, ...]
     locale: str = "en"
+    reader: Reader | None = None  # the why in the reader's words (mail.readers)
 
 
 class Composer:
     """Loads claimed deliveries and turns them into messages (one per worker).
 
     Paper cards are built once per paper and kept (an edition's few hundred papers
-    recur in thousands of issues); everything else is per delivery.
+    recur in thousands of issues), and so is their rendered paper-only part
+    (``newsletter.mail.cards``); everything else is per delivery.
     """
 
     def __init__(self, settings: Settings, renderer: Renderer, tokens: Tokens) -> None:
@@ -78,6 +88,7 @@ class Composer:
         self.renderer = renderer
         self.tokens = tokens
         self._papers: dict[int, PaperView] = {}
+        self._cards = CardCache()
         self._editions: dict[int, date] = {}
         self._signer = DkimSigner.from_settings(settings)
         # Derived from the settings once, not per message (parsing the sender costs).
@@ -133,6 +144,7 @@ class Composer:
         self._load_papers(session, {p for entries in items.values() for *_, p in entries})
         self._load_editions(session, {r[2] for r in live})
         interests = self._interests(session, [r[3] for r in live])
+        readers = load_readers(session, [r[3] for r in live])
         jobs = [
             Job(
                 delivery_id=r[0],
@@ -144,6 +156,7 @@ class Composer:
                 edition=self._editions[r[2]],
                 interests=interests.get(r[3], ""),
                 locale=r[9],
+                reader=readers.get(r[3]),
                 items=tuple(
                     ItemView(rank, score, terms, self._papers[paper_id])
                     for rank, score, terms, paper_id in items[r[0]]
@@ -159,14 +172,8 @@ class Composer:
             return
         if len(self._papers) > 50_000:
             self._papers.clear()  # a long-running worker must not grow without bound
-        for pid, title, url, authors, categories, abstract in session.execute(
-            select(
-                Paper.id, Paper.title, Paper.url, Paper.authors, Paper.categories, Paper.abstract
-            ).where(Paper.id.in_(missing))
-        ):
-            self._papers[pid] = paper_base(
-                title=title, url=url, authors=authors, categories=categories, abstract=abstract
-            )
+        for row in session.execute(select(Paper.id, *CARD_COLUMNS).where(Paper.id.in_(missing))):
+            self._papers[row[0]] = paper_card_from_row(row[1:])
 
     def _load_editions(self, session: Session, wanted: set[int]) -> None:
         missing = wanted - self._editions.keys()
@@ -212,8 +219,10 @@ class Composer:
             interests=job.interests,
             items=job.items,
             locale=job.locale,
+            reader=job.reader,
         )
-        return view, self.renderer.render_issue(view)
+        shared = [item.paper for item in job.items]
+        return view, self.renderer.render_issue(view, cards=self._cards, shared=shared)
 
     def message_id(self, job: Job) -> str:
         return message_id_for(

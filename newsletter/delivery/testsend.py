@@ -22,6 +22,7 @@ import dataclasses
 import secrets
 from collections.abc import Sequence
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
@@ -69,8 +70,8 @@ class TestRenderer(Renderer):
 
     __test__ = False
 
-    def render_issue(self, view: IssueView) -> RenderedIssue:
-        rendered = super().render_issue(view)
+    def render_issue(self, view: IssueView, **cards: Any) -> RenderedIssue:
+        rendered = super().render_issue(view, **cards)
         return dataclasses.replace(rendered, subject=TEST_PREFIX + rendered.subject)
 
 

@@ -343,6 +343,7 @@ class Worker:
                     sender=outgoing.envelope_from,
                     recipients=[outgoing.recipient],
                     message=outgoing.message,
+                    crlf=True,  # composed messages have CRLF line ends only (tested)
                 )
             except SmtpUnavailable as exc:
                 self._fail(exc)

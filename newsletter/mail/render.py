@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from mjml import mjml2html
 
 from newsletter.errors import TemplateError
 from newsletter.i18n import jinja_callables
+from newsletter.mail.cards import CardCache, check_card_blocks, uncached_card
 from newsletter.resources import resource_path
 
 
@@ -157,6 +159,7 @@ class Renderer:
                     # knows in a font stack; an issue loads nothing remote by default.
                     source = break_lines(mjml2html(source, fonts={}))
                 env = self._html_env if mjml else self._text_env
+                check_card_blocks(source, env, str(path))
                 template = env.from_string(source)
             except (OSError, UnicodeDecodeError) as exc:
                 raise TemplateError(f"template {path} cannot be read: {exc}") from None
@@ -182,11 +185,24 @@ class Renderer:
         except jinja2.TemplateError as exc:
             raise TemplateError(f"template {self._dir / name} failed to render: {exc}") from None
 
-    def render_issue(self, view: IssueView) -> RenderedIssue:
-        """Subject, HTML and text of one subscriber's issue."""
+    def render_issue(
+        self,
+        view: IssueView,
+        *,
+        cards: CardCache | None = None,
+        shared: Sequence[PaperView] = (),
+    ) -> RenderedIssue:
+        """Subject, HTML and text of one subscriber's issue.
+
+        With ``cards`` and ``shared`` (each paper's shared view, as ``view.paper_base``
+        made it, in the order of ``view.papers``), the templates' ``paper_card`` blocks
+        are rendered once per paper and reused (``newsletter.mail.cards``).
+        """
         # Shallow: the papers stay objects (Jinja reads their attributes); asdict's deep
         # copy costs more than the rest of the fill on the hot path.
         context = {f.name: getattr(view, f.name) for f in fields(view)}
+        if cards is not None and len(shared) == len(view.papers):
+            return self._render("issue", context, view.locale, cards=(cards, view.papers, shared))
         return self._render("issue", context, view.locale)
 
     def render_mail(self, base: str, context: dict[str, Any], *, locale: str) -> RenderedIssue:
@@ -194,16 +210,29 @@ class Renderer:
         confirm, already, address) filled with ``context``, in ``locale``."""
         return self._render(base, dict(context), locale)
 
-    def _render(self, base: str, context: dict[str, Any], locale: str) -> RenderedIssue:
+    def _render(
+        self,
+        base: str,
+        context: dict[str, Any],
+        locale: str,
+        *,
+        cards: tuple[CardCache, Sequence[PaperView], Sequence[PaperView]] | None = None,
+    ) -> RenderedIssue:
         # ``context`` is the caller's own copy and is filled further here. The gettext
         # callables of the message's language (cached per locale and kind).
         context.update(jinja_callables(locale, autoescape=False))
-        subject_name = f"{base}.subject.txt"
-        subject = self._fill(self._compile(subject_name, mjml=False), subject_name, context)
+        context["paper_card"] = uncached_card
+
+        def fill(name: str, *, mjml: bool) -> str:
+            template = self._compile(name, mjml=mjml)
+            if cards is not None:
+                cache, papers, shared = cards
+                context["paper_card"] = cache.card_call(template, locale, papers, shared)
+            return self._fill(template, name, context)
+
+        subject = fill(f"{base}.subject.txt", mjml=False)
         context["subject"] = " ".join(subject.split())
-        text_name = f"{base}.txt"
-        text = self._fill(self._compile(text_name, mjml=False), text_name, context)
+        text = fill(f"{base}.txt", mjml=False)
         context.update(jinja_callables(locale, autoescape=True))
-        html_name = f"{base}.mjml"
-        html = self._fill(self._compile(html_name, mjml=True), html_name, context)
+        html = fill(f"{base}.mjml", mjml=True)
         return RenderedIssue(subject=context["subject"], html=html, text=text)
