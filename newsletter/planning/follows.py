@@ -25,7 +25,7 @@ import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -179,3 +179,20 @@ def followed_author(authors: Sequence[str], followed: Sequence[tuple[str, str]])
             if key.matches(written):
                 return name
     return None
+
+
+_P = TypeVar("_P", bound=tuple[Any, ...])
+
+
+def merge_followed(picks: list[_P], followed: Sequence[_P], *, limit: int) -> list[_P]:
+    """An issue's picks with the papers by followed authors first: every one of them
+    (they are always in the issue, even past ``limit``), then the ranked picks that are
+    not among them, up to ``limit`` in all. Picks are tuples whose first item is the
+    paper (with an ``id``); ``followed`` holds picks made for the followed papers."""
+    if not followed:
+        return picks
+    first = {pick[0].id for pick in followed}
+    ranked = {pick[0].id: pick for pick in picks}
+    merged = [ranked.get(pick[0].id, pick) for pick in followed]
+    merged += [pick for pick in picks if pick[0].id not in first]
+    return merged[: max(limit, len(followed))]
