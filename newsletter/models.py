@@ -347,6 +347,23 @@ class DeliveryItem(Base):
     paper: Mapped[Paper] = relationship()
 
 
+class PlanBatch(Base):
+    """A range of subscriber ids of one edition, claimed by one planner at a time (a
+    lease, so a killed planner's range is taken over) and marked done in the same
+    transaction as its deliveries (``newsletter.planning.claims``)."""
+
+    __tablename__ = "plan_batches"
+
+    edition_id: Mapped[int] = mapped_column(
+        ForeignKey("editions.id", ondelete="CASCADE"), primary_key=True
+    )
+    first_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_id: Mapped[int] = mapped_column(Integer)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None]
+    done_at: Mapped[datetime | None]
+
+
 class Suppression(Base):
     """An address that must never be mailed again (hard bounce, complaint, operator)."""
 

@@ -19,7 +19,7 @@ from newsletter.settings import Settings
 
 if TYPE_CHECKING:
     from newsletter.delivery.outcomes import DeliverySummary
-    from newsletter.planning.editions import PlanSummary
+    from newsletter.planning.options import PlanSummary
 
 
 @dataclass
@@ -90,16 +90,21 @@ class Service:
                 embed_progress=embed_progress,
             )
 
-    def plan(self, day: date, *, progress: ProgressHook | None = None) -> PlanSummary:
-        """Plan the edition of ``day`` (one transaction)."""
+    def plan(
+        self, day: date, *, workers: int = 1, progress: ProgressHook | None = None
+    ) -> PlanSummary:
+        """Plan the edition of ``day``, one committed batch at a time, with ``workers``
+        processes (PostgreSQL; SQLite plans in this one)."""
         # Imported here, as in send(): scikit-learn and the SMTP stack take about a
         # second to import, which every other command would pay at start-up.
-        from newsletter.planning.editions import PlanOptions, plan_edition
+        from newsletter.planning.options import PlanOptions
+        from newsletter.planning.workers import plan_with_workers
 
         options = PlanOptions.from_settings(self.settings)
         self.sync_topics()
-        with self.sessions.begin() as session:
-            return plan_edition(session, day, options=options, progress=progress)
+        return plan_with_workers(
+            self.settings, self.sessions, day, options=options, workers=workers, progress=progress
+        )
 
     def refit(self, *, progress: ProgressHook | None = None) -> str:
         """Fit the model on the newest papers now and store it; return its version."""

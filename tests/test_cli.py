@@ -387,7 +387,11 @@ def test_plan_with_a_day_out_of_range_prints_no_traceback(run: Run) -> None:
     assert result.returncode == ExitCode.USAGE
     assert "Traceback" not in result.stderr
     assert "0001-01-01 is not between 1900-01-01 and 2999-12-31" in _usage_message(result.stderr)
-    assert run("plan", "--edition", "2999-12-31").returncode == 0
+    # The last day there is passes the option; with no papers it is an empty edition,
+    # which plan refuses (exit 1) instead of writing it.
+    latest = run("plan", "--edition", "2999-12-31")
+    assert latest.returncode == ExitCode.FAILURE
+    assert "edition 2999-12-31 would be empty" in latest.stderr
 
 
 @pytest.mark.parametrize("command", ["upgrade", "downgrade"])

@@ -22,7 +22,8 @@ from newsletter.models import (
 )
 from newsletter.papers.catalogue import load_catalogue
 from newsletter.papers.ingest import ingest_file
-from newsletter.planning.editions import PlanOptions, _pick, plan_edition, window
+from newsletter.planning.editions import PlanOptions, plan_edition, window
+from newsletter.planning.issues import pick
 from newsletter.subscribers.roster import build_input, upsert_subscriber
 from tests.conftest import DAILY
 
@@ -262,7 +263,7 @@ def test_pick_uses_the_hybrid_minimum_when_the_hybrid_ranks() -> None:
     subscriber = Subscriber(email="s@example.org", max_papers=None, always_send=False)
 
     def picked(options: PlanOptions, with_dense: bool) -> list[int]:
-        result = _pick(
+        result = pick(
             profiles,
             papers,
             subscribers=[subscriber],

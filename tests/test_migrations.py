@@ -36,6 +36,7 @@ TABLES = {
     "library_imports",
     "library_seeds",
     "followed_authors",
+    "plan_batches",
 }
 
 

@@ -13,9 +13,10 @@ import numpy.typing as npt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.models import Paper, Subscriber
+from newsletter.models import Paper
 from newsletter.papers.embeddings import paper_matrix, semantic_enabled, stored_vectors
 from newsletter.planning.profile_vectors import Ratings, interest_index
+from newsletter.planning.readers import Reader
 from recommender import FeedbackWeights, decay, semantic
 from recommender.linear import LinearOptions, personalise
 
@@ -28,9 +29,36 @@ class DenseInputs:
     papers: npt.NDArray[np.float32]
 
 
+@dataclass(frozen=True, eq=False)
+class DensePapers:
+    """The edition's half of the dense inputs, computed once per edition: the
+    candidates' vectors and the encoder the profiles are embedded with."""
+
+    vectors: npt.NDArray[np.float32]
+    encoder: semantic.Encoder
+
+
+def dense_papers(
+    session: Session, papers: Sequence[Paper], *, setting: bool | None
+) -> DensePapers | None:
+    """The candidates' dense vectors, or None to rank with TF-IDF alone.
+
+    ``setting`` None (the default): semantic when the extra is installed and the
+    candidates were embedded at ingest (any missing ones are then computed here);
+    True: always (computing every missing vector); False: never.
+    """
+    if not semantic_enabled(setting) or not papers:
+        return None
+    if setting is None and not stored_vectors(session, [p.id for p in papers]):
+        # Nothing was embedded at ingest (papers from before the extra was installed):
+        # TF-IDF alone, rather than embedding a whole window while planning.
+        return None
+    return DensePapers(paper_matrix(session, papers), semantic.load_encoder())
+
+
 def edition_inputs(
     session: Session,
-    subscribers: Sequence[Subscriber],
+    subscribers: Sequence[Reader],
     papers: Sequence[Paper],
     *,
     ratings: Ratings,
@@ -39,22 +67,32 @@ def edition_inputs(
     setting: bool | None,
     linear: LinearOptions | None = LinearOptions(),  # noqa: B008 - frozen dataclass
 ) -> DenseInputs | None:
-    """Dense profiles and paper vectors for planning, or None to rank with TF-IDF alone.
+    """Dense profiles and paper vectors for planning, or None to rank with TF-IDF alone
+    (``setting``: see ``dense_papers``; ``linear``: see ``dense_profiles``)."""
+    edition = dense_papers(session, papers, setting=setting)
+    if edition is None:
+        return None
+    return dense_profiles(
+        session, subscribers, edition, ratings=ratings, today=today, weights=weights, linear=linear
+    )
 
-    ``setting`` None (the default): semantic when the extra is installed and the
-    candidates were embedded at ingest (any missing ones are then computed here);
-    True: always (computing every missing vector); False: never. ``linear``: subscribers
-    with enough "more like this" get a per-subscriber logistic regression (the
-    candidates as background negatives) blended into their profile; None: never.
+
+def dense_profiles(
+    session: Session,
+    subscribers: Sequence[Reader],
+    edition: DensePapers,
+    *,
+    ratings: Ratings,
+    today: date,
+    weights: FeedbackWeights,
+    linear: LinearOptions | None = LinearOptions(),  # noqa: B008 - frozen dataclass
+) -> DenseInputs:
+    """The subscribers' dense profiles against the edition's candidates. ``linear``:
+    subscribers with enough "more like this" get a per-subscriber logistic regression
+    (the candidates as background negatives) blended into their profile; None: never.
     """
-    if not semantic_enabled(setting) or not papers:
-        return None
-    if setting is None and not stored_vectors(session, [p.id for p in papers]):
-        # Nothing was embedded at ingest (papers from before the extra was installed):
-        # TF-IDF alone, rather than embedding a whole window while planning.
-        return None
-    paper_vectors = paper_matrix(session, papers)
-    encoder = semantic.load_encoder()
+    paper_vectors = edition.vectors
+    encoder = edition.encoder
     index = interest_index(session, subscribers)
     feedback = semantic.FeedbackEvents.empty()
     rated_vectors = None

@@ -16,8 +16,9 @@ import scipy.sparse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.models import Feedback, Interest, LibrarySeed, Paper, Subscriber, Topic
+from newsletter.models import Feedback, LibrarySeed, Paper, Topic
 from newsletter.planning.modelstore import TextCache
+from newsletter.planning.readers import InterestLike, Reader
 from recommender import Document, FeedbackWeights, TfidfModel, apply_feedback, build_profiles
 
 _CHUNK = 500
@@ -41,7 +42,7 @@ class Ratings:
         return {(subscriber_ids[row], paper) for row, paper, _, _ in self.events}
 
 
-def _interest_text(interest: Interest, topics: dict[str, Topic]) -> str:
+def _interest_text(interest: InterestLike, topics: dict[str, Topic]) -> str:
     if interest.topic_id is not None:
         return topics[interest.topic_id].description
     return interest.keywords or ""
@@ -58,7 +59,7 @@ class InterestIndex:
     weights: list[float]
 
 
-def interest_index(session: Session, subscribers: Sequence[Subscriber]) -> InterestIndex:
+def interest_index(session: Session, subscribers: Sequence[Reader]) -> InterestIndex:
     topics = {t.id: t for t in session.scalars(select(Topic))}
     text_index: dict[str, int] = {}
     rows: list[int] = []
@@ -72,7 +73,7 @@ def interest_index(session: Session, subscribers: Sequence[Subscriber]) -> Inter
     return InterestIndex(list(text_index), rows, cols, weights)
 
 
-def load_ratings(session: Session, subscribers: Sequence[Subscriber]) -> Ratings:
+def load_ratings(session: Session, subscribers: Sequence[Reader]) -> Ratings:
     """Every feedback event of ``subscribers``, with the row each subscriber has, and
     the seeds of their libraries as "more like this".
 
@@ -123,7 +124,7 @@ def load_ratings(session: Session, subscribers: Sequence[Subscriber]) -> Ratings
 def build_subscriber_profiles(
     session: Session,
     model: TfidfModel,
-    subscribers: Sequence[Subscriber],
+    subscribers: Sequence[Reader],
     *,
     ratings: Ratings,
     today: date,

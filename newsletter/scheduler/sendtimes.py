@@ -31,7 +31,7 @@ from newsletter.planning.latest import edition_available_at, latest_edition_day
 from newsletter.scheduler.slots import Rule, due_cutoff, send_time
 
 if TYPE_CHECKING:
-    from newsletter.planning.editions import PlanOptions, PlanSummary
+    from newsletter.planning.options import PlanOptions, PlanSummary
 
 log = logging.getLogger(__name__)
 
@@ -177,12 +177,13 @@ def plan_due(
     lookahead: timedelta,
     skip: set[int] | None = None,
 ) -> PlanSummary | None:
-    """Plan the newest edition for the subscribers whose issue is due (one transaction:
-    the deliveries are never visible without their send time). ``skip``: subscribers
-    known to have nothing new in this edition. None when there is nothing to plan."""
-    from newsletter.planning.editions import plan_edition
+    """Plan the newest edition for the subscribers whose issue is due, a committed
+    batch at a time; each batch's deliveries get their send times in the batch's own
+    transaction, so none is ever visible without one. ``skip``: subscribers known to
+    have nothing new in this edition. None when there is nothing to plan."""
+    from newsletter.planning.planner import plan_in_batches
 
-    with session_factory.begin() as session:
+    with session_factory() as session:
         day = latest_edition_day(session, now)
         if day is None:
             return None
@@ -192,17 +193,26 @@ def plan_due(
             lookahead=lookahead,
             available_since=edition_available_at(session, day),
         )
-        if skip:
-            due = [s for s in due if s not in skip]
-        if not due:
-            return None
-        summary = plan_edition(session, day, options=options, only=due)
-        edition_id = session.scalar(select(Edition.id).where(Edition.date == day))
-        assert edition_id is not None  # plan_edition created it
-        set_send_times(session, edition_id, now=now, lookahead=lookahead)
-        planned = set(
-            session.scalars(select(Delivery.subscriber_id).where(Delivery.edition_id == edition_id))
-        )
+    if skip:
+        due = [s for s in due if s not in skip]
+    if not due:
+        return None
+    summary = plan_in_batches(
+        session_factory,
+        day,
+        options=options,
+        only=due,
+        after_batch=lambda session, edition_id: set_send_times(
+            session, edition_id, now=now, lookahead=lookahead
+        ),
+    )
     if skip is not None:
+        with session_factory() as session:
+            edition_id = session.scalar(select(Edition.id).where(Edition.date == day))
+            planned = set(
+                session.scalars(
+                    select(Delivery.subscriber_id).where(Delivery.edition_id == edition_id)
+                )
+            )
         skip.update(s for s in due if s not in planned)
     return summary

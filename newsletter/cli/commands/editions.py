@@ -10,41 +10,101 @@ import typer
 
 from newsletter.cli import progress
 from newsletter.cli.app import (
-    EditionOption,
     JsonOption,
     QuietOption,
     app,
     configure_logging,
     day_option,
     echo_json,
-    edition_day,
     state,
 )
 from newsletter.cli.exitcodes import ExitCode
+from newsletter.errors import EditionError
 
 if TYPE_CHECKING:
     from newsletter.delivery.outcomes import DeliverySummary
+    from newsletter.service import Service
+
+EditionOption = Annotated[
+    date | None,
+    day_option(
+        "--edition",
+        help_text="Edition date, YYYY-MM-DD (default: the newest listing day with papers).",
+    ),
+]
+
+
+def edition_to_plan(service: Service, edition: date | None) -> date:
+    """The edition asked for, else the newest listing day up to today (UTC); an
+    error, before anything is written, when it would be an edition without papers."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func, select
+
+    from newsletter.models import Paper
+    from newsletter.planning.latest import latest_edition_day
+    from newsletter.planning.windows import earliest_reach
+
+    with service.sessions() as session:
+        if edition is None:
+            newest = latest_edition_day(session, datetime.now(UTC))
+            if newest is None:
+                raise EditionError(
+                    "no papers listed up to today: nothing to plan or send (fetch or ingest "
+                    "papers first, or give --edition YYYY-MM-DD)"
+                )
+            return newest
+        papers = session.scalar(
+            select(func.count(Paper.id)).where(
+                Paper.listed_on >= earliest_reach(edition), Paper.listed_on <= edition
+            )
+        )
+    if not papers:
+        raise EditionError(
+            f"no papers listed from {earliest_reach(edition)} to {edition}: edition {edition} "
+            "would be empty (fetch or ingest papers first, or pick another --edition)"
+        )
+    return edition
+
+
+WorkersOption = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        max=64,
+        metavar="N",
+        help="Planner processes (PostgreSQL; SQLite plans in one). Planners on other "
+        "machines may plan the same edition at the same time.",
+    ),
+]
 
 
 @app.command()
 def plan(
     ctx: typer.Context,
     edition: EditionOption = None,
+    workers: WorkersOption = 1,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Rank new papers for every subscriber and write the edition's deliveries.
 
+    Plans a batch of subscribers per transaction: stopped or killed, it keeps what it
+    planned, and running it again plans the rest (nobody twice). Without --edition:
+    the newest listing day that has papers.
+
     Examples:
       newsletter plan
       newsletter plan --edition 2026-05-29
+      newsletter plan --workers 2
       newsletter plan --edition 2026-05-29 --json | jq .planned
     """
     service = state(ctx).service()
     try:
+        day = edition_to_plan(service, edition)
         enabled = progress.wanted(quiet=quiet, json_output=json_output)
         with progress.progress_bar("plan", enabled=enabled) as hook:
-            summary = service.plan(edition_day(edition), progress=hook)
+            summary = service.plan(day, workers=workers, progress=hook)
     finally:
         service.close()
     if json_output:
@@ -88,7 +148,8 @@ def send(
 ) -> None:
     """Send the edition's due deliveries over SMTP, in this process.
 
-    The same as `newsletter deliver --workers 1 --edition DATE` (default: today).
+    The same as `newsletter deliver --workers 1 --edition DATE` (default: the newest
+    listing day that has papers).
 
     Examples:
       newsletter send --edition 2026-05-29
@@ -98,7 +159,7 @@ def send(
     try:
         enabled = progress.wanted(quiet=quiet, json_output=json_output)
         with progress.progress_bar("send", enabled=enabled) as hook:
-            summary = service.send(edition_day(edition), progress=hook)
+            summary = service.send(edition_to_plan(service, edition), progress=hook)
     finally:
         service.close()
     report(summary, json_output=json_output)

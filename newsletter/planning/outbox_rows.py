@@ -1,0 +1,121 @@
+"""Write a batch's planned issues into the outbox in bulk: deliveries, then their items.
+
+PostgreSQL: the deliveries' ids are drawn from their sequence in one query, then both
+tables are loaded with COPY (psycopg's ``cursor.copy``), about ten times faster than
+INSERTs for the ten items of each delivery. Other databases (SQLite): one executemany
+INSERT ... RETURNING for the deliveries (ids in parameter order) and one executemany
+for the items. Either way it runs in the caller's transaction: a batch is written
+whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, text
+from sqlalchemy.orm import Session
+
+from newsletter.models import Base, Delivery, DeliveryStatus, utcnow
+from newsletter.planning.issues import RankedIssue
+
+_ITEMS = Base.metadata.tables["delivery_items"]
+_NEXT_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('deliveries', 'id')) FROM generate_series(1, :n)"
+)
+
+
+def write_issues(
+    session: Session,
+    edition_id: int,
+    issues: Sequence[RankedIssue],
+) -> None:
+    """One pending delivery per issue (due now: a scheduler sets send times after),
+    with its ranked items."""
+    if not issues:
+        return
+    now = utcnow()
+    if session.get_bind().dialect.name == "postgresql":
+        _copy(session, edition_id, issues, now)
+    else:
+        _insert(session, edition_id, issues, now)
+
+
+def _item_rows(
+    delivery_id: int, issue: RankedIssue, encoded: dict[tuple[str, ...], str]
+) -> list[tuple[int, int, int, float, str]]:
+    rows = []
+    for rank, (paper, score, terms) in enumerate(issue.picks):
+        key = tuple(terms)
+        text = encoded.get(key)
+        if text is None:
+            text = encoded[key] = json.dumps(terms)  # the same few terms recur: once each
+        rows.append((delivery_id, rank, paper.id, round(score, 6), text))
+    return rows
+
+
+def _copy(
+    session: Session,
+    edition_id: int,
+    issues: Sequence[RankedIssue],
+    now: datetime,
+) -> None:
+    connection = session.connection()
+    ids = connection.execute(_NEXT_IDS, {"n": len(issues)}).scalars().all()
+    raw: Any = connection.connection.driver_connection
+    pending = DeliveryStatus.PENDING.value
+    with raw.cursor() as cursor:
+        with cursor.copy(
+            "COPY deliveries (id, edition_id, subscriber_id, status, attempts, created_at) "
+            "FROM STDIN"
+        ) as copy:
+            for delivery_id, issue in zip(ids, issues, strict=True):
+                copy.write_row((delivery_id, edition_id, issue.subscriber.id, pending, 0, now))
+        with cursor.copy(
+            "COPY delivery_items (delivery_id, rank, paper_id, score, terms) FROM STDIN"
+        ) as copy:
+            encoded: dict[tuple[str, ...], str] = {}
+            for delivery_id, issue in zip(ids, issues, strict=True):
+                for row in _item_rows(delivery_id, issue, encoded):
+                    copy.write_row(row)
+
+
+def _insert(
+    session: Session,
+    edition_id: int,
+    issues: Sequence[RankedIssue],
+    now: datetime,
+) -> None:
+    ids = (
+        session.execute(
+            insert(Delivery).returning(Delivery.id, sort_by_parameter_order=True),
+            [
+                {
+                    "edition_id": edition_id,
+                    "subscriber_id": issue.subscriber.id,
+                    "status": DeliveryStatus.PENDING,
+                    "attempts": 0,
+                    "created_at": now,
+                }
+                for issue in issues
+            ],
+        )
+        .scalars()
+        .all()
+    )
+    session.execute(
+        insert(_ITEMS),  # Core: no ORM objects
+        [
+            {
+                "delivery_id": delivery_id,
+                "rank": rank,
+                "paper_id": paper.id,
+                "score": round(score, 6),
+                "terms": terms,
+            }
+            for delivery_id, issue in zip(ids, issues, strict=True)
+            for rank, (paper, score, terms) in enumerate(issue.picks)
+        ],
+    )

@@ -1,0 +1,213 @@
+"""The committing planner: an edition planned one batch per transaction, shared by any
+number of planners (processes here, or on other machines against one PostgreSQL).
+
+Each planner claims a range of subscriber ids (``claims``), plans it (``editions.
+plan_batch``) and writes its deliveries, its items and the range's "done" in one
+transaction. A crash loses at most the batch in flight, which is rolled back whole;
+the next run (or a peer, once the lease runs out) plans it. A batch that fails is
+retried whole a few times, then the range is given back and the error raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from newsletter.db import SessionFactory
+from newsletter.models import Delivery, utcnow
+from newsletter.planning.claims import LEASE, claim, ensure_ranges, finish, range_of, release
+from newsletter.planning.editions import BATCH_SIZE, edition_for, nominal_candidates, plan_batch
+from newsletter.planning.issues import EditionContext, edition_context
+from newsletter.planning.options import PlanOptions, PlanSummary
+from newsletter.planning.readers import count_plannable, load_readers
+from newsletter.progress import ProgressHook
+
+log = logging.getLogger(__name__)
+
+# A failing batch is tried this many times (a serialisation failure, a unique
+# violation when a peer planned the same subscriber) before the planner gives up.
+ATTEMPTS = 3
+# Run in each batch's transaction after its deliveries are written (the scheduler
+# gives them their send times there, so none is ever visible without one).
+AfterBatch = Callable[[Session, int], object]
+
+
+class LeaseLost(Exception):
+    """Another planner took this range over (our lease ran out): the batch is undone."""
+
+
+@dataclass(frozen=True)
+class PlannerRun:
+    """Who a planner is and what it plans: the owner name is unique per run."""
+
+    day: date
+    options: PlanOptions
+    only: Collection[int] | None = None
+    batch_size: int = BATCH_SIZE
+    lease: timedelta = LEASE
+    owner: str = ""
+
+    def named(self) -> PlannerRun:
+        if self.owner:
+            return self
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        return PlannerRun(
+            self.day, self.options, self.only, self.batch_size, self.lease, owner[:100]
+        )
+
+
+def prepare(session_factory: SessionFactory, run: PlannerRun) -> tuple[int, PlanSummary, int]:
+    """Create the edition and its ranges: (edition id, the summary so far, how many
+    subscribers are still to plan)."""
+    with session_factory.begin() as session:
+        edition_id = edition_for(session, run.day).id
+        summary = PlanSummary(edition=run.day)
+        summary.already_planned = (
+            session.scalar(select(func.count(Delivery.id)).where(Delivery.edition_id == edition_id))
+            or 0
+        )
+        summary.candidates = nominal_candidates(session, run.day)
+        total = count_plannable(session, edition_id, only=run.only)
+        ensure_ranges(session, edition_id, width=run.batch_size, only=run.only)
+    return edition_id, summary, total
+
+
+def plan_claimed(
+    session_factory: SessionFactory,
+    run: PlannerRun,
+    *,
+    edition_id: int,
+    since: datetime,
+    clock: Callable[[], datetime] = utcnow,
+    progress: ProgressHook | None = None,
+    total: int | None = None,
+    after_batch: AfterBatch | None = None,
+) -> PlanSummary:
+    """Claim and plan ranges of the edition until none is left; this planner's part
+    of the work, as a summary (``already_planned`` and totals are the caller's)."""
+    run = run.named()
+    summary = PlanSummary(edition=run.day)
+    only = None if run.only is None else sorted(set(run.only))
+    firsts = None if only is None else sorted({range_of(i, run.batch_size) for i in only})
+    with session_factory() as session:
+        context = edition_context(session, run.day, run.options)
+    while True:
+        with session_factory.begin() as session:
+            claimed = claim(
+                session,
+                edition_id,
+                owner=run.owner,
+                since=since,
+                now=clock(),
+                lease=run.lease,
+                firsts=firsts,
+            )
+        if claimed is None:
+            return summary
+        first, last = claimed
+        members = None if only is None else [i for i in only if first <= i <= last]
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                done = _plan_range(
+                    session_factory,
+                    run,
+                    edition_id,
+                    first,
+                    last,
+                    members,
+                    context,
+                    clock,
+                    after_batch,
+                )
+            except LeaseLost:
+                log.warning(
+                    "planner %s lost range %d-%d to another planner", run.owner, first, last
+                )
+                break
+            except (IntegrityError, DBAPIError) as exc:
+                if attempt == ATTEMPTS:
+                    with session_factory.begin() as session:
+                        release(session, edition_id, first, owner=run.owner)
+                    raise
+                log.warning("batch %d-%d failed (%s), retrying it whole", first, last, exc)
+                continue
+            summary.add(done)
+            if progress is not None:
+                progress(done.planned + done.nothing_new, total)
+            break
+
+
+def _plan_range(
+    session_factory: SessionFactory,
+    run: PlannerRun,
+    edition_id: int,
+    first: int,
+    last: int,
+    members: list[int] | None,
+    context: EditionContext | None,
+    clock: Callable[[], datetime],
+    after_batch: AfterBatch | None,
+) -> PlanSummary:
+    """Plan one claimed range in one transaction: deliveries, items and "done"."""
+    with session_factory.begin() as session:
+        readers = []
+        if members != []:
+            readers = load_readers(
+                session,
+                edition_id,
+                after=first - 1,
+                through=last,
+                only=members,
+                limit=last - first + 1,
+            )
+        if readers and context is not None:
+            done = plan_batch(session, context, edition_id, readers)
+        else:
+            done = PlanSummary(edition=run.day, nothing_new=len(readers))
+        if after_batch is not None and done.planned:
+            after_batch(session, edition_id)
+        if not finish(session, edition_id, first, owner=run.owner, now=clock()):
+            raise LeaseLost(f"range {first}-{last}")
+    return done
+
+
+def plan_in_batches(
+    session_factory: SessionFactory,
+    day: date,
+    *,
+    options: PlanOptions,
+    only: Collection[int] | None = None,
+    progress: ProgressHook | None = None,
+    batch_size: int = BATCH_SIZE,
+    clock: Callable[[], datetime] = utcnow,
+    after_batch: AfterBatch | None = None,
+) -> PlanSummary:
+    """Plan the edition of ``day`` in this process, one committed batch at a time,
+    sharing it with any other planner of the same edition."""
+    since = clock()
+    run = PlannerRun(day, options, only, batch_size).named()
+    edition_id, summary, total = prepare(session_factory, run)
+    if progress is not None:
+        progress(0, total)
+    summary.add(
+        plan_claimed(
+            session_factory,
+            run,
+            edition_id=edition_id,
+            since=since,
+            clock=clock,
+            progress=progress,
+            total=total,
+            after_batch=after_batch,
+        )
+    )
+    return summary
