@@ -33,6 +33,12 @@ _HREF = re.compile(r"\\href\s*\{[^{}]*\}\s*\{([^{}]*)\}")
 # What the fallback removes: commands (kept: their braced argument), braces, dollars.
 _COMMAND = re.compile(r"\\([A-Za-z]+|.)")
 _SPACES = re.compile(r"[ \t\r\n\u00a0]+")
+# pylatexenc writes T$^2$PO as "T^2PO" and 360$^\circ$ as "360^∘": Unicode has the
+# superscript and subscript digits (and the degree sign) that read as intended.
+_SUPERSCRIPT = str.maketrans("0123456789+-=()n", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿ")
+_SUBSCRIPT = str.maketrans("0123456789+-=()", "₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎")
+_RAISED = re.compile(r"\^(∘|[0-9+\-=n]+(?![A-Za-z0-9_^]))|\^([0-9]+)")
+_LOWERED = re.compile(r"_([0-9]+)(?![A-Za-z0-9_^])")
 
 
 @functools.cache
@@ -53,7 +59,7 @@ def _balanced_dollars(text: str) -> str:
 
 def _fallback(text: str) -> str:
     text = _COMMAND.sub(lambda m: m.group(1) if not m.group(1).isalpha() else "", text)
-    return text.replace("{", "").replace("}", "").replace("$", "")
+    return text.replace("{", "").replace("}", "").replace("$", "").replace("\\", "")
 
 
 def readable(text: str) -> str:
@@ -72,4 +78,15 @@ def _convert(span: str) -> str:
         plain = _converter().latex_to_text(_PROSE.sub(r"\\\1", span))
     except Exception:  # any parser failure: fall back, never fail the issue
         plain = _fallback(span)
-    return plain if "\\" not in plain else _fallback(plain)
+    if "\\" in plain:
+        plain = _fallback(plain)
+    return _scripts(plain)
+
+
+def _scripts(text: str) -> str:
+    def raised(match: re.Match[str]) -> str:
+        digits = match.group(1) or match.group(2)
+        return "°" if digits == "∘" else digits.translate(_SUPERSCRIPT)
+
+    text = _RAISED.sub(raised, text)
+    return _LOWERED.sub(lambda m: m.group(1).translate(_SUBSCRIPT), text)
