@@ -13,6 +13,7 @@ from newsletter.planning.follows import (
     followed_matches,
     followed_papers,
     frequent_authors,
+    merge_followed,
     name_key,
 )
 
@@ -83,3 +84,13 @@ def test_followed_papers_per_subscriber(sessions: SessionFactory) -> None:
         matches = followed_matches(session, [ada.id], papers)
         assert found == {ada.id: [1, 3], bob.id: [2]}
         assert [m.name for m in matches[ada.id]] == ["Yann LeCun", "Fei-Fei Li"]
+
+
+def test_merge_followed_puts_every_followed_paper_first() -> None:
+    a, b, c, d = (_Paper(i) for i in range(1, 5))
+    ranked = [(a, 0.9, ["x"]), (b, 0.8, ["y"]), (c, 0.7, [])]
+    merged = merge_followed(ranked, [(c, 0.0, []), (d, 0.0, [])], limit=3)
+    assert [(p.id, score) for p, score, _ in merged] == [(3, 0.7), (4, 0.0), (1, 0.9)]
+    # Past the limit when more followed papers than room: they are always in.
+    assert len(merge_followed(ranked, [(p, 0.0, []) for p in (a, b, c, d)], limit=2)) == 4
+    assert merge_followed(ranked, [], limit=1) == ranked
