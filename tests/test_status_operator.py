@@ -22,6 +22,7 @@ from newsletter.delivery.relay_errors import (
     last_relay_error,
     note_outcomes,
     record_relay_error,
+    relay_failing,
 )
 from newsletter.delivery.run import deliver
 from newsletter.delivery.smtp import SendResult
@@ -180,13 +181,28 @@ def test_deferrals_and_refusals_are_noted_once_per_batch(sessions: SessionFactor
     with sessions() as session:
         rows = session.scalars(select(RelayError).order_by(RelayError.created_at)).all()
         error = last_relay_error(session, now=now)
+    # Some went out: the relay works, some recipients were turned away.
     assert [(r.kind, r.reply) for r in rows] == [
         ("deferred", "newer"),
-        ("refused", "5.1.1 no such user"),
+        ("recipients", "5.1.1 no such user"),
     ]
     assert rows[1].deliveries == 2
     assert error is not None
     assert error.text == "550 5.1.1 no such user"
+    assert not relay_failing(error, None)  # about two addresses, not the relay
+    with sessions.begin() as session:
+        later = now + timedelta(seconds=1)
+        note_outcomes(
+            session,
+            [SendResult(status="temporary", code=421, reply="4.3.2 shutting down")] * 3,
+            now=later,
+        )
+    with sessions() as session:
+        down = last_relay_error(session, now=later)
+    assert down is not None
+    assert down.kind == "deferred"
+    assert relay_failing(down, now)  # nothing accepted after it
+    assert not relay_failing(down, later + timedelta(seconds=1))
 
 
 LONG_REPLY = (

@@ -28,8 +28,11 @@ _MAX_REPLY = 1000
 _CODE = re.compile(r"(?<!\d)([245]\d\d)(?!\d)")
 
 UNREACHABLE = "unreachable"  # no session: connection, TLS or login failed
-DEFERRED = "deferred"  # 4xx or a dropped connection: the delivery is retried
-REFUSED = "refused"  # 5xx or failed for good
+DEFERRED = "deferred"  # a whole batch deferred (4xx, dropped connections): retried later
+REFUSED = "refused"  # a whole batch refused for good (5xx)
+RECIPIENTS = "recipients"  # some went out, some were deferred or refused: those addresses'
+# Kinds that say the relay itself is not taking mail (not one address it refuses).
+RELAY_DOWN = (UNREACHABLE, DEFERRED, REFUSED)
 
 
 class _Result(Protocol):
@@ -87,7 +90,10 @@ def note_outcomes(session: Session, results: Sequence[_Result], *, now: datetime
     if not bad:
         return
     last = bad[-1]
-    kind = REFUSED if last.status == "permanent" else DEFERRED
+    if len(bad) < len(results) and any(r.status == "sent" for r in results):
+        kind = RECIPIENTS
+    else:
+        kind = REFUSED if last.status == "permanent" else DEFERRED
     record_relay_error(
         session, kind=kind, code=last.code, reply=last.reply, deliveries=len(bad), now=now
     )
@@ -130,5 +136,10 @@ def last_relay_error(session: Session, *, now: datetime) -> LastRelayError | Non
 
 
 def relay_failing(error: LastRelayError | None, last_sent: datetime | None) -> bool:
-    """Whether the relay's newest word is an error: nothing was accepted since it."""
-    return error is not None and (last_sent is None or error.at >= last_sent)
+    """Whether the relay is failing: its newest word is an error about itself (not
+    about some recipients) and nothing was accepted after it."""
+    return (
+        error is not None
+        and error.kind in RELAY_DOWN
+        and (last_sent is None or error.at > last_sent)
+    )
