@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from newsletter.models import Delivery, DeliveryItem, Edition, Frequency, Paper
 from newsletter.planning.corpus import EditionModel, model_for_edition
 from newsletter.planning.dense_inputs import DenseInputs, DensePapers, dense_papers, dense_profiles
+from newsletter.planning.follows import FollowMatch, followed_matches, merge_followed
 from newsletter.planning.options import PlanOptions
 from newsletter.planning.profile_vectors import build_subscriber_profiles, load_ratings
 from newsletter.planning.readers import Reader
@@ -193,7 +194,9 @@ def rank_batch(
         edition_id=-1 if edition_id is None else edition_id,
     )
     excluded |= ratings.rated_pairs(subscriber_ids)
-    ranking = _Ranking(context, subscribers, profiles, excluded, dense)
+    # Papers by authors they follow are always in the issue (issue 16).
+    follows = followed_matches(session, subscriber_ids, context.papers)
+    ranking = _Ranking(context, subscribers, profiles, excluded, dense, follows)
     issues: list[RankedIssue] = []
     nothing_new = 0
     for start, rows in groups.items():
@@ -258,6 +261,8 @@ class _Ranking:
     # (subscriber id, paper id) pairs never to offer.
     excluded: set[tuple[int, int]]
     dense: DenseInputs | None
+    # Subscriber id -> candidates by an author they follow (planning/follows.py).
+    follows: Mapping[int, list[FollowMatch]]
 
     def group(self, start: date, rows: list[int]) -> tuple[list[RankedIssue], int]:
         """The issues of the subscribers in ``rows``, over the papers listed from
@@ -295,9 +300,28 @@ class _Ranking:
                 (chosen_papers[column], score, list(terms))
                 for (column, score), terms in zip(valid, reasons[i], strict=True)
             ]
+            followed = self._followed(subscriber.id, chosen_papers)
+            if followed:
+                limit = subscriber.max_papers or context.options.max_papers
+                row_picks = merge_followed(row_picks, followed, limit=limit)
             if row_picks:
                 issues.append(RankedIssue(subscriber, row_picks))
         return issues, len(rows) - len(issues)
+
+    def _followed(
+        self, subscriber_id: int, window: list[Paper]
+    ) -> list[tuple[Paper, float, list[str]]]:
+        """Picks for the papers of ``window`` by authors the subscriber follows, except
+        those already sent to them or rated."""
+        matches = self.follows.get(subscriber_id)
+        if not matches:
+            return []
+        in_window = {p.id: p for p in window}
+        return [
+            (in_window[m.paper_id], 0.0, [])
+            for m in matches
+            if m.paper_id in in_window and (subscriber_id, m.paper_id) not in self.excluded
+        ]
 
 
 def _exclusion_matrix(
