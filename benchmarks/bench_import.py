@@ -17,6 +17,11 @@ to the commit. The file: synthetic subscribers (1-3 catalogue topics, 0-2 keywor
 3. validation alone (reading and checking every row, no database), the floor the
    batched path cannot go below.
 
+Besides wall time and rows/s, each line gives rows per CPU-second of the importing
+process and its PostgreSQL backend together (both on this machine; the import waits
+for the server, so on an idle machine wall time is about their sum): a figure that a
+busy shared machine disturbs far less than wall time.
+
 ``time_import(url, path)`` is the function to call from another benchmark: it runs one
 import in a child process and returns its seconds, peak RSS and summary.
 """
@@ -38,6 +43,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 
@@ -139,34 +145,49 @@ class Timing:
     seconds: float
     peak_mb: float
     summary: str
+    cpu: float  # seconds of CPU, the import's process and its PostgreSQL backend together
+    server_cpu: float  # of which its PostgreSQL backend's
 
     @property
     def rate(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else float("nan")
 
     def line(self) -> str:
+        per_cpu = self.rows / self.cpu if self.cpu > 0 else float("nan")
         return (
-            f"  {self.what:<38} {self.rows:>8,} rows {self.seconds:8.2f} s "
-            f"{self.rate:9,.0f} rows/s  peak {self.peak_mb:6,.0f} MB   {self.summary}"
+            f"  {self.what:<34} {self.rows:>7,} rows {self.seconds:7.2f} s "
+            f"{self.rate:7,.0f} rows/s  {per_cpu:7,.0f} rows/CPU-s  "
+            f"(server {self.server_cpu / self.cpu:4.0%})  peak {self.peak_mb:4,.0f} MB  "
+            f"{self.summary}"
         )
 
 
-def time_import(url: str, path: Path, *, mode: str = "batched") -> dict[str, object]:
+def time_import(url: str, path: Path, *, mode: str = "batched") -> dict[str, Any]:
     """One import of ``path`` into ``url`` in a child process (``mode``: batched,
-    row-by-row, or validate: read and check only); its seconds, peak MB and summary."""
+    row-by-row, or validate: read and check only); its seconds, peak MB,
+    summary and CPU seconds (client_cpu, and server_cpu: its PostgreSQL backend's)."""
     command = [sys.executable, __file__, "--child", mode, url, str(path)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"import failed: {done.stderr[-2000:]}")
-    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _child(mode: str, url: str, path: Path) -> None:
     from newsletter.subscribers.roster import import_csv, row_input
 
     catalogue = load_catalogue()
+    server_pid = 0
+    server_cpu = 0.0
     start = time.perf_counter()
+    client_cpu = time.process_time()
     if mode == "validate":
         good = 0
         with path.open(newline="", encoding="utf-8") as handle:
@@ -178,26 +199,40 @@ def _child(mode: str, url: str, path: Path) -> None:
     else:
         engine = make_engine(url)
         with make_session_factory(engine).begin() as session:
+            if engine.dialect.name == "postgresql":  # the server on this machine: its CPU too
+                server_pid = int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+                server_cpu = _cpu_seconds(server_pid)
             result = import_csv(session, path, catalogue, row_by_row=mode == "row-by-row")
         summary = str(result)
+        if server_pid:
+            server_cpu = _cpu_seconds(server_pid) - server_cpu
         engine.dispose()
     seconds = time.perf_counter() - start
+    client_cpu = time.process_time() - client_cpu
     peak = 0.0
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             peak = int(line.split()[1]) / 1024
-    print(json.dumps({"seconds": seconds, "peak_mb": peak, "summary": summary}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_mb": peak,
+                "summary": summary,
+                "client_cpu": client_cpu,
+                "server_cpu": server_cpu,
+            }
+        )
+    )
 
 
 def run(what: str, url: str, path: Path, rows: int, *, mode: str = "batched") -> Timing:
     found = time_import(url, path, mode=mode)
+    cpu = float(found["client_cpu"]) + float(found["server_cpu"])
     timing = Timing(
-        what,
-        rows,
-        float(found["seconds"]),
-        float(found["peak_mb"]),
-        str(found["summary"]),  # type: ignore[arg-type]
-    )
+        what, rows, float(found["seconds"]), float(found["peak_mb"]), str(found["summary"]), cpu,
+        float(found["server_cpu"]),
+    )  # fmt: skip
     print(timing.line(), flush=True)
     return timing
 
