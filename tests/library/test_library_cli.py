@@ -177,3 +177,21 @@ def test_follow_stores_names_once_and_refuses_a_non_name(
     bad = runner.invoke(app, ["subscribers", "follow", "ada@example.org", "..."], env=env)
     # main() prints NewsletterErrors as "error: ..." with exit status 1 (tests/test_cli.py)
     assert "not an author's name: '...'" in str(bad.exception)
+
+
+@pytest.mark.sqlite_only
+def test_add_with_a_library_keeps_an_existing_subscribers_topics(
+    tmp_path: Path, cli: tuple[CliRunner, dict[str, str]]
+) -> None:
+    runner, env = cli
+    runner.invoke(app, ["subscribers", "add", "ada@example.org", "--topic", "cs.CL"], env=env)
+    library = tmp_path / "lib.bib"
+    library.write_text("@article{a, title={A paper of my own}}\n")
+    result = runner.invoke(
+        app, ["subscribers", "add", "ada@example.org", "--library", str(library)], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert "ada@example.org: kept as they are" in result.stdout
+    listed = runner.invoke(app, ["subscribers", "list", "--json"], env=env)
+    (ada,) = json.loads(listed.stdout)["subscribers"]
+    assert ada["topics"] == ["cs.CL"]

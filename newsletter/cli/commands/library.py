@@ -12,8 +12,11 @@ from newsletter.cli.app import JsonOption, echo_json, state
 from newsletter.cli.commands.people import subscribers_app
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from newsletter.models import LibraryImport
     from newsletter.service import Service
+    from newsletter.subscribers.records import SubscriberInput
 
 
 def _subscriber_id(service: Service, email: str) -> int:
@@ -59,6 +62,20 @@ def _print_report(label: str, imp: LibraryImport, *, json_output: bool) -> None:
         )
     if imp.last_error:
         typer.echo(f"{label}: {imp.last_error}", err=True)
+
+
+def add_without_interests(session: Session, data: SubscriberInput) -> str:
+    """``subscribers add EMAIL --library FILE`` without topics or keywords: a new
+    subscriber is added with none (their library is their profile); a stored one is
+    left as they are, interests included."""
+    from sqlalchemy import select
+
+    from newsletter.models import Subscriber
+    from newsletter.subscribers.roster import upsert_subscriber
+
+    if session.scalar(select(Subscriber.id).where(Subscriber.email == data.email)) is not None:
+        return "kept as they are (no topics or keywords given)"
+    return str(upsert_subscriber(session, data))
 
 
 def seed_from_file(service: Service, email: str, path: Path, *, json_output: bool = False) -> int:

@@ -116,7 +116,13 @@ def subscribers_add(
             allow_no_interests=library is not None,
         )
         with service.sessions.begin() as session:
-            outcome = upsert_subscriber(session, data)
+            if library is not None and not (data.topics or data.keywords):
+                # Seeding alone: an existing subscriber keeps the interests they have.
+                from newsletter.cli.commands.library import add_without_interests
+
+                outcome = add_without_interests(session, data)
+            else:
+                outcome = upsert_subscriber(session, data)
         typer.echo(f"{data.email}: {outcome}")
         if library is not None:
             from newsletter.cli.commands.library import seed_from_file
