@@ -284,6 +284,9 @@ def test_an_operator_sees_the_real_figures(
         box = page.locator("#chart-deliveries svg").bounding_box()
         assert box is not None
         assert box["width"] > 600
+        # Two readers refused or deferred, the others accepted: the relay works.
+        assert page.locator("#problems").count() == 0
+        assert "Relay: working" in page.locator("#relay-last-error").inner_text()
         snap(page, "03-overview", enabled=shots)
 
         # Subscribers: a search, the status filter.
@@ -297,6 +300,24 @@ def test_an_operator_sees_the_real_figures(
         page.click("button:has-text('Search')")
         assert page.locator("#subscriber-list tbody tr").count() == len(READERS) - 1
         snap(page, "04-subscribers", enabled=shots)
+
+        # One subscriber's page: the greylisted reader's issues wait for a retry, with
+        # the relay's reply; the refused one is suppressed.
+        page.fill("#q", GREYLISTED)
+        page.click("button:has-text('Search')")
+        page.click(f"#subscriber-list a:has-text('{GREYLISTED}')")
+        assert page.locator("h1").inner_text() == GREYLISTED
+        assert page.locator("#status").inner_text() == "active"
+        issues = page.locator("#deliveries tbody tr")
+        assert issues.count() == len(DAYS)
+        assert "Greylisted" in page.locator("#deliveries").inner_text()
+        snap(page, "04d-subscriber", enabled=shots)
+        page.goto(live.url + "/admin/subscribers?q=" + REFUSED)
+        page.click(f"#subscriber-list a:has-text('{REFUSED}')")
+        assert page.locator("#suppressed").inner_text() == "yes"
+        assert "550" in page.locator("#bounces").inner_text()
+        snap_part(page, "#actions", "04e-subscriber-actions", enabled=shots)
+        page.click("nav >> text=Subscribers")
 
         # Import a CSV through the form on the subscribers page: good rows in, bad ones named.
         assert "without a confirmation mail" in page.locator("#import-consent").inner_text()
@@ -342,7 +363,7 @@ def test_an_operator_sees_the_real_figures(
         page.click("nav >> text=Test send")
         page.fill("#to", "operator@example.org")
         page.fill("#as_email", "ada@example.org")
-        page.fill("#edition", str(DAYS[-1]))
+        page.select_option("#edition", str(DAYS[-1]))
         page.click("button:has-text('Send test issue')")
         assert "sent to operator@example.org" in page.locator("[role=status]").inner_text()
         assert live.smtp.received == received + 1
@@ -358,7 +379,9 @@ def test_an_operator_sees_the_real_figures(
         snap(page, "06-preview-form", enabled=shots)
         page.fill("#as", "alan@example.org")
         page.click("button:has-text('Show the issue')")
-        assert "new paper" in page.locator("body").inner_text()
+        assert page.locator("#whose-status").inner_text() == "active"
+        issue = page.frame_locator("iframe.preview-frame").locator("body")
+        assert "new paper" in issue.inner_text()
         snap(page, "07-preview-issue", enabled=shots)
 
         # /metrics: the sends of this test, and how late they went (no due_at: created_at).
@@ -367,6 +390,9 @@ def test_an_operator_sees_the_real_figures(
         assert metrics["newsletter_send_latency_seconds_count[]"] == figures["sent"]
         assert metrics["newsletter_send_latency_seconds_bucket[('le', '+Inf')]"] == figures["sent"]
         assert metrics["newsletter_last_ingest_timestamp_seconds[]"] > 0
+        assert metrics["newsletter_relay_failing[]"] == 0
+        assert metrics["newsletter_smtp_errors_24h[]"] >= 1
+        assert metrics["newsletter_editions_stuck[]"] == 0
 
         # Log out: the pages are closed again.
         page.goto(live.url + "/admin")
