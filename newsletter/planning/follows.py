@@ -25,6 +25,7 @@ import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select
@@ -68,8 +69,10 @@ def _fold(text: str) -> str:
     return re.sub(r"[^\w,]+", " ", plain.replace("ß", "ss")).strip()
 
 
+@lru_cache(maxsize=1 << 16)
 def name_key(name: str) -> NameKey | None:
-    """The key ``name`` is matched by, or None when there is no name in it."""
+    """The key ``name`` is matched by, or None when there is no name in it (cached: each
+    batch of a planning run looks at the same candidates' authors)."""
     folded = _fold(name)
     if "," in folded:
         family_part, _, given_part = folded.partition(",")
@@ -110,8 +113,10 @@ def followed_matches(
     session: Session, subscriber_ids: Sequence[int], papers: Sequence[PaperLike]
 ) -> dict[int, list[FollowMatch]]:
     """Subscriber id -> the ``papers`` by an author they follow, in ``papers``' order
-    (two queries per 500 subscribers; each paper's authors are keyed once)."""
-    follows: dict[str, list[tuple[int, NameKey, str]]] = defaultdict(list)
+    (one query per 500 subscribers). Follows are indexed by family name and initial,
+    so a common family name followed by many readers costs only its own initials."""
+    # (family, initial) -> follows; initial "" for a family name followed alone.
+    follows: dict[tuple[str, str], list[tuple[int, NameKey, str]]] = defaultdict(list)
     for start in range(0, len(subscriber_ids), _CHUNK):
         chunk = list(subscriber_ids[start : start + _CHUNK])
         for subscriber_id, name, stored in session.execute(
@@ -120,7 +125,7 @@ def followed_matches(
             )
         ):
             parsed = NameKey.parse(stored)
-            follows[parsed.family].append((subscriber_id, parsed, name))
+            follows[(parsed.family, parsed.given[:1])].append((subscriber_id, parsed, name))
     found: dict[int, list[FollowMatch]] = defaultdict(list)
     if not follows:
         return found
@@ -130,7 +135,10 @@ def followed_matches(
             written = name_key(author)
             if written is None:
                 continue
-            for subscriber_id, followed, name in follows.get(written.family, ()):
+            candidates = follows.get((written.family, ""), [])
+            if written.given:
+                candidates = candidates + follows.get((written.family, written.given[0]), [])
+            for subscriber_id, followed, name in candidates:
                 if subscriber_id not in hit and followed.matches(written):
                     hit.add(subscriber_id)
                     found[subscriber_id].append(FollowMatch(paper.id, name))
