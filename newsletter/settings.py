@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     # min_score for the hybrid TF-IDF + embedding score, used when semantic ranking is on
     # (benchmarks/calibrate_min_score.py).
     min_score_semantic: float = Field(default=0.06, ge=0.0, lt=1.0)
-    send_batch_size: int = Field(default=200, ge=1, le=10_000)
+    send_batch_size: int = Field(default=500, ge=1, le=10_000)
     lease_seconds: int = Field(default=600, ge=1)
     deliver_workers: int = Field(default=1, ge=1, le=64)
     log_json: bool = False
