@@ -147,3 +147,19 @@ def test_following_a_suggested_author_and_stopping(
     assert "You no longer follow this author." in gone.text
     with sessions() as session:
         assert session.scalars(select(FollowedAuthor)).first() is None
+
+
+def test_the_preferences_page_says_when_arxiv_is_down_and_when_it_is_tried_again(
+    client: TestClient, sessions: SessionFactory, reader: tuple[int, str]
+) -> None:
+    _, token = reader
+    _upload(client, token, data={"ids": "1706.03762"})
+    with sessions.begin() as session:
+        imp = session.scalars(select(LibraryImport)).one()
+        imp.attempts = 1
+        imp.last_error = (
+            "the arXiv API could not be reached (HTTP 503); trying again after 2026-06-01 12:15 UTC"
+        )
+    page = client.get(f"/manage/{token}").text
+    assert "1 waiting for arXiv" in page
+    assert "trying again after 2026-06-01 12:15 UTC. We will try again by ourselves" in page
