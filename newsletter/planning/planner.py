@@ -10,6 +10,7 @@ retried whole a few times, then the range is given back and the error raised.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -100,50 +101,81 @@ def plan_claimed(
     firsts = None if only is None else sorted({range_of(i, run.batch_size) for i in only})
     with session_factory() as session:
         context = edition_context(session, run.day, run.options)
-    while True:
-        with session_factory.begin() as session:
-            claimed = claim(
-                session,
-                edition_id,
-                owner=run.owner,
-                since=since,
-                now=clock(),
-                lease=run.lease,
-                firsts=firsts,
-            )
-        if claimed is None:
-            return summary
-        first, last = claimed
-        members = None if only is None else [i for i in only if first <= i <= last]
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                done = _plan_range(
-                    session_factory,
-                    run,
+    # The edition's papers and model live as long as the run: moved out of the
+    # collector's sight, each batch's short-lived rows no longer make it walk them
+    # (a third of the time went to collections at 20k subscribers).
+    gc.collect()
+    gc.freeze()
+    try:
+        while True:
+            with session_factory.begin() as session:
+                claimed = claim(
+                    session,
                     edition_id,
-                    first,
-                    last,
-                    members,
-                    context,
-                    clock,
-                    after_batch,
+                    owner=run.owner,
+                    since=since,
+                    now=clock(),
+                    lease=run.lease,
+                    firsts=firsts,
                 )
-            except LeaseLost:
-                log.warning(
-                    "planner %s lost range %d-%d to another planner", run.owner, first, last
-                )
-                break
-            except (IntegrityError, DBAPIError) as exc:
-                if attempt == ATTEMPTS:
-                    with session_factory.begin() as session:
-                        release(session, edition_id, first, owner=run.owner)
-                    raise
-                log.warning("batch %d-%d failed (%s), retrying it whole", first, last, exc)
-                continue
-            summary.add(done)
-            if progress is not None:
-                progress(done.planned + done.nothing_new, total)
-            break
+            if claimed is None:
+                return summary
+            first, last = claimed
+            members = None if only is None else [i for i in only if first <= i <= last]
+            done = _plan_with_retries(
+                session_factory,
+                run,
+                edition_id,
+                (first, last),
+                members,
+                context,
+                clock,
+                after_batch,
+            )
+            if done is not None:
+                summary.add(done)
+                if progress is not None:
+                    progress(done.planned + done.nothing_new, total)
+    finally:
+        gc.unfreeze()
+
+
+def _plan_with_retries(
+    session_factory: SessionFactory,
+    run: PlannerRun,
+    edition_id: int,
+    bounds: tuple[int, int],
+    members: list[int] | None,
+    context: EditionContext | None,
+    clock: Callable[[], datetime],
+    after_batch: AfterBatch | None,
+) -> PlanSummary | None:
+    """Plan a claimed range, retried whole on a database error; None when another
+    planner took it over meanwhile."""
+    first, last = bounds
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return _plan_range(
+                session_factory,
+                run,
+                edition_id,
+                first,
+                last,
+                members,
+                context,
+                clock,
+                after_batch,
+            )
+        except LeaseLost:
+            log.warning("planner %s lost range %d-%d to another planner", run.owner, first, last)
+            return None
+        except (IntegrityError, DBAPIError) as exc:
+            if attempt == ATTEMPTS:
+                with session_factory.begin() as session:
+                    release(session, edition_id, first, owner=run.owner)
+                raise
+            log.warning("batch %d-%d failed (%s), retrying it whole", first, last, exc)
+    return None
 
 
 def _plan_range(
