@@ -131,6 +131,7 @@ def test_after_the_last_attempt_entries_with_a_title_are_kept_and_the_rest_repor
     ]
 
 
+@pytest.mark.both_databases  # title matching in SQL (lower()) and JSON columns
 def test_duplicates_against_the_library_and_dois_known_from_other_readers(
     sessions: SessionFactory,
 ) -> None:
@@ -160,6 +161,7 @@ def test_duplicates_against_the_library_and_dois_known_from_other_readers(
     assert imp.status == "done"
 
 
+@pytest.mark.both_databases
 def test_seeds_do_not_decay_until_the_readers_own_ratings_outnumber_them(
     sessions: SessionFactory,
 ) -> None:
