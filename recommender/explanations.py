@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -136,6 +135,18 @@ class LikedPaper:
     from_library: bool = False  # a seed from the reader's library, not a rating
 
 
+# A word -> the positions of the candidates (keywords, liked papers) that hold it.
+_Index = dict[str, frozenset[int]]
+
+
+def _index(word_sets: Sequence[frozenset[str]]) -> _Index:
+    found: dict[str, set[int]] = {}
+    for position, words in enumerate(word_sets):
+        for word in words:
+            found.setdefault(word, set()).add(position)
+    return {word: frozenset(positions) for word, positions in found.items()}
+
+
 @dataclass(frozen=True)
 class ReaderInterests:
     """What the reader told us, as plain data: keywords as typed, topics, liked papers."""
@@ -143,17 +154,28 @@ class ReaderInterests:
     keywords: Sequence[str] = ()
     topics: Mapping[str, str] = field(default_factory=dict)  # topic id -> display name
     liked: Sequence[LikedPaper] = ()  # newest first
+    # Which keywords and liked papers hold each word: built once per reader, since every
+    # pick of their issue asks (see ``reasons``).
+    indexes: tuple[_Index, _Index] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        keywords = _index([words_of(keyword) for keyword in self.keywords])
+        # A frozen dataclass sets a derived field this way (the documented idiom).
+        object.__setattr__(self, "indexes", (keywords, _index([p.words for p in self.liked])))
 
 
 _WORD = re.compile(WORD_PATTERN)
+_STOP_WORDS: frozenset[str] = frozenset(ENGLISH_STOP_WORDS)
 
 
 def words_of(text: str) -> frozenset[str]:
     """The words of ``text`` as the TF-IDF model tokenises them (lower case, no accents,
     no stop words), so they compare with the model's terms."""
-    folded = unicodedata.normalize("NFKD", text.lower())
-    folded = "".join(c for c in folded if not unicodedata.combining(c))
-    return frozenset(w for w in _WORD.findall(folded) if w not in ENGLISH_STOP_WORDS)
+    folded = text.lower()
+    if not folded.isascii():
+        folded = unicodedata.normalize("NFKD", folded)
+        folded = "".join(c for c in folded if not unicodedata.combining(c))
+    return frozenset(_WORD.findall(folded)).difference(_STOP_WORDS)
 
 
 def reasons(
@@ -162,41 +184,42 @@ def reasons(
     """Why a pick fits this reader: the keyword its matched terms come from, the liked
     paper that shares them, the reader's topic it is listed in (each at most once, in
     that order; none when nothing of the reader's explains it)."""
-    term_words = [(term, frozenset(term.split())) for term in terms]
+    term_words = [(term, term.split()) for term in terms]
+    keyword_index, liked_index = reader.indexes
     found: list[Reason] = []
-    keyword = _best(reader.keywords, words_of, term_words)
+    keyword = _best(keyword_index, term_words, whole=False)
     if keyword is not None:
-        found.append(Reason(ReasonKind.KEYWORD, keyword[0], keyword[1]))
-    liked = _best(reader.liked, lambda paper: paper.words, term_words, whole=True)
+        found.append(Reason(ReasonKind.KEYWORD, reader.keywords[keyword[0]], keyword[1]))
+    liked = _best(liked_index, term_words, whole=True)
     if liked is not None:
-        kind = ReasonKind.LIBRARY if liked[0].from_library else ReasonKind.LIKED
-        found.append(Reason(kind, liked[0].title, liked[1]))
+        paper = reader.liked[liked[0]]
+        kind = ReasonKind.LIBRARY if paper.from_library else ReasonKind.LIKED
+        found.append(Reason(kind, paper.title, liked[1]))
     topic = next((reader.topics[c] for c in categories if c in reader.topics), None)
     if topic is not None:
         found.append(Reason(ReasonKind.TOPIC, topic))
     return tuple(found)
 
 
-_T = TypeVar("_T")
+_NOWHERE: frozenset[int] = frozenset()
 
 
 def _best(
-    candidates: Sequence[_T],
-    words: Callable[[_T], frozenset[str]],
-    term_words: Sequence[tuple[str, frozenset[str]]],
-    *,
-    whole: bool = False,
-) -> tuple[_T, tuple[str, ...]] | None:
+    index: _Index, term_words: Sequence[tuple[str, list[str]]], *, whole: bool
+) -> tuple[int, tuple[str, ...]] | None:
     """The candidate whose words cover the most terms (the first on a tie), with those
     terms. A keyword covers a term that shares a word with it ("retrieval-augmented
     generation" covers "augmented generation" and "generation"); a liked paper must hold
     every word of a term (``whole``), since a long abstract shares some word with anything."""
-    best: tuple[_T, tuple[str, ...]] | None = None
-    for candidate in candidates:
-        have = words(candidate)
-        covered = tuple(
-            term for term, parts in term_words if (parts <= have if whole else parts & have)
-        )
-        if covered and (best is None or len(covered) > len(best[1])):
-            best = (candidate, covered)
-    return best
+    covered: dict[int, list[str]] = {}
+    for term, parts in term_words:
+        holders = [index.get(word, _NOWHERE) for word in parts]
+        if not holders:
+            continue
+        hits = holders[0].intersection(*holders[1:]) if whole else holders[0].union(*holders[1:])
+        for position in hits:
+            covered.setdefault(position, []).append(term)
+    if not covered:
+        return None
+    position = min(covered, key=lambda p: (-len(covered[p]), p))
+    return position, tuple(covered[position])

@@ -11,9 +11,10 @@ rating links) and the subject and preheader.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import date
 from typing import Any
 
@@ -239,18 +240,19 @@ _TITLE_IN_REASON = 80
 
 def reason_views(found: Sequence[Reason], locale: str) -> tuple[ReasonView, ...]:
     """The reasons as sentences in ``locale`` (a long title cut at a word)."""
-    views = []
-    for reason in found:
-        template = REASON_TEXTS.get(reason.kind)
-        if template is None:
-            continue
-        subject = reason.subject
-        if reason.kind in (ReasonKind.LIKED, ReasonKind.LIBRARY):
-            subject = cut_words(readable(subject), _TITLE_IN_REASON)
-        views.append(
-            ReasonView(reason.kind.value, gettext(locale, template) % {"subject": subject})
-        )
-    return tuple(views)
+    views = (_reason_view(reason.kind, reason.subject, locale) for reason in found)
+    return tuple(view for view in views if view is not None)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _reason_view(kind: ReasonKind, subject: str, locale: str) -> ReasonView | None:
+    # The same keyword, topic or liked title recurs in many picks of many issues.
+    template = REASON_TEXTS.get(kind)
+    if template is None:
+        return None
+    if kind in (ReasonKind.LIKED, ReasonKind.LIBRARY):
+        subject = cut_words(readable(subject), _TITLE_IN_REASON)
+    return ReasonView(kind.value, gettext(locale, template) % {"subject": subject})
 
 
 def cut_words(text: str, limit: int) -> str:
@@ -365,8 +367,12 @@ def _personal(
         if author is not None:
             found = (Reason(ReasonKind.FOLLOWED, author), *found)
         why = reason_views(found, locale)
-    return replace(
-        card,
+    # The shared card with this reader's parts: a copy of its fields, not
+    # dataclasses.replace, which re-runs __init__ through fields() (twice the cost,
+    # on every pick of every issue).
+    personal = object.__new__(CardView)
+    personal.__dict__.update(
+        card.__dict__,
         terms=", ".join(item.terms),
         score=item.score,
         more_url=rate_url(view_url, item.rank, "more"),
@@ -374,6 +380,7 @@ def _personal(
         rank=item.rank,
         why=why,
     )
+    return personal
 
 
 def issue_view(
