@@ -343,9 +343,10 @@ def test_every_public_page_passes_axe(browser: Browser, live: Live, engine: Engi
         assert response.status < 500, f"{url}: {response.status}"
 
     def check(name: str) -> None:
+        snap(page, name, enabled=True)
         page.set_viewport_size(PHONE)
         wide = page.evaluate("document.documentElement.scrollWidth")
-        snap(page, name, enabled=True)
+        page.set_viewport_size(DESKTOP)
         found = axe_violations(page)
         if wide > PHONE["width"]:
             found.append(f"scrolls sideways at {PHONE['width']} px ({wide} px wide)")
