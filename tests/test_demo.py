@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import mailbox
 import re
 import socket
 import threading
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from newsletter.cli.demo import DEMO_SUBSCRIBERS, run_demo
+from newsletter.settings import load_settings
+from newsletter.web.app import create_app
 
 pytestmark = pytest.mark.slow  # runs the whole demo
+
+
+def _plain(data: bytes) -> str:
+    message = BytesParser(policy=policy.default).parsebytes(data)
+    assert isinstance(message, EmailMessage)
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
 
 
 def test_demo_twice(tmp_path: Path) -> None:
@@ -33,3 +48,18 @@ def test_demo_twice(tmp_path: Path) -> None:
     assert threading.active_count() == threads_before
     # Different interests give different top papers.
     assert len({line.split(None, 2)[2] for line in table}) == len(DEMO_SUBSCRIBERS)
+    # Each step is announced before it runs; the preview says whose issue it is.
+    steps = [line for line in lines if re.match(r"^\[\d/5\] ", line)]
+    assert len(steps) == 5
+    assert "HTML preview of Ada Lovelace <ada@example.org>'s issue" in output
+    # The pages its links point to can be served with the settings it wrote.
+    assert f"newsletter --config {result.config} serve" in output
+    settings = load_settings(result.config)  # a real secret: serve would accept it
+    maildir = mailbox.Maildir(result.maildir, create=False)
+    text = "\n".join(_plain(maildir.get_bytes(key)) for key in maildir.iterkeys())
+    manage = re.search(r"http://127\.0\.0\.1:8000(/manage/[\w.-]+)", text)
+    assert manage is not None
+    with TestClient(create_app(settings)) as client:
+        page = client.get(manage.group(1))
+    assert page.status_code == 200  # not "this link does not work"
+    assert "@example.org" in page.text
