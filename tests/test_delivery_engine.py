@@ -386,10 +386,10 @@ def test_a_bug_while_sending_stops_the_worker_and_loses_nothing(
 
     real_send = smtp_module.SmtpPool.send
 
-    async def buggy(self: Any, *, sender: str, recipients: Any, message: bytes) -> Any:
+    async def buggy(self: Any, *, sender: str, recipients: Any, message: bytes, **kw: Any) -> Any:
         if recipients == ["carol@example.org"]:
             raise RuntimeError("bug in the sender")
-        return await real_send(self, sender=sender, recipients=recipients, message=message)
+        return await real_send(self, sender=sender, recipients=recipients, message=message, **kw)
 
     monkeypatch.setattr(smtp_module.SmtpPool, "send", buggy)
     sessions = planned.sessions
