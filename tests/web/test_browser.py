@@ -210,6 +210,14 @@ def test_from_sign_up_to_one_click_unsubscribe(
         # A real issue, planned and sent through SMTP.
         send_edition(live.settings)
         issue = wait_for_mail(live, 2)[1]
+        # The mailed issue's own HTML, checked by axe like every page (axe needs scripts).
+        mail_context = browser.new_context(viewport=DESKTOP)
+        try:
+            mail_page = mail_context.new_page()
+            mail_page.set_content(issue.html)
+            assert axe_violations(mail_page) == []
+        finally:
+            mail_context.close()
         with db() as session:
             delivery = session.scalars(
                 select(Delivery).where(Delivery.subscriber_id == ada.id)
