@@ -31,6 +31,7 @@ from newsletter.models import (
     SubscriberStatus,
     Suppression,
 )
+from newsletter.subscribers.library import library_export
 from newsletter.tokens import MAX_AGE, Purpose
 
 # A sign-up waits for its confirmation as long as the confirmation link lives.
@@ -404,6 +405,7 @@ def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
             }
             for d in deliveries
         ],
+        **library_export(session, subscriber.id),
     }
 
 

@@ -21,7 +21,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.db import SessionFactory
-from newsletter.models import LibraryImport, LibrarySeed, Paper, Subscriber, utcnow
+from newsletter.models import (
+    FollowedAuthor,
+    LibraryImport,
+    LibrarySeed,
+    Paper,
+    Subscriber,
+    utcnow,
+)
 from newsletter.papers.ingest import upsert_papers
 from newsletter.papers.sources.http import FetchError
 from newsletter.settings import Settings
@@ -369,3 +376,40 @@ def problems_of(imp: LibraryImport) -> list[EntryProblem]:
         for r in imp.report
         if r["outcome"] == NOT_IMPORTED
     ]
+
+
+def library_export(session: Session, subscriber_id: int) -> dict[str, Any]:
+    """The reader's library and followed authors, for their data export."""
+    seeds = session.scalars(
+        select(LibrarySeed)
+        .where(LibrarySeed.subscriber_id == subscriber_id)
+        .order_by(LibrarySeed.id)
+    )
+    imports = recent_imports(session, subscriber_id, limit=1000)
+    follows = session.scalars(
+        select(FollowedAuthor)
+        .where(FollowedAuthor.subscriber_id == subscriber_id)
+        .order_by(FollowedAuthor.id)
+    )
+    return {
+        "library": [
+            {
+                "arxiv_id": s.arxiv_id,
+                "doi": s.doi,
+                "title": s.title,
+                "authors": s.authors,
+                "added": s.created_at.isoformat(),
+            }
+            for s in seeds
+        ],
+        "library_imports": [
+            {
+                "source": i.source,
+                "status": i.status,
+                "at": i.created_at.isoformat(),
+                "report": i.report,
+            }
+            for i in reversed(imports)
+        ],
+        "followed_authors": [a.name for a in follows],
+    }

@@ -163,3 +163,17 @@ def test_the_preferences_page_says_when_arxiv_is_down_and_when_it_is_tried_again
     page = client.get(f"/manage/{token}").text
     assert "1 waiting for arXiv" in page
     assert "trying again after 2026-06-01 12:15 UTC. We will try again by ourselves" in page
+
+
+def test_the_data_export_holds_the_library_and_the_followed_authors(
+    client: TestClient, reader: tuple[int, str]
+) -> None:
+    _, token = reader
+    _upload(client, token, files={"file": ("mine.bib", BIBTEX, "text/x-bibtex")})
+    csrf = csrf_from(client.get(f"/manage/{token}/library"))
+    client.post(f"/manage/{token}/library/follow", data={"csrf_token": csrf, "name": "Y. LeCun"})
+    data = client.get(f"/manage/{token}/export").json()
+    assert [s["title"] for s in data["library"]] == ["Quantum error correction with LDPC codes"]
+    assert data["library_imports"][0]["source"] == "mine.bib"
+    assert len(data["library_imports"][0]["report"]) == 3
+    assert data["followed_authors"] == ["Y. LeCun"]
