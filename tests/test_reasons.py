@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from newsletter.db import SessionFactory
+from newsletter.delivery.compose import Composer
 from newsletter.mail.readers import Reader, load_readers
 from newsletter.mail.render import Renderer
 from newsletter.mail.view import (
@@ -23,7 +24,18 @@ from newsletter.mail.view import (
     preheader_line,
     subject_line,
 )
-from newsletter.models import Feedback, Frequency, Interest, Paper, Subscriber, Topic
+from newsletter.models import (
+    Delivery,
+    DeliveryItem,
+    Edition,
+    Feedback,
+    Frequency,
+    Interest,
+    Paper,
+    Subscriber,
+    SubscriberStatus,
+    Topic,
+)
 from newsletter.settings import load_settings
 from newsletter.tokens import Tokens
 from recommender.explanations import (
@@ -93,7 +105,12 @@ def _add_reader(session: Session) -> tuple[int, int, str]:
     if topic is None:
         topic = Topic(id="cs.CL", name="Computation and Language", description="")
         session.add(topic)
-    weekly = Subscriber(email="w@example.org", token_version=1, frequency=Frequency.WEEKLY)
+    weekly = Subscriber(
+        email="w@example.org",
+        token_version=1,
+        frequency=Frequency.WEEKLY,
+        status=SubscriberStatus.ACTIVE,
+    )
     daily = Subscriber(email="d@example.org", token_version=1)
     session.add_all([weekly, daily])
     session.flush()
@@ -251,3 +268,57 @@ def test_abstracts_are_cut_after_a_sentence() -> None:
     assert was_cut
     assert cut.endswith(" …")
     assert len(cut) <= 102
+
+
+# --- the whole path: a stored delivery composed as the delivery workers do -----------------
+
+
+@pytest.mark.sqlite_only
+def test_a_composed_issue_says_why_in_the_readers_words(
+    sessions: SessionFactory, database_url: str
+) -> None:
+    with sessions.begin() as session:
+        weekly_id, _, topic_name = _add_reader(session)
+        edition = Edition(date=date(2026, 5, 27))
+        session.add(edition)
+        session.flush()
+        delivery = Delivery(edition_id=edition.id, subscriber_id=weekly_id)
+        session.add(delivery)
+        session.flush()
+        paper = Paper(
+            external_id="2605.99999",
+            title=r"RAG over $\mathbb{R}^n$: retrieval for long context",
+            abstract="We retrieve. We generate.",
+            authors=["A. Author"],
+            categories=["cs.CL"],
+            url="https://arxiv.org/abs/2605.99999",
+            comment="ACL 2026",
+            listed_on=date(2026, 5, 27),
+            content_listed_on=date(2026, 5, 27),
+        )
+        session.add(paper)
+        session.flush()
+        session.add(
+            DeliveryItem(
+                delivery_id=delivery.id,
+                rank=1,
+                paper_id=paper.id,
+                score=0.5,
+                terms=["augmented generation", "context windows"],
+            )
+        )
+        delivery_id = delivery.id
+    settings = load_settings(overrides={"secret_key": SECRET, "database_url": database_url})
+    composer = Composer(settings, Renderer(), Tokens(SECRET))
+    with sessions() as session:
+        [job], blocked = composer.load(session, [delivery_id])
+    assert blocked == []
+    _, rendered = composer.render(job)
+    assert rendered.subject == "Your week: RAG over ℝⁿ: retrieval for long context"
+    assert (
+        f"Why: matches your keyword “{RAG}”; like “{LIKED_TITLE}”, which you marked more like "
+        f"this; in your topic {topic_name}"
+    ) in rendered.text
+    assert "arXiv:2605.99999 · 2026-05-27 · cs.CL" in rendered.text
+    assert "ACL 2026" in rendered.html
+    assert "\\mathbb" not in rendered.text + rendered.html
