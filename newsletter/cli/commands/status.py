@@ -27,11 +27,15 @@ def status(
         ),
     ] = 10,
 ) -> None:
-    """Show subscribers, the delivery queue, the last editions and the newest failures.
+    """Show subscribers, the delivery queue, the relay's last error, editions stuck in
+    sending, the last editions and the newest failures (fits 80 columns).
 
     "Due now" is what a `newsletter deliver` would claim at once; "scheduled later"
     waits for a send hour or a retry backoff; a claimed delivery whose lease expired
-    belongs to a worker that died and is claimed again by the next one. Exit status 4
+    belongs to a worker that died and is claimed again by the next one. The relay is
+    "failing" when its newest error (unreachable, or a whole batch deferred or refused)
+    came after the last issue it accepted; an edition is stuck when deliveries have been
+    due for 30 minutes and none of it was sent meanwhile. Exit status 4
     when the database cannot be reached or is not migrated, 1 when --edition names an
     edition that was never planned.
 
