@@ -268,6 +268,43 @@ async def _raw_client(port: int, message: bytes, n: int, connections: int) -> fl
     return elapsed
 
 
+async def _engine_client(port: int, message: bytes, n: int, connections: int) -> float:
+    from newsletter.delivery.smtp import SmtpConfig, SmtpPool
+
+    config = SmtpConfig(
+        host="127.0.0.1",
+        port=port,
+        tls="none",
+        username=None,
+        password=None,
+        timeout=60,
+        connections=connections,
+    )
+    numbers = iter(range(n))
+    async with SmtpPool(config) as pool:
+
+        async def pump() -> None:
+            for i in numbers:
+                result = await pool.send(
+                    sender=SENDER, recipients=[f"reader{i}@example.org"], message=message, crlf=True
+                )
+                if result.status != "sent":
+                    raise SystemExit(f"engine client: {result}")
+
+        start = time.perf_counter()
+        await asyncio.gather(*(pump() for _ in range(connections)))
+        return time.perf_counter() - start
+
+
+def bench_engine_client(sink: Sink, message: bytes, n: int, connections: int) -> Rate:
+    """The engine's own SMTP client (SmtpPool: aiosmtplib opens the sessions, the
+    transactions are pipelined) alone, ``connections`` sessions, one prebuilt message."""
+    before = sink.count()
+    elapsed = asyncio.run(_engine_client(sink.port, message, n, connections))
+    counted = sink.settled_count(before + n) - before
+    return Rate(n, elapsed, counted)
+
+
 def bench_raw_client(sink: Sink, message: bytes, n: int, connections: int) -> Rate:
     """aiosmtplib alone: ``connections`` reused sessions, one prebuilt message N times."""
     before = sink.count()
@@ -750,6 +787,82 @@ class Stages:
     compose: float = 0.0  # Composer.compose() per message: render + MIME in one call
     smtp_regex: float | None = None  # aiosmtplib's own pass over the message bytes
     notes: list[str] = field(default_factory=list)
+    profile: list[str] = field(default_factory=list)  # cProfile breakdown, when asked
+
+
+# Where a function's own time goes, by the file it lives in (first match wins).
+AREAS = (
+    (
+        "render: view, why, tokens",
+        (
+            "mail/view.py",
+            "mail/readers.py",
+            "explanations.py",
+            "tokens.py",
+            "itsdangerous",
+            "hmac.py",
+            "i18n.py",
+            "babel",
+            "latex.py",
+            "json",
+        ),
+    ),
+    (
+        "render: Jinja, cards",
+        ("jinja2", "markupsafe", "mail/render.py", "mail/cards.py", "<template>", "dataclasses.py"),
+    ),
+    (
+        "MIME: headers, encodings, DKIM",
+        (
+            "mail/message.py",
+            "binascii",
+            "numpy",
+            "dkim",
+            "email/",
+            "mail/addresses.py",
+            "mail/verp.py",
+        ),
+    ),
+    (
+        "SMTP client + event loop",
+        ("delivery/smtp", "aiosmtplib", "asyncio", "selectors.py", "socket", "ssl.py"),
+    ),
+    (
+        "claim, load, record (SQLAlchemy, driver)",
+        (
+            "sqlalchemy",
+            "psycopg",
+            "sqlite3",
+            "delivery/outbox.py",
+            "delivery/compose.py",
+            "delivery/outcomes.py",
+            "models.py",
+        ),
+    ),
+)
+
+
+def profile_breakdown(stats: Any, messages: int, top: int = 18) -> list[str]:
+    """cProfile's own times grouped by area, then the costliest functions, per message."""
+    per = 1e6 / max(messages, 1)
+    areas: dict[str, float] = {}
+    rows = []
+    for (filename, line, name), (_cc, _nc, own, _cum, _callers) in stats.stats.items():
+        where = f"{filename}:{name}"
+        area = next(
+            (label for label, needles in AREAS if any(n in where for n in needles)), "other"
+        )
+        areas[area] = areas.get(area, 0.0) + own
+        rows.append((own, f"{Path(filename).name}:{line}({name})", area))
+    total = sum(areas.values())
+    lines = [f"cProfile of the stage run, own time per message ({messages:,} messages):"]
+    for area, own in sorted(areas.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {own * per:8.1f} µs  {own / total:5.1%}  {area}")
+    lines.append(f"  {total * per:8.1f} µs  total (profiled; cProfile adds overhead)")
+    lines.append("costliest functions (own time per message):")
+    for own, where, area in sorted(rows, reverse=True)[:top]:
+        lines.append(f"  {own * per:8.1f} µs  {where}  [{area}]")
+    return lines
 
 
 STAGES = ("claim+load", "render (Jinja)", "MIME assembly", "SMTP send", "record (mark sent)")
@@ -781,7 +894,15 @@ def _engine_api() -> tuple[dict[str, Any], list[str]]:
     return found, missing
 
 
-def bench_stages(db: Database, sink: Sink, *, sample: int, batch: int, connections: int) -> Stages:
+def bench_stages(
+    db: Database,
+    sink: Sink,
+    *,
+    sample: int,
+    batch: int,
+    connections: int,
+    profile: bool = False,
+) -> Stages:
     """Each stage of the engine timed on its own, batch by batch, on ``sample`` deliveries.
 
     The steps are those of ``Worker._claim`` and ``Composer.compose``, called one by
@@ -818,6 +939,7 @@ def bench_stages(db: Database, sink: Sink, *, sample: int, batch: int, connectio
                     sender=message.envelope_from or settings.sender_address,
                     recipients=[message.recipient],
                     message=message.message,
+                    crlf=True,  # as the worker sends composed messages
                 )
                 outcomes.append((message, result))
 
@@ -875,7 +997,17 @@ def bench_stages(db: Database, sink: Sink, *, sample: int, batch: int, connectio
                 totals["record (mark sent)"] += time.perf_counter() - start
 
     before = sink.count()
-    asyncio.run(main())
+    if profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        asyncio.run(main())
+        profiler.disable()
+        stages.profile = profile_breakdown(pstats.Stats(profiler), summary.sent)
+    else:
+        asyncio.run(main())
     counted = sink.settled_count(before + summary.sent) - before
     if summary.sent != sample or counted != sample:
         stages.notes.append(
@@ -892,18 +1024,15 @@ def bench_stages(db: Database, sink: Sink, *, sample: int, batch: int, connectio
 
 def aiosmtplib_data_cost(message: bytes, repeat: int = 200) -> float | None:
     """Seconds per message of what the engine's SMTP client does to every message
-    before DATA (line endings normalised, leading dots doubled): aiosmtplib's two
-    regex passes as newsletter.delivery.smtp replaces them (bytes.count/replace; the stock
-    regexes cost ~0.6 ms on a 58 KB issue)."""
+    before DATA (leading dots doubled, the final dot; a composed message is known to
+    have CRLF line ends only, so they are not normalised): ``smtp_session.wire_data``."""
     try:
-        import aiosmtplib.protocol as protocol
-
-        import newsletter.delivery.smtp  # noqa: F401 - installs the fast DATA encoding
+        from newsletter.delivery.smtp_session import wire_data
     except ImportError:
         return None
     start = time.perf_counter()
     for _ in range(repeat):
-        protocol.PERIOD_REGEX.sub(b"..", protocol.normalize_message_line_endings(message))
+        wire_data(message, crlf=True)
     return (time.perf_counter() - start) / repeat
 
 
@@ -950,6 +1079,11 @@ def main() -> None:
         default=None,
         help="smaller pending count for the RSS comparison (default: a fifth)",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also run the stage sample under cProfile and print where the time goes",
+    )
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--postgres-url", default=POSTGRES_URL)
@@ -977,6 +1111,7 @@ class Report:
     message_source: str
     ceiling: list[Rate | str] = field(default_factory=list)
     raw: list[Rate] = field(default_factory=list)
+    engine_client: list[Rate] = field(default_factory=list)
     small: list[Rate | str] = field(default_factory=list)  # ceiling, raw with a 1 KB message
     runs: list[EndToEnd] = field(default_factory=list)
     stages: dict[str, Stages] = field(default_factory=dict)
@@ -1022,6 +1157,17 @@ def run(args: argparse.Namespace) -> None:
                 batch=args.batch,
                 connections=args.concurrency,
             )
+            if args.profile:
+                print(f"{db.name}: the same under cProfile ...", flush=True)
+                profiled = bench_stages(
+                    db,
+                    sink,
+                    sample=min(args.sample, args.deliveries),
+                    batch=args.batch,
+                    connections=args.concurrency,
+                    profile=True,
+                )
+                stages[db.name].profile = profiled.profile
         message = next((s.message for s in stages.values() if s.message), None)
         report = Report(
             deliveries=args.deliveries,
@@ -1045,6 +1191,7 @@ def run(args: argparse.Namespace) -> None:
             print(f"baselines ({when}): {baseline_n:,} messages each ...", flush=True)
             report.ceiling.append(bench_ceiling(sink, message, baseline_n, 8, directory))
             report.raw.append(bench_raw_client(sink, message, baseline_n, 8))
+            report.engine_client.append(bench_engine_client(sink, message, baseline_n, 8))
 
         baselines("before")
         small = synthetic_message(1_000)
@@ -1137,6 +1284,18 @@ def render_report(report: Report, args: argparse.Namespace) -> tuple[str, str]:
             f"{counted(report.raw)} counted",
         ),
     ]
+    if report.engine_client:
+        client = report.mean_rate(report.engine_client)
+        rows.append(
+            (
+                "engine's SMTP client alone (SmtpPool, pipelined), 8 sessions, before / after",
+                f"{both(report.engine_client)} msg/s",
+                ratio(client, ceiling),
+                ratio(client, raw),
+                "",
+                f"{counted(report.engine_client)} counted",
+            )
+        )
     if report.small:
         rows.append(
             (
@@ -1182,7 +1341,7 @@ def render_report(report: Report, args: argparse.Namespace) -> tuple[str, str]:
         if stage == "SMTP send":
             stage_rows.append(
                 (
-                    "  of which preparing DATA (CRLF + dot-stuffing)",
+                    "  of which preparing DATA (dot-stuffing, final dot)",
                     *[
                         f"{report.stages[n].smtp_regex * 1e6:,.0f} µs"
                         if report.stages[n].smtp_regex
@@ -1238,6 +1397,10 @@ def render_report(report: Report, args: argparse.Namespace) -> tuple[str, str]:
         for n, sec in report.setup.items()
     ]
     lines += [f"note: {n}" for n in report.notes]
+    for db_name, measured_stages in report.stages.items():
+        if measured_stages.profile:
+            profile = measured_stages.profile
+            lines += ["", f"{db_name}: " + profile[0], *profile[1:]]
 
     # --- Markdown
     md = [intro, "", "| " + " | ".join(heads) + " |", "|---" * len(heads) + "|"]
@@ -1256,6 +1419,10 @@ def render_report(report: Report, args: argparse.Namespace) -> tuple[str, str]:
     if missing:
         md += ["", "Stage costs not measured, not importable: " + ", ".join(missing)]
     md += ["", *[f"{n}  " for n in report.notes]] if report.notes else []
+    for db_name, measured_stages in report.stages.items():
+        if measured_stages.profile:
+            profile = measured_stages.profile
+            md += ["", f"{db_name}: {profile[0]}", "", "```", *profile[1:], "```"]
     return "\n".join(lines), "\n".join(md).rstrip()
 
 
