@@ -16,6 +16,7 @@ from sqlalchemy import Engine, select
 
 from newsletter.db import make_session_factory
 from newsletter.delivery.compose import select_renderable
+from newsletter.mail.render import Renderer
 from newsletter.mail.view import issue_view
 from newsletter.models import Delivery, DeliveryItem, Edition, Feedback, Interest, Paper
 from newsletter.tokens import Tokens
@@ -25,6 +26,7 @@ from tests.web.test_browser import (  # noqa: F401 - fixtures
     DESKTOP,
     PHONE,
     Live,
+    axe_violations,
     browser,
     live,
     playwright,
@@ -137,3 +139,22 @@ def test_rating_from_the_mail_link_and_on_the_page(
         snap(page, "issue-online-rated", enabled=True)
     finally:
         context.close()
+
+
+def test_the_mailed_issue_html_passes_axe(browser: Browser, live: Live, engine: Engine) -> None:
+    """The issue as mailed (not only its online page): zero serious or critical axe-core
+    violations, in the light and the dark colour scheme."""
+    delivery_id, _ = _add_issue(engine)
+    with make_session_factory(engine)() as session:
+        delivery = session.scalars(select_renderable().where(Delivery.id == delivery_id)).one()
+        view = issue_view(delivery, settings=live.settings, tokens=Tokens(TEST_SECRET))
+    html = Renderer().render_issue(view).html
+    for scheme in ("light", "dark"):
+        context = browser.new_context(java_script_enabled=True, viewport=PHONE, color_scheme=scheme)
+        try:
+            page = context.new_page()
+            page.set_content(html)
+            assert page.locator("a", has_text="Read on").count() >= 1
+            assert axe_violations(page) == []
+        finally:
+            context.close()
