@@ -32,7 +32,7 @@ from newsletter.models import (
 from newsletter.papers.ingest import upsert_papers
 from newsletter.papers.sources.http import FetchError
 from newsletter.settings import Settings
-from newsletter.subscribers.library_arxiv import ArxivFetcher, Fetcher
+from newsletter.subscribers.library_arxiv import ArxivFetcher, Fetcher, RefusedIds
 from newsletter.subscribers.library_formats import (
     EntryProblem,
     LibraryEntry,
@@ -245,6 +245,7 @@ def _fetch_and_settle(
     """Fetch ``entries`` by arXiv id; the ones left waiting (the API is down)."""
     if fetch is None:
         return entries
+    refused = ""
     try:
         records = fetch([e.arxiv_id or "" for e in entries])
     except FetchError as exc:
@@ -259,6 +260,9 @@ def _fetch_and_settle(
             return entries
         records = {}
         imp.last_error = f"the arXiv API could not be reached after {imp.attempts} tries"
+    except RefusedIds as exc:  # the same answer next time: report, do not retry
+        records, refused = {}, str(exc)
+        imp.last_error = None
     else:
         imp.last_error = None
     if records:
@@ -271,8 +275,16 @@ def _fetch_and_settle(
             report.append(_row(entry.where, entry.label, IMPORTED, f"“{paper.title}” (from arXiv)"))
         elif entry.title:
             settle(entry)
-            why = "unknown to arXiv" if imp.last_error is None else "arXiv unreachable"
+            why = (
+                "arXiv refused the query"
+                if refused
+                else "unknown to arXiv"
+                if imp.last_error is None
+                else "arXiv unreachable"
+            )
             report.append(_row(entry.where, entry.label, IMPORTED, f"from its own title ({why})"))
+        elif refused:
+            report.append(_row(entry.where, entry.label, NOT_IMPORTED, refused))
         elif imp.last_error is None:
             report.append(
                 _row(entry.where, entry.label, NOT_IMPORTED, f"unknown arXiv id {entry.arxiv_id}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import date
 
+from newsletter.errors import NewsletterError
 from newsletter.papers.sources import PaperRecord
 from newsletter.papers.sources.arxiv_api import DEFAULT_BASE_URL, AtomError, parse_atom
 from newsletter.papers.sources.http import HttpClient, HttpOptions, require_content_type
@@ -17,6 +18,12 @@ from newsletter.settings import Settings
 
 # Ids per request: the API answers id_list queries of this size quickly.
 CHUNK = 50
+
+
+class RefusedIds(NewsletterError):
+    """The API answered, but refused the query (an id it calls malformed): retrying
+    would get the same answer."""
+
 
 # Given ids, returns the records arXiv knows (an id missing from the answer is unknown);
 # raises FetchError when the API cannot be reached.
@@ -26,7 +33,8 @@ Fetcher = Callable[[Sequence[str]], dict[str, PaperRecord]]
 def fetch_by_ids(
     client: HttpClient, ids: Sequence[str], *, base_url: str, today: date
 ) -> dict[str, PaperRecord]:
-    """The records of ``ids`` arXiv knows, by id; ``FetchError`` if the API is down."""
+    """The records of ``ids`` arXiv knows, by id; ``FetchError`` if the API is down,
+    ``RefusedIds`` if it refuses the query."""
     found: dict[str, PaperRecord] = {}
     for start in range(0, len(ids), CHUNK):
         chunk = list(ids[start : start + CHUNK])
@@ -36,6 +44,8 @@ def fetch_by_ids(
         try:
             page = parse_atom(response.content, location=base_url, today=today)
         except AtomError as exc:
+            if "refused" in str(exc):
+                raise RefusedIds(str(exc)) from None
             raise client.fail(base_url, str(exc)) from None
         found.update((r.external_id, r) for r in page.records if r.title)
     return found

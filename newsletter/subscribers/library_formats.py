@@ -28,7 +28,7 @@ MAX_ENTRIES = 2000
 _TITLE_LIMIT = 1000
 _ABSTRACT_LIMIT = 20_000
 
-_NEW_ID = r"\d{4}\.\d{4,5}"
+_NEW_ID = r"\d{2}(?:0[1-9]|1[0-2])\.\d{4,5}"  # YYMM.NNNNN: a month 01-12
 _OLD_ID = r"[a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7}"
 ARXIV_ID = re.compile(rf"^(?:arxiv:)?({_NEW_ID}|{_OLD_ID})(?:v\d+)?$", re.IGNORECASE)
 _ARXIV_URL = re.compile(

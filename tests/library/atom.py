@@ -16,3 +16,15 @@ def empty_feed() -> bytes:
     body = re.sub(r"<entry>.*?</entry>\s*", "", body, flags=re.DOTALL)
     body = re.sub(r"(<opensearch:totalResults[^>]*>)\d+", r"\g<1>0", body)
     return body.encode()
+
+
+def error_feed(message: str) -> bytes:
+    """The recorded reply with one error entry in place of its entries: how the API
+    refuses a query (e.g. an id it calls malformed)."""
+    body = RECORDED.read_text(encoding="utf-8")
+    entry = (
+        "<entry><id>http://arxiv.org/api/errors#incorrect_id_format</id>"
+        f"<title>Error</title><summary>{message}</summary></entry>"
+    )
+    body = re.sub(r"<entry>.*</entry>", entry, body, flags=re.DOTALL)
+    return body.encode()

@@ -181,6 +181,7 @@ def test_csl_json_as_zotero_exports_it() -> None:
         ("https://export.arxiv.org/pdf/2301.12345.pdf", "2301.12345"),
         ("10.48550/ARXIV.2301.12345", "2301.12345"),
         ("2301.123", None),
+        ("2613.00001", None),  # no 13th month
         ("https://example.org/abs/2301.12345", None),
     ],
 )

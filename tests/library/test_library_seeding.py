@@ -15,6 +15,7 @@ from newsletter.settings import Settings
 from newsletter.subscribers.library import MAX_ATTEMPTS, new_import, resolve, seed_pending
 from newsletter.subscribers.library_formats import parse_library
 from tests.conftest import make_settings
+from tests.library.atom import error_feed
 from tests.sources.fakeserver import FakeServer, Reply
 
 pytestmark = pytest.mark.sqlite_only
@@ -193,3 +194,20 @@ def test_seeds_do_not_decay_until_the_readers_own_ratings_outnumber_them(
     seeded = [(p, v, when) for _, p, v, when in ratings.events if v == 1]
     # The seed the reader rated themselves counts once, as they rated it.
     assert [(p, when) for p, _, when in seeded] == [(papers[1].id, NOW)]
+
+
+def test_ids_the_api_refuses_are_reported_at_once_not_retried(
+    sessions: SessionFactory, database_url: str, fake_arxiv: FakeServer
+) -> None:
+    subscriber_id = _subscriber(sessions)
+    import_id = _import(sessions, subscriber_id, "2601.99999\n")
+    fake_arxiv.add(Reply(body=error_feed("incorrect id format for 2601.99999")))
+    summary = seed_pending(_settings(database_url, fake_arxiv), sessions)
+    assert summary is not None
+    assert summary.done == 1
+    with sessions() as session:
+        imp = session.get_one(LibraryImport, import_id)
+        assert (imp.status, imp.attempts, imp.last_error) == ("done", 0, None)
+        assert [r["reason"] for r in imp.report] == [
+            "the arXiv API refused the query: incorrect id format for 2601.99999"
+        ]
