@@ -24,7 +24,7 @@ from newsletter.service import Service
 from newsletter.settings import Settings
 from tests.conftest import DAILY
 
-pytestmark = pytest.mark.sqlite_only
+pytestmark = [pytest.mark.sqlite_only, pytest.mark.slow]  # ingests and plans a real day (~10 s)
 
 EDITION = date(2026, 5, 27)
 
