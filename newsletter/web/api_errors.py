@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from newsletter.tokens import InvalidToken
-from newsletter.web.errors import WebError
+from newsletter.web.errors import TestLink, WebError
 
 log = logging.getLogger("newsletter.web.api")
 
@@ -78,6 +78,8 @@ def _validation_message(items: Sequence[ErrorItem]) -> str:
 
 def error_response(exc: Exception) -> JSONResponse:
     """The JSON answer for an exception raised while serving an API path."""
+    if isinstance(exc, TestLink):
+        exc = InvalidToken("this link is not valid")
     if isinstance(exc, WebError):
         return _error(exc.status, exc.title, exc.message)
     if isinstance(exc, InvalidToken):

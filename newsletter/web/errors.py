@@ -22,3 +22,10 @@ def not_found(message: str = "There is nothing at this address.") -> WebError:
 
 def bad_link(message: str = "This link is not valid.") -> WebError:
     return WebError(400, "This link does not work", message)
+
+
+class TestLink(WebError):
+    """A link from a test issue: a page of its own for people; the JSON API answers it
+    as an invalid token (``api_errors.error_response``), like any other link of nobody's."""
+
+    __test__ = False  # not a pytest test class, whatever its name

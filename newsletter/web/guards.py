@@ -11,7 +11,7 @@ from starlette.requests import Request
 from newsletter.delivery.testsend import DEAD_TOKEN_VERSION as TEST_LINK_VERSION
 from newsletter.models import Subscriber
 from newsletter.tokens import InvalidToken, Purpose, TokenData
-from newsletter.web.errors import WebError
+from newsletter.web.errors import TestLink
 from newsletter.web.state import WebState, client_ip, web_state
 
 State = Annotated[WebState, Depends(web_state)]
@@ -41,10 +41,10 @@ def subscriber_for(
     return linked_subscriber(session, data.subscriber_id, data.version), data
 
 
-def test_link() -> WebError:
+def test_link() -> TestLink:
     """The answer to a link from a test issue: signed by us (only we can make one) with
     the version no subscriber has, so it opens nobody's page and changes nothing."""
-    return WebError(
+    return TestLink(
         200,
         "This link is from a test issue",
         "It came in a test issue sent from the admin area or with newsletter test-send, "

@@ -360,6 +360,18 @@ def test_bad_tokens_get_the_same_4xx_json_error(
     assert_error(client.post(f"{API}/feedback/{good}/1", json={"vote": "more"}), 400)
     assert_error(client.post(f"{API}/subscribers/{wrong_purpose}/pause"), 400)
     assert_error(client.get(f"{API}/subscribers/{wrong_purpose}/export"), 400)
+    # A test issue's links (version 0) get a page of their own in a browser; to a program
+    # they are invalid tokens like any other, for every purpose.
+    for purpose, path, subject in (
+        (Purpose.CONFIRM, "confirm/{}", None),
+        (Purpose.FEEDBACK, "feedback/{}/1", reader.delivery_id),
+        (Purpose.UNSUBSCRIBE, "unsubscribe/{}", None),
+    ):
+        test_issue = token(purpose, reader.id, version=0, subject=subject)
+        body = assert_error(
+            client.post(f"{API}/{path.format(test_issue)}", json={"vote": "more"}), 400
+        )
+        assert body["title"] == "Invalid token"
     after = load(sessions, reader.id)
     assert after.status == SubscriberStatus.ACTIVE
     assert after.paused_at is None
