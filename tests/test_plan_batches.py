@@ -162,11 +162,12 @@ def test_an_expired_lease_is_taken_over(readers: SessionFactory) -> None:
         assert claim(session, edition_id, owner="gone", since=utcnow(), now=utcnow()) is not None
     # Leased to a planner that is gone: nobody else may take it yet ...
     alive = plan_in_batches(readers, WED, options=OPTIONS, batch_size=100)
-    assert alive.planned == 0
+    assert (alive.planned, alive.held_elsewhere) == (0, 1)
+    assert "1 batches still held by another planner" in str(alive)
     # ... until its lease has run out.
     later = utcnow() + LEASE + timedelta(seconds=1)
     resumed = plan_in_batches(readers, WED, options=OPTIONS, batch_size=100, clock=lambda: later)
-    assert resumed.planned == len(expected)
+    assert (resumed.planned, resumed.held_elsewhere) == (len(expected), 0)
     assert planned(readers) == expected
 
 

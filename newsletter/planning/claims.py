@@ -151,3 +151,16 @@ def release(session: Session, edition_id: int, first_id: int, *, owner: str) -> 
         )
         .values(lease_owner=None, lease_until=None)
     )
+
+
+def held_elsewhere(session: Session, edition_id: int, *, since: datetime, owner: str) -> int:
+    """How many of the edition's ranges are not done since ``since`` and leased to
+    another planner: one at work elsewhere, or one that died (taken over once its
+    lease is out)."""
+    query = select(func.count()).where(
+        PlanBatch.edition_id == edition_id,
+        PlanBatch.done_at.is_(None) | (PlanBatch.done_at < since),
+        PlanBatch.lease_owner.is_not(None),
+        PlanBatch.lease_owner != owner,
+    )
+    return session.scalar(query) or 0

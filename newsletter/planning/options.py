@@ -65,13 +65,21 @@ class PlanSummary:
     candidates: int = 0
     # The first TOP_PICKS_KEPT issues planned: (email, top paper's title, its score).
     top_picks: list[tuple[str, str, float]] = field(default_factory=list)
+    # Batches of subscribers another planner still held when this one ran out of work.
+    held_elsewhere: int = 0
 
     def __str__(self) -> str:
-        return (
+        said = (
             f"edition {self.edition}: {self.planned} deliveries planned, "
             f"{self.already_planned} already planned, {self.nothing_new} subscribers with "
             f"nothing new, {self.candidates} candidate papers"
         )
+        if self.held_elsewhere:
+            said += (
+                f"; {self.held_elsewhere} batches still held by another planner (if none is "
+                "running, one died: run plan again in 2 minutes, when its lease is out)"
+            )
+        return said
 
     def add(self, other: PlanSummary) -> None:
         """Count a batch's (or another worker's) results in."""

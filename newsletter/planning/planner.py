@@ -25,7 +25,15 @@ from sqlalchemy.orm import Session
 
 from newsletter.db import SessionFactory
 from newsletter.models import Delivery, utcnow
-from newsletter.planning.claims import LEASE, claim, ensure_ranges, finish, range_of, release
+from newsletter.planning.claims import (
+    LEASE,
+    claim,
+    ensure_ranges,
+    finish,
+    held_elsewhere,
+    range_of,
+    release,
+)
 from newsletter.planning.editions import BATCH_SIZE, edition_for, nominal_candidates, plan_batch
 from newsletter.planning.issues import EditionContext, edition_context
 from newsletter.planning.options import PlanOptions, PlanSummary
@@ -242,4 +250,24 @@ def plan_in_batches(
             after_batch=after_batch,
         )
     )
+    return finished(session_factory, run, summary, edition_id=edition_id, since=since)
+
+
+def finished(
+    session_factory: SessionFactory,
+    run: PlannerRun,
+    summary: PlanSummary,
+    *,
+    edition_id: int,
+    since: datetime,
+) -> PlanSummary:
+    """The run's summary, with the batches other planners still hold counted in."""
+    with session_factory() as session:
+        summary.held_elsewhere = held_elsewhere(
+            session, edition_id, since=since, owner=run.named().owner
+        )
+    if summary.held_elsewhere:
+        log.warning(
+            "edition %s: %d batches held by other planners", run.day, summary.held_elsewhere
+        )
     return summary

@@ -21,7 +21,13 @@ from newsletter.errors import NewsletterError
 from newsletter.models import utcnow
 from newsletter.planning.editions import BATCH_SIZE
 from newsletter.planning.options import PlanOptions, PlanSummary
-from newsletter.planning.planner import PlannerRun, plan_claimed, plan_in_batches, prepare
+from newsletter.planning.planner import (
+    PlannerRun,
+    finished,
+    plan_claimed,
+    plan_in_batches,
+    prepare,
+)
 from newsletter.progress import ProgressHook
 from newsletter.settings import Settings
 
@@ -71,8 +77,8 @@ def plan_with_workers(
     for process in processes:
         process.start()
     errors: list[str] = []
-    finished = 0
-    while finished < len(processes):
+    reported = 0
+    while reported < len(processes):
         try:
             kind, payload = results.get(timeout=0.5)
         except queue.Empty:
@@ -84,7 +90,7 @@ def plan_with_workers(
             if progress is not None:
                 progress(payload, total)
             continue
-        finished += 1
+        reported += 1
         if kind == "error":
             errors.append(str(payload))
         else:
@@ -93,7 +99,7 @@ def plan_with_workers(
         process.join()
     if errors:
         raise PlanningError(f"planning edition {day} failed: {errors[0]} (run it again)")
-    return summary
+    return finished(session_factory, run, summary, edition_id=edition_id, since=since)
 
 
 def _child(url: str, run: PlannerRun, edition_id: int, since: datetime, results: Any) -> None:

@@ -115,6 +115,7 @@ def plan(
                 "already_planned": summary.already_planned,
                 "nothing_new": summary.nothing_new,
                 "candidates": summary.candidates,
+                "held_elsewhere": summary.held_elsewhere,
                 "top_picks": [
                     {"email": email, "title": title, "score": score}
                     for email, title, score in summary.top_picks
