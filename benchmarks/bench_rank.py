@@ -33,6 +33,7 @@ slow ranking down, and the CPU time of the best run shows how many cores it got.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -307,32 +308,43 @@ def hybrid_figures(
     reset_peak_rss()
     rss_start = rss_bytes()
     weights = HybridWeights()
+    # Issue 16: the background penalty (one offset per paper) against the hybrid without
+    # it (the weights before issue 16), interleaved in the same run.
+    before = HybridWeights(tfidf=1.0, dense=0.25, tfidf_background=0.0, dense_background=0.0)
     times: list[float] = []
+    before_times: list[float] = []
     result = None
     for _ in range(max(args.repeat, 1)):
-        del result
-        elapsed, result = timed(
-            lambda: rank_hybrid(
-                profiles,
-                papers,
-                dense,
-                paper_vectors,
-                k=args.k,
-                weights=weights,
-                chunk_size=args.chunk,
+        for setting, into in ((before, before_times), (weights, times)):
+            del result
+            elapsed, result = timed(
+                functools.partial(
+                    rank_hybrid,
+                    profiles,
+                    papers,
+                    dense,
+                    paper_vectors,
+                    k=args.k,
+                    weights=setting,
+                    chunk_size=args.chunk,
+                )
             )
-        )
-        times.append(elapsed)
+            into.append(elapsed)
     assert result is not None
     peak = peak_rss_bytes()
     best = min(times)
     same_top = float((result.indices[:, 0] == tfidf_result.indices[:, 0]).mean())
     print(
-        f"hybrid ranking (tfidf={weights.tfidf:g}, dense={weights.dense:g}): {best:.2f} s best "
+        f"hybrid ranking ({weights}): {best:.2f} s best "
         f"of {len(times)} ({', '.join(f'{t:.2f}' for t in times)} s) = {best / rank_s:.2f}x "
         f"the TF-IDF ranking ({rank_s:.2f} s); peak RSS {gb(peak)} (+{gb(peak - rss_start)} "
         f"over {gb(rss_start)}) = {peak / rank_peak:.2f}x TF-IDF's {gb(rank_peak)}; "
         f"top pick unchanged for {same_top:.0%} of subscribers"
+    )
+    print(
+        f"hybrid without the background penalty (dense 0.25, before issue 16): "
+        f"{min(before_times):.2f} s best ({', '.join(f'{t:.2f}' for t in before_times)} s); "
+        f"with it / without = {best / min(before_times):.2f}x"
     )
     print(
         f"target hybrid <= {HYBRID_TARGET_SECONDS:.0f} s: "

@@ -1,6 +1,11 @@
 """Offline evaluation of the recommender against baselines on real arXiv listings.
 
     .venv/bin/python benchmarks/eval_recommender.py [--quick] [--jobs 2]
+    .venv/bin/python benchmarks/eval_recommender.py --citeulike [--quick]   # real readers
+
+``--citeulike`` runs the evaluation on real researchers' libraries instead
+(``benchmarks/eval_citeulike.py``, issue 16.3); the rest of this docstring is about
+the arXiv days.
 
 Data: the daily listings in ``../shared/data/arxiv-daily`` (one JSONL file a day).
 A paper belongs to the first day it is listed (later days repeat it: re-listings,
@@ -1292,7 +1297,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--cache", type=Path, default=EMBEDDING_CACHE, help="where paper embeddings are kept"
     )
+    parser.add_argument(
+        "--citeulike",
+        action="store_true",
+        help="real readers: recall@50/100/300 on CiteULike-a libraries (issue 16.3)",
+    )
     args = parser.parse_args(argv)
+    if args.citeulike:
+        import eval_citeulike  # beside this script; it imports this module's baselines
+
+        print(eval_citeulike.run(jobs=args.jobs, quick=args.quick))
+        return
     config = QUICK if args.quick else FULL
     print(run(config, args.data, jobs=args.jobs, dense=not args.no_semantic, cache=args.cache))
 

@@ -31,7 +31,10 @@ _CHUNK = 16_384
 class LinearOptions:
     """When and how the per-subscriber models are fitted."""
 
-    min_liked: int = 5  # fewer liked papers than this: keep the Rocchio profile
+    # Fewer liked papers than this: keep the Rocchio profile. 1 (issue 16): a reader who
+    # seeded from their library, or clicked "more like this" once, gets a model at once
+    # (CiteULike-a, benchmarks/README.md).
+    min_liked: int = 1
     negatives: int = 500  # background papers sampled as the shared negatives
     l2: float = 0.05  # ridge penalty on the weights (per example, like C = 1 / (n * l2))
     steps: int = 150

@@ -81,12 +81,15 @@ class DenseTerm:
         score = sparse_weight * sparse cosine + dense_weight * (profiles @ papers_t)
 
     ``profiles`` (n_profiles x d, float16 or float32) are widened a block at a time;
-    ``papers_t`` is the papers' float32 matrix transposed (d x n_papers)."""
+    ``papers_t`` is the papers' float32 matrix transposed (d x n_papers). ``paper_offset``
+    (n_papers, never positive) is added to every profile's scores: the background
+    penalty of ``recommender.hybrid``."""
 
     profiles: npt.NDArray[np.floating]
     papers_t: npt.NDArray[np.float32]
     sparse_weight: float
     dense_weight: float
+    paper_offset: npt.NDArray[np.float32] | None = None
 
 
 def rank(
@@ -197,6 +200,8 @@ def _check_dense(dense: DenseTerm, n_profiles: int, n_papers: int) -> None:
         )
     if dense.profiles.shape[1] != dense.papers_t.shape[0]:
         raise ValueError("dense profiles and papers have a different number of dimensions")
+    if dense.paper_offset is not None and dense.paper_offset.shape != (n_papers,):
+        raise ValueError(f"paper_offset must have shape ({n_papers},)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -226,6 +231,8 @@ class _BlockRanker:
             similarity *= np.float32(dense.sparse_weight)
             widened = dense.profiles[rows].astype(np.float32, copy=False)
             similarity += np.float32(dense.dense_weight) * (widened @ dense.papers_t)
+            if dense.paper_offset is not None:
+                similarity += dense.paper_offset
         if self.exclude is not None:
             excluded = self.exclude[rows]
             if excluded.nnz:
