@@ -22,7 +22,7 @@ from itsdangerous import (
     TimestampSigner,
     URLSafeTimedSerializer,
 )
-from itsdangerous.encoding import base64_encode, want_bytes
+from itsdangerous.encoding import base64_encode, int_to_bytes, want_bytes
 
 from newsletter.errors import NewsletterError
 
@@ -125,6 +125,7 @@ class Tokens:
             purpose: _Serializer(secret_key, salt=f"newsletter.{purpose.value}")
             for purpose in Purpose
         }
+        self._stamp: tuple[int, bytes] = (-1, b"")
 
     def _serializer(self, purpose: Purpose) -> URLSafeTimedSerializer:
         return self._serializers[purpose]
@@ -134,8 +135,23 @@ class Tokens:
         payload = [data.subscriber_id, data.version]
         if data.subject is not None:
             payload.append(data.subject)
+        if all(type(value) is int for value in payload):
+            return self._make_ints(purpose, payload)
         token = self._serializer(purpose).dumps(payload)
         return token if isinstance(token, str) else token.decode()
+
+    def _make_ints(self, purpose: Purpose, payload: list[int]) -> str:
+        """``dumps`` of a list of ints without its generic plumbing (three tokens per
+        issue on the delivery hot path): the compact JSON written directly, the
+        timestamp's encoding kept while the second lasts; the same steps, so the same
+        bytes (tested against stock itsdangerous)."""
+        signer = self._serializers[purpose].make_signer()
+        value = base64_encode("[" + ",".join(map(str, payload)) + "]")
+        timestamp = signer.get_timestamp()  # type: ignore[attr-defined]
+        if timestamp != self._stamp[0]:
+            self._stamp = (timestamp, base64_encode(int_to_bytes(timestamp)))
+        value += b"." + self._stamp[1]
+        return (value + b"." + signer.get_signature(value)).decode("ascii")
 
     def read(self, purpose: Purpose, token: str) -> TokenData:
         """Verify and decode; raise ``InvalidToken`` with a reason safe to show."""
