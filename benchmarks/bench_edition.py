@@ -46,7 +46,14 @@ from pathlib import Path
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_delivery import Sink, bench_ceiling, bench_raw_client, postfix_tool
+from bench_delivery import (
+    Sink,
+    _descendants,
+    _vm_hwm_mb,
+    bench_ceiling,
+    bench_raw_client,
+    postfix_tool,
+)
 
 from newsletter.db import make_engine
 from newsletter.papers.catalogue import load_catalogue
@@ -85,24 +92,6 @@ ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Asia/Kolkata
 # --------------------------------------------------------------------------- processes
 
 
-def _proc_tree(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [pid], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def _status_kb(pid: int, field: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -127,10 +116,10 @@ class TreeMemory:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            pids = _proc_tree(self.pid)
+            pids = [self.pid, *_descendants(self.pid)]
             total = 0
             for pid in pids:
-                self.peak_process_mb = max(self.peak_process_mb, _status_kb(pid, "VmHWM:") / 1024)
+                self.peak_process_mb = max(self.peak_process_mb, _vm_hwm_mb(pid))
                 total += _status_kb(pid, "VmRSS:")
             self.peak_total_mb = max(self.peak_total_mb, total / 1024)
             self._stop.wait(0.2)
@@ -320,7 +309,7 @@ def main() -> None:
                     "--concurrency", str(args.concurrency), "--quiet",
                 ]  # fmt: skip
                 if args.overlap and not args.skip_deliver:
-                    steps.extend(run_overlap(plan, deliver, env, url, n))
+                    steps.extend(run_overlap(plan, deliver, env, url, n, directory))
                 else:
                     steps.append(run_step("plan", plan, env, unit="subscribers", units=n))
                     planned = counts(url)
@@ -350,45 +339,61 @@ def main() -> None:
 
 
 def run_overlap(
-    plan: list[str], deliver: list[str], env: dict[str, str], url: str, n: int
+    plan: list[str], deliver: list[str], env: dict[str, str], url: str, n: int, directory: Path
 ) -> list[Step]:
     """Plan and deliver together; delivery reruns while the plan still writes batches."""
     print("  plan + deliver at once", flush=True)
     start = time.perf_counter()
-    planner = subprocess.Popen(
-        plan, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    # The planner's output goes to a file: a pipe nobody reads would fill and stop it.
+    plan_log = (directory / "plan.log").open("w+")
+    planner = subprocess.Popen(plan, env=env, stdout=plan_log, stderr=subprocess.STDOUT)
     plan_memory = TreeMemory(planner.pid)
+    plan_done: list[float] = []
+    waiter = threading.Thread(
+        target=lambda: (planner.wait(), plan_done.append(time.perf_counter() - start)),
+        daemon=True,
+    )
+    waiter.start()
     deliver_peak = 0.0
     deliver_total = 0.0
-    while planner.poll() is None and counts(url)["items"] == 0:
+    runs = 0
+    while not plan_done and counts(url)["items"] == 0:
         time.sleep(0.2)
     first_batch = time.perf_counter() - start
+    last = ""
     while True:
-        planning = planner.poll() is None
+        planning = not plan_done
         sender = subprocess.Popen(
             deliver, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         memory = TreeMemory(sender.pid)
-        sender.communicate()
+        out, _ = sender.communicate()
         memory.stop()
+        runs += 1
+        last = out.strip().splitlines()[-1] if out.strip() else ""
         deliver_peak = max(deliver_peak, memory.peak_process_mb)
         deliver_total = max(deliver_total, memory.peak_total_mb)
         if not planning:
             break
         time.sleep(0.5)
     elapsed = time.perf_counter() - start
-    output, _ = planner.communicate()
+    waiter.join()
     plan_memory.stop()
+    plan_log.seek(0)
+    output = plan_log.read()
+    plan_log.close()
     sent = counts(url).get("sent", 0)
+    plan_seconds = plan_done[0]
     print(
-        f"    first batch after {first_batch:.1f} s; plan exit {planner.returncode};"
-        f" {sent:,} sent; plan to last message {elapsed:.1f} s ({sent / elapsed:,.0f} msg/s)",
+        f"    first batch after {first_batch:.1f} s; plan done after {plan_seconds:.1f} s"
+        f" (exit {planner.returncode}); {runs} deliver runs, the last said: {last}\n"
+        f"    {sent:,} sent; plan start to last message {elapsed:.1f} s",
         flush=True,
     )
     return [
-        Step("plan (overlapped)", elapsed, n, "subscribers", plan_memory.peak_process_mb,
-             plan_memory.peak_total_mb, planner.returncode, output[-2000:]),
+        Step("plan (while delivering)", plan_seconds, n, "subscribers",
+             plan_memory.peak_process_mb, plan_memory.peak_total_mb, planner.returncode,
+             output[-2000:]),
         Step("edition: first plan batch to last message", elapsed - first_batch, sent, "msg",
              deliver_peak, deliver_total, 0),
     ]  # fmt: skip
