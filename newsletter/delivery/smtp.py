@@ -144,6 +144,7 @@ class SmtpPool:
         self._idle: asyncio.LifoQueue[SmtpSession | None] | None = None
         self._open: set[SmtpSession] = set()
         self._busy: set[SmtpSession] = set()
+        self._closing: set[SmtpSession] = set()  # discarded, socket maybe not yet closed
         self._failure: str | None = None
 
     async def __aenter__(self) -> Self:
@@ -172,6 +173,11 @@ class SmtpPool:
         sessions = list(self._open)
         self._open.clear()
         await asyncio.gather(*(self._quit(session) for session in sessions))
+        # Closed is not yet gone: a TLS session's socket closes only after its
+        # close_notify exchange, in a loop callback. Wait for it (bounded) so no
+        # socket outlives the pool, also those of sessions discarded while sending.
+        closing, self._closing = [*sessions, *self._closing], set()
+        await asyncio.gather(*(session.wait_closed() for session in closing))
 
     @property
     def open_connections(self) -> int:
@@ -325,6 +331,8 @@ class SmtpPool:
         if session is not None:
             session.close()
             self._open.discard(session)
+            self._closing = {s for s in self._closing if not s.gone}
+            self._closing.add(session)
 
     async def _quit(self, session: SmtpSession) -> None:
         """End one session politely; a dead or busy session is just closed."""

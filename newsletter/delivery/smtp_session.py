@@ -99,6 +99,7 @@ class ReplyReader(asyncio.Protocol):
         self._lines: list[bytes] = []
         self._replies: deque[Reply] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._gone = asyncio.get_running_loop().create_future()
         self.lost: str | None = None
 
     def data_received(self, data: bytes) -> None:
@@ -133,6 +134,20 @@ class ReplyReader(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(str(exc) if exc else "Connection lost")
+        if not self._gone.done():
+            self._gone.set_result(None)
+
+    @property
+    def is_gone(self) -> bool:
+        return self._gone.done()
+
+    async def wait_gone(self, timeout: float) -> bool:
+        """Whether the connection was lost (its socket closed) within ``timeout``."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._gone), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def _fail(self, reason: str) -> None:
         if self.lost is None:
@@ -217,6 +232,11 @@ class SmtpSession:
     @property
     def is_connected(self) -> bool:
         return self._reader.lost is None and not self._transport.is_closing()
+
+    @property
+    def gone(self) -> bool:
+        """The connection is lost and its socket closed (not only closing)."""
+        return self._reader.is_gone
 
     def close(self) -> None:
         if not self._transport.is_closing():
@@ -357,6 +377,20 @@ class SmtpSession:
             pass
         finally:
             self.close()
+
+    async def wait_closed(self) -> None:
+        """Close, and wait until the socket really is closed.
+
+        Closing a TLS session only starts its close_notify exchange; asyncio closes
+        the socket when the relay answers (or after 30 s), in a loop callback. A loop
+        that ends before then (``asyncio.run`` returning) leaves the socket to be
+        garbage-collected unclosed (a ResourceWarning, and a socket held until then).
+        A relay that does not answer within the timeout has the connection aborted.
+        """
+        self.close()
+        if not await self._reader.wait_gone(self.timeout):
+            self._transport.abort()
+            await self._reader.wait_gone(self.timeout)
 
 
 def _refusals(recipients: Sequence[str], answers: list[Reply]) -> list[tuple[str, int, str]]:
