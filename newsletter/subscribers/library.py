@@ -34,6 +34,7 @@ from newsletter.papers.sources.http import FetchError
 from newsletter.settings import Settings
 from newsletter.subscribers.library_arxiv import ArxivFetcher, Fetcher, RefusedIds
 from newsletter.subscribers.library_formats import (
+    REPORTED_PROBLEMS,
     EntryProblem,
     LibraryEntry,
     ParsedLibrary,
@@ -150,6 +151,24 @@ def _seed(
     )
 
 
+def _problem_rows(problems: list[EntryProblem]) -> list[dict[str, str]]:
+    """A report row per problem, up to REPORTED_PROBLEMS, then one row for the rest
+    (the report is stored, shown on the pages and exported: it must stay small)."""
+    rows = [_row(p.where, p.label, NOT_IMPORTED, p.reason) for p in problems[:REPORTED_PROBLEMS]]
+    if len(problems) > REPORTED_PROBLEMS:
+        rest = problems[REPORTED_PROBLEMS:]
+        rows.append(
+            _row(
+                rest[0].where,
+                rest[0].label,
+                NOT_IMPORTED,
+                f"and {len(rest) - 1:,} more lines after this one were not imported either "
+                f"(only the first {REPORTED_PROBLEMS} are listed); the last: {rest[-1].reason}",
+            )
+        )
+    return rows
+
+
 def new_import(
     session: Session, subscriber: Subscriber, parsed: ParsedLibrary, *, source: str
 ) -> LibraryImport:
@@ -159,7 +178,7 @@ def new_import(
         source=source[:200],
         status="pending",
         entries=[e.as_json() for e in parsed.entries],
-        report=[_row(p.where, p.label, NOT_IMPORTED, p.reason) for p in parsed.problems],
+        report=_problem_rows(parsed.problems),
         attempts=0,
     )
     session.add(imp)

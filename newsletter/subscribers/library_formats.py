@@ -12,7 +12,9 @@ line format of two-letter tags that takes a page to read.
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -25,6 +27,12 @@ from newsletter.errors import NewsletterError
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_ENTRIES = 2000
+# Lines (or entries) that are not papers: past this many the rest of the file is not
+# read, and only the first REPORTED of them are kept in the report. BibTeX blocks past
+# MAX_ENTRIES + _BLOCK_MARGIN (comments, @string, broken ones) are not parsed at all.
+MAX_PROBLEMS = 5000
+REPORTED_PROBLEMS = 200
+_BLOCK_MARGIN = 500
 _TITLE_LIMIT = 1000
 _ABSTRACT_LIMIT = 20_000
 
@@ -41,6 +49,12 @@ _DOI = re.compile(r"^(?:doi:\s*|https?://(?:dx\.)?doi\.org/)?(10\.\d{4,9}/\S+)$"
 _ARXIV_DOI = re.compile(rf"^10\.48550/arxiv\.({_NEW_ID}|{_OLD_ID})$", re.IGNORECASE)
 _BIBTEX_START = re.compile(r"^\s*@\s*[a-zA-Z]+\s*[{(]", re.MULTILINE)
 _RIS_TAG = re.compile(r"^([A-Z][A-Z0-9])  -(?: (.*))?$")
+# Where bibtexparser starts a block: an @ at the start of a line, after blanks.
+_BIBTEX_BLOCK = re.compile(r"^[ \t]*@", re.MULTILINE)
+
+# bibtexparser logs a multi-line warning per block it cannot read: those blocks are in
+# the reader's report, and one upload must not flood the log with them.
+logging.getLogger("bibtexparser").setLevel(logging.ERROR)
 
 
 class LibraryError(NewsletterError):
@@ -97,6 +111,33 @@ class ParsedLibrary:
     format: str  # bibtex | ris | csl-json | list
     entries: list[LibraryEntry] = field(default_factory=list)
     problems: list[EntryProblem] = field(default_factory=list)
+    # Entries past MAX_ENTRIES are counted, not kept: the first of them, and how many.
+    first_over: LibraryEntry | None = None
+    over: int = 0
+
+    def add(self, entry: LibraryEntry) -> None:
+        """Keep ``entry``, or only count it once MAX_ENTRIES are kept."""
+        if len(self.entries) < MAX_ENTRIES:
+            self.entries.append(entry)
+        else:
+            self.first_over = self.first_over or entry
+            self.over += 1
+
+    def problem(self, where: str, label: str, reason: str) -> bool:
+        """Report a line that is not a paper; False once there are too many to go on
+        (the last problem then says the rest of the file was not read)."""
+        self.problems.append(EntryProblem(where, label, reason))
+        if len(self.problems) < MAX_PROBLEMS:
+            return True
+        self.problems.append(
+            EntryProblem(
+                where,
+                "",
+                f"{MAX_PROBLEMS:,} lines or entries were not papers: the file was not read "
+                "past this one (is it a library?)",
+            )
+        )
+        return False
 
 
 def normalise_title(title: str) -> str:
@@ -165,11 +206,28 @@ def _entry(
 
 def _bibtex(text: str) -> ParsedLibrary:
     parsed = ParsedLibrary("bibtex")
+    # bibtexparser costs time and memory per block, even an empty one: read only as
+    # many blocks as can be entries (and a margin for comments and @strings).
+    starts = _BIBTEX_BLOCK.finditer(text)
+    cut = next(itertools.islice(starts, MAX_ENTRIES + _BLOCK_MARGIN, None), None)
+    if cut is not None:
+        line = text.count("\n", 0, cut.start()) + 1
+        text = text[: cut.start()]
     library = parse_string(text, append_middleware=[LatexDecodingMiddleware()])
     for block in library.failed_blocks:
-        line = f"line {(block.start_line or 0) + 1}"
+        line_of = f"line {(block.start_line or 0) + 1}"
+        if not parsed.problem(
+            line_of, (block.raw or "").strip()[:60], f"not valid BibTeX: {_why(block)}"
+        ):
+            break
+    if cut is not None:
         parsed.problems.append(
-            EntryProblem(line, (block.raw or "").strip()[:60], f"not valid BibTeX: {_why(block)}")
+            EntryProblem(
+                f"line {line}",
+                "",
+                f"more than {MAX_ENTRIES + _BLOCK_MARGIN:,} @ blocks: the file was not read "
+                f"past line {line} (a library may hold {MAX_ENTRIES:,} entries)",
+            )
         )
     for entry in library.entries:
         fields = {k.lower(): str(f.value) for k, f in entry.fields_dict.items()}
@@ -182,7 +240,7 @@ def _bibtex(text: str) -> ParsedLibrary:
         if eprint and ("arxiv" in prefix.lower() or ARXIV_ID.match(eprint)):
             ids.insert(0, eprint)
         ids += [fields.get("journal", ""), fields.get("note", "")]
-        parsed.entries.append(
+        parsed.add(
             _entry(
                 f"line {(entry.start_line or 0) + 1}",
                 f"@{entry.entry_type}{{{entry.key}}}",
@@ -206,16 +264,19 @@ def _why(block: Any) -> str:
 
 def _ris(lines: list[str]) -> ParsedLibrary:
     parsed = ParsedLibrary("ris")
-    record: dict[str, list[str]] | None = None
+    # tag -> values, each value the parts of its wrapped lines (joined once, at the end:
+    # appending to a string per line would copy it each time)
+    record: dict[str, list[list[str]]] | None = None
     start = 0
     last_tag = ""
 
-    def close(record: dict[str, list[str]]) -> None:
+    def close(parts: dict[str, list[list[str]]]) -> None:
+        record = {tag: [" ".join(p) for p in values] for tag, values in parts.items()}
         title = (record.get("TI") or record.get("T1") or record.get("CT") or [""])[0]
         ids = record.get("DO", []) + record.get("UR", []) + record.get("L1", [])
         ids += record.get("M3", []) + record.get("JO", []) + record.get("T2", [])
         ids += record.get("AN", []) + record.get("N1", [])
-        parsed.entries.append(
+        parsed.add(
             _entry(
                 f"line {start}",
                 title[:60] or f"record at line {start}",
@@ -231,35 +292,36 @@ def _ris(lines: list[str]) -> ParsedLibrary:
         if not line.strip():
             continue
         found = _RIS_TAG.match(line)
+        going = True
         if found is None:
             if record is not None and last_tag:
-                record[last_tag][-1] += " " + line.strip()  # a wrapped value
+                record[last_tag][-1].append(line.strip())  # a wrapped value
             else:
-                parsed.problems.append(
-                    EntryProblem(f"line {number}", line[:60], "not a RIS line (TAG  - value)")
-                )
-            continue
-        tag, value = found.group(1), (found.group(2) or "").strip()
-        if tag == "TY":
-            if record is not None:
-                parsed.problems.append(
-                    EntryProblem(f"line {start}", "", "record without ER (end of record) line")
-                )
-                close(record)
-            record, start, last_tag = {}, number, ""
-        elif tag == "ER":
-            if record is None:
-                parsed.problems.append(EntryProblem(f"line {number}", line, "ER without TY"))
-            else:
-                close(record)
-            record, last_tag = None, ""
-        elif record is None:
-            parsed.problems.append(
-                EntryProblem(f"line {number}", line[:60], "a tag outside a record (no TY line)")
-            )
+                going = parsed.problem(f"line {number}", line[:60], "not a RIS line (TAG  - value)")
         else:
-            record.setdefault(tag, []).append(value)
-            last_tag = tag
+            tag, value = found.group(1), (found.group(2) or "").strip()
+            if tag == "TY":
+                if record is not None:
+                    going = parsed.problem(
+                        f"line {start}", "", "record without ER (end of record) line"
+                    )
+                    close(record)
+                record, start, last_tag = {}, number, ""
+            elif tag == "ER":
+                if record is None:
+                    going = parsed.problem(f"line {number}", line[:60], "ER without TY")
+                else:
+                    close(record)
+                record, last_tag = None, ""
+            elif record is None:
+                going = parsed.problem(
+                    f"line {number}", line[:60], "a tag outside a record (no TY line)"
+                )
+            else:
+                record.setdefault(tag, []).append([value])
+                last_tag = tag
+        if not going:
+            return parsed
     if record is not None:
         parsed.problems.append(EntryProblem(f"line {start}", "", "record without ER line"))
         close(record)
@@ -284,12 +346,13 @@ def _csl_json(text: str) -> ParsedLibrary:
     for number, item in enumerate(items, start=1):
         where = f"entry {number}"
         if not isinstance(item, dict):
-            parsed.problems.append(EntryProblem(where, "", "not a CSL-JSON item (an object)"))
+            if not parsed.problem(where, "", "not a CSL-JSON item (an object)"):
+                break
             continue
         keys = ("DOI", "URL", "number", "arxiv", "archive_location", "note", "id")
         ids = [str(item.get(k, "")) for k in keys]
         title = str(item.get("title", ""))
-        parsed.entries.append(
+        parsed.add(
             _entry(
                 where,
                 title[:60] or str(item.get("id", ""))[:60],
@@ -312,11 +375,10 @@ def _id_list(lines: list[str]) -> ParsedLibrary:
         doi = None if arxiv_id else doi_of(line)
         where = f"line {number}"
         if arxiv_id is None and doi is None:
-            parsed.problems.append(
-                EntryProblem(where, line[:60], "not an arXiv id, an arXiv URL or a DOI")
-            )
+            if not parsed.problem(where, line[:60], "not an arXiv id, an arXiv URL or a DOI"):
+                break
             continue
-        parsed.entries.append(LibraryEntry(where, line[:60], arxiv_id=arxiv_id, doi=doi))
+        parsed.add(LibraryEntry(where, line[:60], arxiv_id=arxiv_id, doi=doi))
     return parsed
 
 
@@ -370,15 +432,14 @@ def parse_library(data: bytes, *, name: str = "") -> ParsedLibrary:
             )
     if not parsed.entries and not parsed.problems:
         raise LibraryError("the file holds no papers (it is empty)")
-    if len(parsed.entries) > MAX_ENTRIES:
-        first = parsed.entries[MAX_ENTRIES]
+    if parsed.first_over is not None:
+        first = parsed.first_over
         parsed.problems.append(
             EntryProblem(
                 first.where,
                 first.label,
                 f"over the limit of {MAX_ENTRIES:,} entries per library: this entry and the "
-                f"{len(parsed.entries) - MAX_ENTRIES - 1:,} after it were not imported",
+                f"{parsed.over - 1:,} after it were not imported",
             )
         )
-        del parsed.entries[MAX_ENTRIES:]
     return parsed

@@ -9,6 +9,7 @@ import pytest
 from newsletter.subscribers.library_formats import (
     MAX_BYTES,
     MAX_ENTRIES,
+    MAX_PROBLEMS,
     LibraryError,
     arxiv_id_of,
     doi_of,
@@ -193,3 +194,33 @@ def test_dois_and_titles_normalise() -> None:
     assert doi_of("https://dx.doi.org/10.1000/ABC.") == "10.1000/abc"
     assert doi_of("10.1/short") is None
     assert normalise_title("Über  {Graphs}: a Study!") == normalise_title("uber graphs a study")
+
+
+def test_a_flood_of_bad_lines_stops_the_reading_and_keeps_the_good_entries() -> None:
+    parsed = parse_library(b"2401.01234\n" + b"x\n" * (MAX_PROBLEMS + 500) + b"2401.05678\n")
+    assert [e.arxiv_id for e in parsed.entries] == ["2401.01234"]
+    assert len(parsed.problems) == MAX_PROBLEMS + 1
+    last = parsed.problems[-1]
+    assert last.where == f"line {MAX_PROBLEMS + 1}"
+    assert "the file was not read past this one" in last.reason
+
+
+def test_only_as_many_bibtex_blocks_as_can_be_entries_are_parsed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    blocks = MAX_ENTRIES + 500
+    parsed = parse_library(b"@article{k, title={Kept}}\n" + b"@a{\n" * (blocks + 1000))
+    assert [e.title for e in parsed.entries] == ["Kept"]
+    # blocks past the limit were never handed to bibtexparser
+    assert len(parsed.problems) == blocks - 1 + 1
+    assert parsed.problems[-1].where == f"line {blocks + 1}"
+    assert "the file was not read past line" in parsed.problems[-1].reason
+    assert not [r for r in caplog.records if r.name.startswith("bibtexparser")]
+
+
+def test_a_ris_value_wrapped_over_many_lines_is_joined_once() -> None:
+    lines = b"".join(b"  part %d\n" % n for n in range(20_000))
+    parsed = parse_library(b"TY  - JOUR\nTI  - Long\nAB  - start\n" + lines + b"ER  - \n")
+    (entry,) = parsed.entries
+    assert entry.abstract.startswith("start part 0 part 1 part 2 ")
+    assert len(entry.abstract) == 20_000  # cut to the abstract limit, after the join

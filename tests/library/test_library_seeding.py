@@ -13,7 +13,7 @@ from newsletter.models import Feedback, LibraryImport, LibrarySeed, Paper, Subsc
 from newsletter.planning.profile_vectors import SEED_FRESH, load_ratings
 from newsletter.settings import Settings
 from newsletter.subscribers.library import MAX_ATTEMPTS, new_import, resolve, seed_pending
-from newsletter.subscribers.library_formats import parse_library
+from newsletter.subscribers.library_formats import REPORTED_PROBLEMS, parse_library
 from tests.conftest import make_settings
 from tests.library.atom import error_feed
 from tests.sources.fakeserver import FakeServer, Reply
@@ -211,3 +211,17 @@ def test_ids_the_api_refuses_are_reported_at_once_not_retried(
         assert [r["reason"] for r in imp.report] == [
             "the arXiv API refused the query: incorrect id format for 2601.99999"
         ]
+
+
+def test_the_stored_report_lists_the_first_bad_lines_and_counts_the_rest(
+    sessions: SessionFactory,
+) -> None:
+    subscriber_id = _subscriber(sessions)
+    import_id = _import(sessions, subscriber_id, "2401.01234\n" + "x\n" * 450)
+    with sessions() as session:
+        report = session.get_one(LibraryImport, import_id).report
+    assert len(report) == REPORTED_PROBLEMS + 1
+    assert report[0]["where"] == "line 2"
+    last = report[-1]
+    assert last["where"] == f"line {REPORTED_PROBLEMS + 2}"
+    assert last["reason"].startswith("and 249 more lines after this one were not imported")
