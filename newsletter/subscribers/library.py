@@ -120,34 +120,19 @@ def _stored_by_title(session: Session, titles: Iterable[str]) -> dict[str, Paper
     return found
 
 
-def _known_dois(session: Session, dois: Iterable[str]) -> dict[str, LibrarySeed]:
-    """Seeds anyone imported with these DOIs: what a bare DOI is matched against."""
-    wanted = sorted(set(dois))
-    found: dict[str, LibrarySeed] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
-        for seed in session.scalars(select(LibrarySeed).where(LibrarySeed.doi.in_(chunk))):
-            found.setdefault(seed.doi or "", seed)
-    return found
-
-
-def _seed(
-    imp: LibraryImport,
-    entry: LibraryEntry,
-    *,
-    paper: Paper | None = None,
-    copy: LibrarySeed | None = None,
-) -> LibrarySeed:
-    title = paper.title if paper else copy.title if copy else entry.title
+def _seed(imp: LibraryImport, entry: LibraryEntry, *, paper: Paper | None = None) -> LibrarySeed:
+    """A seed of a stored (public) paper, or of the entry's own text. Never of another
+    reader's seed: their library (titles, abstracts, DOIs) is theirs alone."""
+    title = paper.title if paper else entry.title
     return LibrarySeed(
         subscriber_id=imp.subscriber_id,
-        paper_id=paper.id if paper else copy.paper_id if copy else None,
+        paper_id=paper.id if paper else None,
         arxiv_id=paper.external_id if paper else entry.arxiv_id,
         doi=entry.doi,
         title_key=normalise_title(title),
         title=title,
-        abstract=paper.abstract if paper else copy.abstract if copy else entry.abstract,
-        authors=list(paper.authors if paper else copy.authors if copy else entry.authors),
+        abstract=paper.abstract if paper else entry.abstract,
+        authors=list(paper.authors if paper else entry.authors),
     )
 
 
@@ -197,7 +182,6 @@ def resolve(
     seen = _seen_for(session, imp.subscriber_id)
     stored = _stored_by_id(session, (e.arxiv_id for e in entries if e.arxiv_id))
     by_title = _stored_by_title(session, (e.title for e in entries))
-    by_doi = _known_dois(session, (e.doi for e in entries if e.doi))
     report = list(imp.report)
     to_fetch: list[LibraryEntry] = []
     waiting: list[LibraryEntry] = []
@@ -221,9 +205,6 @@ def resolve(
         elif entry.arxiv_id:
             (waiting if fetch is None else to_fetch).append(entry)
             seen.add(keys, entry.where)
-        elif entry.doi and entry.doi in by_doi:
-            settle(entry, copy=by_doi[entry.doi])
-            report.append(_row(entry.where, entry.label, IMPORTED, f"“{by_doi[entry.doi].title}”"))
         elif entry.title:
             settle(entry)
             own = "its own title and abstract" if entry.abstract else "its own title"
@@ -234,8 +215,8 @@ def resolve(
                     entry.where,
                     entry.label,
                     NOT_IMPORTED,
-                    "a DOI of no paper known here, and no title to go by (only arXiv DOIs "
-                    "are looked up; give the BibTeX entry instead)",
+                    "a DOI alone, with no title to go by (only arXiv DOIs are looked up; "
+                    "give the BibTeX entry instead)",
                 )
             )
         else:

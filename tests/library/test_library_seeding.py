@@ -133,32 +133,46 @@ def test_after_the_last_attempt_entries_with_a_title_are_kept_and_the_rest_repor
 
 
 @pytest.mark.both_databases  # title matching in SQL (lower()) and JSON columns
-def test_duplicates_against_the_library_and_dois_known_from_other_readers(
+def test_duplicates_against_the_library_and_another_readers_doi_stays_private(
     sessions: SessionFactory,
 ) -> None:
     ada, bob = _subscriber(sessions), _subscriber(sessions, "bob@example.org")
     with sessions.begin() as session:
         _paper(session, "2605.00001", "Sparse Attention, Revisited")
     _import(sessions, ada, "2605.00001\n")
-    _import(sessions, bob, '[{"title": "A journal paper", "DOI": "10.1000/XYZ.1"}]')
+    _import(
+        sessions,
+        bob,
+        '[{"title": "Bob\'s confidential draft", "abstract": "Secret.", "DOI": "10.1000/XYZ.1"}]',
+    )
     second = _import(
         sessions,
         ada,
         "@article{x, title={Sparse attention revisited}}\n"
         "@article{y, doi={10.1000/xyz.1}}\n"
-        "@article{z, title={}}\n",
+        "@article{z, title={}}\n"
+        "@article{w, doi={10.1000/own.2}, title={Ada's own}}\n"
+        "@article{v, doi={10.1000/OWN.2}}\n",
     )
     with sessions() as session:
         imp = session.get_one(LibraryImport, second)
         rows = [(r["where"], r["outcome"], r["reason"]) for r in imp.report]
-        seeds = session.scalars(select(LibrarySeed.title).where(LibrarySeed.subscriber_id == ada))
-        titles = sorted(seeds)
+        seeds = session.scalars(select(LibrarySeed).where(LibrarySeed.subscriber_id == ada))
+        mine = sorted((s.title, s.abstract) for s in seeds)
     assert rows == [
         ("line 1", "skipped", "already in your library"),
-        ("line 2", "imported", "“A journal paper”"),
+        (
+            "line 2",
+            "not imported",
+            "a DOI alone, with no title to go by (only arXiv DOIs are looked up; "
+            "give the BibTeX entry instead)",
+        ),
         ("line 3", "not imported", "no arXiv id, DOI or title"),
+        ("line 4", "imported", "from its own title"),
+        ("line 5", "skipped", "the same paper as line 4"),
     ]
-    assert titles == ["A journal paper", "Sparse Attention, Revisited"]
+    assert mine == [("Ada's own", ""), ("Sparse Attention, Revisited", "An abstract.")]
+    assert "confidential" not in str(imp.report)
     assert imp.status == "done"
 
 

@@ -75,7 +75,7 @@ def test_pasted_ids_with_junk_lines_keep_the_good_ones(
     _upload(client, token, data={"ids": pasted})
     page = client.get(f"/manage/{token}/library").text
     assert "line 2</span> hello: not imported: not an arXiv id, an arXiv URL or a DOI" in page
-    assert "line 1</span> 10.1145/3366423.3380211: not imported: a DOI of no paper known" in page
+    assert "line 1</span> 10.1145/3366423.3380211: not imported: a DOI alone, with no title" in page
     with sessions() as session:
         imp = session.scalars(select(LibraryImport)).one()
         assert [e["arxiv_id"] for e in imp.entries] == ["1706.03762"]  # the arXiv DOI
