@@ -329,11 +329,21 @@ def _ris(lines: list[str]) -> ParsedLibrary:
 
 
 def _csl_name(author: Any) -> str:
+    if isinstance(author, str):
+        return author
     if not isinstance(author, dict):
         return ""
     if author.get("literal"):
         return str(author["literal"])
     return " ".join(str(author.get(k, "")) for k in ("given", "family") if author.get(k))
+
+
+def _csl_authors(item: dict[str, Any]) -> tuple[str, ...] | None:
+    """The item's author names; None when ``author`` is not a list of names."""
+    authors = item.get("author") or []
+    if not isinstance(authors, list) or not all(isinstance(a, dict | str) for a in authors):
+        return None
+    return tuple(name for name in (_csl_name(a) for a in authors) if name)
 
 
 def _csl_json(text: str) -> ParsedLibrary:
@@ -342,11 +352,19 @@ def _csl_json(text: str) -> ParsedLibrary:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LibraryError(f"not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except (RecursionError, ValueError):  # nested past the parser's depth, huge numbers
+        raise LibraryError("not CSL-JSON: nested too deeply (or a number too long)") from None
     items = data if isinstance(data, list) else [data]
     for number, item in enumerate(items, start=1):
         where = f"entry {number}"
         if not isinstance(item, dict):
             if not parsed.problem(where, "", "not a CSL-JSON item (an object)"):
+                break
+            continue
+        authors = _csl_authors(item)
+        if authors is None:
+            label = str(item.get("title", ""))[:60]
+            if not parsed.problem(where, label, "its author is not a list of names"):
                 break
             continue
         keys = ("DOI", "URL", "number", "arxiv", "archive_location", "note", "id")
@@ -359,7 +377,7 @@ def _csl_json(text: str) -> ParsedLibrary:
                 ids=ids,
                 title=title,
                 abstract=str(item.get("abstract", "")),
-                authors=tuple(_csl_name(a) for a in item.get("author") or [] if _csl_name(a)),
+                authors=authors,
             )
         )
     return parsed

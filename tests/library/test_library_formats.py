@@ -73,6 +73,7 @@ def test_a_broken_bibtex_entry_is_reported_and_the_others_kept() -> None:
         (b"PK\x03\x04\x00\x00", "library.zip", "not a text file"),
         (b"   \n\n", "empty.txt", "the file holds no papers"),
         (b"[{'title': 1}]", "x.json", "not valid JSON (line 1"),
+        (b"[" * 100_000 + b"]" * 100_000, "deep.json", "not CSL-JSON: nested too deeply"),
         (b"x" * (MAX_BYTES + 1), "huge.bib", "at most 5 MB (2,000 entries): split it"),
     ],
 )
@@ -224,3 +225,17 @@ def test_a_ris_value_wrapped_over_many_lines_is_joined_once() -> None:
     (entry,) = parsed.entries
     assert entry.abstract.startswith("start part 0 part 1 part 2 ")
     assert len(entry.abstract) == 20_000  # cut to the abstract limit, after the join
+
+
+def test_a_csl_json_item_with_a_bad_author_is_reported_and_the_others_kept() -> None:
+    items = [
+        {"title": "x", "author": 5},
+        {"title": "Kept", "author": ["Ada Lovelace", {"family": "Hopper"}]},
+        {"title": "y", "author": [["nested"]]},
+    ]
+    parsed = parse_library(json.dumps(items).encode())
+    assert [(e.title, e.authors) for e in parsed.entries] == [("Kept", ("Ada Lovelace", "Hopper"))]
+    assert [(p.where, p.label, p.reason) for p in parsed.problems] == [
+        ("entry 1", "x", "its author is not a list of names"),
+        ("entry 3", "y", "its author is not a list of names"),
+    ]

@@ -87,6 +87,7 @@ def test_pasted_ids_with_junk_lines_keep_the_good_ones(
         (b"\x89PNG\r\n\x1a\n\x00\x00", 400, "not a text file"),
         (b"Dear editor, please find attached.", 400, "not BibTeX, RIS, CSL-JSON"),
         (b"%" + b"x" * MAX_BYTES, 413, "at most 5 MB"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
     ],
 )
 def test_a_file_that_is_no_library_is_refused_with_why(
