@@ -141,20 +141,40 @@ def test_the_page_offers_weekly_or_a_pause_instead(
 
     token = csrf_from(client.get(path))
     weekly = client.post(path + "/weekly", data={"csrf_token": token}, follow_redirects=False)
-    assert weekly.status_code == 303
-    assert weekly.headers["location"].startswith("/manage/")
-    assert weekly.headers["location"].endswith("?done=weekly")
+    assert weekly.status_code == 200
+    assert "You now get one issue a week" in weekly.text
     with sessions() as session:
         stored = session.get_one(Subscriber, reader.id)
         assert (stored.frequency, stored.status) == (Frequency.WEEKLY, SubscriberStatus.ACTIVE)
-    assert "You now get one issue a week" in client.get(weekly.headers["location"]).text
     assert f'action="{path}/weekly"' not in client.get(path).text  # weekly already
 
     paused = client.post(path + "/pause", data={"csrf_token": token}, follow_redirects=False)
-    assert paused.headers["location"].endswith("?done=paused")
+    assert paused.status_code == 200
+    assert "Issues are paused" in paused.text
     assert state_of(sessions, reader.id) == ("active", ["sent", "suppressed", "suppressed"])
     with sessions() as session:
         assert session.get_one(Subscriber, reader.id).paused_at is not None
+
+
+def test_no_page_of_an_unsubscribe_link_hands_out_the_preferences_link(
+    client: TestClient, sessions: SessionFactory, reader: Subscriber
+) -> None:
+    """The unsubscribe URL grants less mail only (README, security model); it travels in
+    the List-Unsubscribe header. A manage token would grant export, delete and a new
+    address, so none of its pages may carry one, whatever the reader does there."""
+    path = unsubscribe_path(reader)
+    token = csrf_from(client.get(path))
+    pages = [client.get(path)]
+    for action in ("/weekly", "/pause"):
+        pages.append(client.post(path + action, data={"csrf_token": token}))
+    bare = TestClient(client.app)  # the mail provider's one-click POST
+    pages.append(bare.post(path, data={"List-Unsubscribe": "One-Click"}))
+    pages.append(client.get(path))  # "You are not subscribed"
+    pages.append(client.post(path + "/resubscribe", data={"csrf_token": token}))
+    for page in pages:
+        assert page.status_code == 200, page.text
+        assert "/manage/" not in page.text, page.text
+        assert "location" not in page.headers
 
 
 def test_the_alternatives_need_the_forms_token(
@@ -164,6 +184,7 @@ def test_the_alternatives_need_the_forms_token(
     path = unsubscribe_path(reader)
     assert client.post(path + "/pause").status_code == 403
     assert client.post(path + "/weekly").status_code == 403
+    assert client.post(path + "/resubscribe").status_code == 403
     with sessions() as session:
         stored = session.get_one(Subscriber, reader.id)
         assert (stored.frequency, stored.paused_at) == (Frequency.DAILY, None)
@@ -175,10 +196,16 @@ def test_undo_right_after_unsubscribing(
     path = unsubscribe_path(reader)
     done = client.post(path, data={"List-Unsubscribe": "One-Click"})
     assert "You are unsubscribed" in done.text
-    action = re.search(r'action="(/manage/[^"]+/resubscribe)"', done.text)
+    action = re.search(r'action="(/unsubscribe/[^"]+/resubscribe)"', done.text)
     assert action
-    back = client.post(
-        action.group(1), data={"csrf_token": csrf_from(done)}, follow_redirects=False
-    )
-    assert back.headers["location"].endswith("?done=back")
+    back = client.post(action.group(1), data={"csrf_token": csrf_from(done)})
+    assert back.status_code == 200
+    assert "You are subscribed again" in back.text
+    assert state_of(sessions, reader.id)[0] == "active"
+    # The page of the same link offers it too, later (a POST; the GET changes nothing).
+    client.post(path, data={"List-Unsubscribe": "One-Click"})
+    later = client.get(path)
+    assert state_of(sessions, reader.id)[0] == "unsubscribed"
+    assert f'action="{path}/resubscribe"' in later.text
+    client.post(path + "/resubscribe", data={"csrf_token": csrf_from(later)})
     assert state_of(sessions, reader.id)[0] == "active"

@@ -225,7 +225,13 @@ def unsubscribe(request: Request, state: State, token: str) -> Response:
         accounts.unsubscribe(session, subscriber)
         email = subscriber.email
     return state.pages.render(
-        request, "unsubscribed.html", {"email": email, "manage_url": f"/manage/{token}"}
+        request,
+        "unsubscribed.html",
+        {
+            "email": email,
+            "manage_url": f"/manage/{token}",
+            "resubscribe_url": f"/manage/{token}/resubscribe",
+        },
     )
 
 
