@@ -46,6 +46,9 @@ from newsletter.subscribers.library_formats import (
 FIRST_PAUSE = timedelta(minutes=15)
 MAX_PAUSE = timedelta(hours=6)
 MAX_ATTEMPTS = 8
+# Seeds per reader, over all their imports: planning reads every seed of every reader,
+# so repeated imports must not grow one reader's library without end.
+MAX_SEEDS = 5000
 _CHUNK = 500
 
 IMPORTED, SKIPPED, NOT_IMPORTED = "imported", "skipped", "not imported"
@@ -185,11 +188,28 @@ def resolve(
     report = list(imp.report)
     to_fetch: list[LibraryEntry] = []
     waiting: list[LibraryEntry] = []
+    room = MAX_SEEDS - seed_count(session, imp.subscriber_id)  # less what waits for arXiv
 
-    def settle(entry: LibraryEntry, **kwargs: Any) -> None:
-        seed = _seed(imp, entry, **kwargs)
+    def take_room(entry: LibraryEntry) -> bool:
+        nonlocal room
+        if room <= 0:
+            why = f"your library is full ({MAX_SEEDS:,} papers): not added"
+            report.append(_row(entry.where, entry.label, NOT_IMPORTED, why))
+            return False
+        room -= 1
+        return True
+
+    def settle(
+        entry: LibraryEntry, reason: str, *, paper: Paper | None = None, reserved: bool = False
+    ) -> None:
+        """A seed and its report row (``reserved``: its room was taken when it was
+        queued for arXiv), or the row saying the library is full."""
+        if not reserved and not take_room(entry):
+            return
+        seed = _seed(imp, entry, paper=paper)
         session.add(seed)
         seen.add(_Seen.keys_of(seed.arxiv_id, seed.doi, seed.title), entry.where)
+        report.append(_row(entry.where, entry.label, IMPORTED, reason))
 
     for entry in entries:
         keys = _Seen.keys_of(entry.arxiv_id, entry.doi, entry.title)
@@ -200,15 +220,14 @@ def resolve(
             continue
         paper = stored.get(entry.arxiv_id or "") or by_title.get(normalise_title(entry.title))
         if paper is not None:
-            settle(entry, paper=paper)
-            report.append(_row(entry.where, entry.label, IMPORTED, f"“{paper.title}”"))
+            settle(entry, f"“{paper.title}”", paper=paper)
         elif entry.arxiv_id:
-            (waiting if fetch is None else to_fetch).append(entry)
-            seen.add(keys, entry.where)
+            if take_room(entry):
+                (waiting if fetch is None else to_fetch).append(entry)
+                seen.add(keys, entry.where)
         elif entry.title:
-            settle(entry)
             own = "its own title and abstract" if entry.abstract else "its own title"
-            report.append(_row(entry.where, entry.label, IMPORTED, f"from {own}"))
+            settle(entry, f"from {own}")
         elif entry.doi:
             report.append(
                 _row(
@@ -271,10 +290,8 @@ def _fetch_and_settle(
     for entry in entries:
         paper = stored.get(entry.arxiv_id or "")
         if paper is not None:
-            settle(entry, paper=paper)
-            report.append(_row(entry.where, entry.label, IMPORTED, f"“{paper.title}” (from arXiv)"))
+            settle(entry, f"“{paper.title}” (from arXiv)", paper=paper, reserved=True)
         elif entry.title:
-            settle(entry)
             why = (
                 "arXiv refused the query"
                 if refused
@@ -282,7 +299,7 @@ def _fetch_and_settle(
                 if imp.last_error is None
                 else "arXiv unreachable"
             )
-            report.append(_row(entry.where, entry.label, IMPORTED, f"from its own title ({why})"))
+            settle(entry, f"from its own title ({why})", reserved=True)
         elif refused:
             report.append(_row(entry.where, entry.label, NOT_IMPORTED, refused))
         elif imp.last_error is None:

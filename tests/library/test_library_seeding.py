@@ -12,6 +12,7 @@ from newsletter.db import SessionFactory
 from newsletter.models import Feedback, LibraryImport, LibrarySeed, Paper, Subscriber
 from newsletter.planning.profile_vectors import SEED_FRESH, load_ratings
 from newsletter.settings import Settings
+from newsletter.subscribers import library
 from newsletter.subscribers.library import MAX_ATTEMPTS, new_import, resolve, seed_pending
 from newsletter.subscribers.library_formats import REPORTED_PROBLEMS, parse_library
 from tests.conftest import make_settings
@@ -239,3 +240,33 @@ def test_the_stored_report_lists_the_first_bad_lines_and_counts_the_rest(
     last = report[-1]
     assert last["where"] == f"line {REPORTED_PROBLEMS + 2}"
     assert last["reason"].startswith("and 249 more lines after this one were not imported")
+
+
+def test_a_full_library_reports_the_entries_over_the_limit(
+    sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(library, "MAX_SEEDS", 3)
+    subscriber_id = _subscriber(sessions)
+    with sessions.begin() as session:
+        _paper(session, "2605.00001", "Sparse Attention, Revisited")
+    _import(sessions, subscriber_id, '[{"title": "One"}, {"title": "Two"}]')
+    second = _import(
+        sessions,
+        subscriber_id,
+        '[{"title": "Three"}, {"title": "Four"}, {"number": "arXiv:2605.00001"},'
+        ' {"number": "arXiv:2605.09999"}]',
+    )
+    with sessions() as session:
+        imp = session.get_one(LibraryImport, second)
+        rows = [(r["where"], r["outcome"], r["reason"]) for r in imp.report]
+        count = len(session.scalars(select(LibrarySeed.id)).all())
+    full = "your library is full (3 papers): not added"
+    assert rows == [
+        ("entry 1", "imported", "from its own title"),
+        ("entry 2", "not imported", full),
+        ("entry 3", "not imported", full),
+        ("entry 4", "not imported", full),  # not queued for arXiv either
+    ]
+    assert count == 3
+    assert imp.entries == []
+    assert imp.status == "done"
