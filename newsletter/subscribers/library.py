@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.db import SessionFactory
+from newsletter.mail.latex import readable
 from newsletter.models import (
     FollowedAuthor,
     LibraryImport,
@@ -220,7 +221,7 @@ def resolve(
             continue
         paper = stored.get(entry.arxiv_id or "") or by_title.get(normalise_title(entry.title))
         if paper is not None:
-            settle(entry, f"“{paper.title}”", paper=paper)
+            settle(entry, f"“{readable(paper.title)}”", paper=paper)
         elif entry.arxiv_id:
             if take_room(entry):
                 (waiting if fetch is None else to_fetch).append(entry)
@@ -290,7 +291,7 @@ def _fetch_and_settle(
     for entry in entries:
         paper = stored.get(entry.arxiv_id or "")
         if paper is not None:
-            settle(entry, f"“{paper.title}” (from arXiv)", paper=paper, reserved=True)
+            settle(entry, f"“{readable(paper.title)}” (from arXiv)", paper=paper, reserved=True)
         elif entry.title:
             why = (
                 "arXiv refused the query"

@@ -270,3 +270,13 @@ def test_a_full_library_reports_the_entries_over_the_limit(
     assert count == 3
     assert imp.entries == []
     assert imp.status == "done"
+
+
+def test_the_report_names_papers_without_their_latex(sessions: SessionFactory) -> None:
+    subscriber_id = _subscriber(sessions)
+    with sessions.begin() as session:
+        _paper(session, "2605.00002", r"Sparse $\alpha$-Attention, \emph{Revisited}")
+    import_id = _import(sessions, subscriber_id, "2605.00002\n")
+    with sessions() as session:
+        (row,) = session.get_one(LibraryImport, import_id).report
+    assert row["reason"] == "“Sparse α-Attention, Revisited”"
