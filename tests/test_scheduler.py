@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
@@ -32,12 +32,16 @@ from newsletter.models import (
     Edition,
     Frequency,
     Paper,
+    PlanBatch,
     Subscriber,
     SubscriberStatus,
+    utcnow,
 )
 from newsletter.papers.catalogue import load_catalogue
 from newsletter.papers.ingest import ingest_file
+from newsletter.planning.claims import claim
 from newsletter.planning.latest import plan_options
+from newsletter.planning.planner import PlannerRun, prepare
 from newsletter.scheduler.config import SchedulerConfig
 from newsletter.scheduler.locks import AdvisoryLock
 from newsletter.scheduler.runner import Scheduler
@@ -276,6 +280,32 @@ def test_plan_due_plans_only_who_is_due_with_their_send_time(populated: SessionF
     # Again: Berlin's issue is in flight, nobody else is due.
     assert plan_due(populated, options=plan_options(settings), now=NOW, lookahead=LOOKAHEAD) is None
     assert delivery_times(populated) == rows
+
+
+def test_plan_due_leaves_who_a_dead_planner_held_to_a_later_run(
+    populated: SessionFactory,
+) -> None:
+    """A scheduler restarted within the lease of its crashed planner: who sat in the
+    held range was not looked at, so is not 'nothing new' for the day and is looked
+    at once the lease is out; who was looked at and got nothing is skipped from then on."""
+    ids = ids_by_email(populated)
+    options = plan_options(make_settings())
+    edition_id, _, _ = prepare(populated, PlannerRun(EDITION, options, owner="dead"))
+    with populated.begin() as session:
+        assert claim(session, edition_id, owner="dead", since=utcnow(), now=utcnow())
+    skip: set[int] = set()
+    held = plan_due(populated, options=options, now=NOW, lookahead=LOOKAHEAD, skip=skip)
+    assert held is not None
+    assert (held.planned, held.held_elsewhere, skip) == (0, 1, set())
+    with populated.begin() as session:  # the dead planner's lease runs out
+        session.execute(update(PlanBatch).values(lease_until=LONG_AGO))
+    # Nothing scores high enough now: both due subscribers are looked at, get nothing.
+    strict = replace(options, min_score=2.0, min_score_semantic=2.0)
+    resumed = plan_due(populated, options=strict, now=NOW, lookahead=LOOKAHEAD, skip=skip)
+    assert resumed is not None
+    assert (resumed.planned, resumed.held_elsewhere) == (0, 0)
+    assert skip == {ids["berlin@example.org"], ids["kolkata@example.org"]}
+    assert plan_due(populated, options=options, now=NOW, lookahead=LOOKAHEAD, skip=skip) is None
 
 
 # --------------------------------------------------------------------------- the scheduler

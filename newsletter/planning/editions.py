@@ -77,18 +77,29 @@ def edition_for(session: Session, day: date) -> Edition:
 
 
 def plan_batch(
-    session: Session, context: EditionContext, edition_id: int, readers: list[ReaderRow]
+    session: Session,
+    context: EditionContext,
+    edition_id: int,
+    readers: list[ReaderRow],
+    *,
+    considered: Collection[int] | None = None,
 ) -> PlanSummary:
     """Rank one batch of subscribers (ids ascending) and write their deliveries, in
-    the caller's transaction; what it did, as a summary to add up."""
+    the caller's transaction; what it did, as a summary to add up. ``considered``:
+    ids to report in ``passed_over`` when they get no issue (a run for some
+    subscribers only; not kept for a whole edition, which may be millions)."""
     summary = PlanSummary(edition=context.day)
     if not readers:
+        summary.passed_over = sorted(considered or ())
         return summary
     previous = previous_issues(session, context.day, between=(readers[0].id, readers[-1].id))
     ranked = rank_batch(session, context, readers, edition_id=edition_id, previous=previous)
     write_issues(session, edition_id, ranked.issues)
     summary.planned = len(ranked.issues)
     summary.nothing_new = ranked.nothing_new
+    if considered:
+        issued = {issue.subscriber.id for issue in ranked.issues}
+        summary.passed_over = [i for i in considered if i not in issued]
     if ranked.earliest is not None:
         # As many as the widest window any of them reached, at least the weekly one.
         earliest = min(ranked.earliest, window(context.day, Frequency.WEEKLY)[0])

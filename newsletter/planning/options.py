@@ -67,6 +67,10 @@ class PlanSummary:
     top_picks: list[tuple[str, str, float]] = field(default_factory=list)
     # Batches of subscribers another planner still held when this one ran out of work.
     held_elsewhere: int = 0
+    # A run for some subscribers (``only``): those of them this planner looked at and
+    # planned nothing for (nothing new). Who sat in a range another planner held is not
+    # here: nobody looked at them yet.
+    passed_over: list[int] = field(default_factory=list)
 
     def __str__(self) -> str:
         said = (
@@ -86,6 +90,7 @@ class PlanSummary:
         self.planned += other.planned
         self.nothing_new += other.nothing_new
         self.candidates = max(self.candidates, other.candidates)
+        self.passed_over += other.passed_over
         room = TOP_PICKS_KEPT - len(self.top_picks)
         if room > 0:
             self.top_picks += other.top_picks[:room]

@@ -210,9 +210,10 @@ def _plan_range(
                 limit=last - first + 1,
             )
         if readers and context is not None:
-            done = plan_batch(session, context, edition_id, readers)
+            done = plan_batch(session, context, edition_id, readers, considered=members)
         else:
             done = PlanSummary(edition=run.day, nothing_new=len(readers))
+            done.passed_over = list(members or ())
         if after_batch is not None and done.planned:
             after_batch(session, edition_id)
         if not finish(session, edition_id, first, owner=run.owner, now=clock()):

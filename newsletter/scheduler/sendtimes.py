@@ -22,7 +22,6 @@ from newsletter.models import (
     OPEN,
     Delivery,
     DeliveryStatus,
-    Edition,
     Frequency,
     Subscriber,
     SubscriberStatus,
@@ -207,12 +206,7 @@ def plan_due(
         ),
     )
     if skip is not None:
-        with session_factory() as session:
-            edition_id = session.scalar(select(Edition.id).where(Edition.date == day))
-            planned = set(
-                session.scalars(
-                    select(Delivery.subscriber_id).where(Delivery.edition_id == edition_id)
-                )
-            )
-        skip.update(s for s in due if s not in planned)
+        # Only who a planner of this run looked at: a range another (or a dead)
+        # planner held is planned by it, or by a later run once its lease is out.
+        skip.update(summary.passed_over)
     return summary
