@@ -144,14 +144,15 @@ def wait_until_received(
 
 
 def wait_for_quiet_server(server: FaultyServer) -> int:
-    """Until nothing more arrives (what was on the wire when the kill came is in)."""
-    received = server.received
-    quiet_since = time.monotonic()
-    while time.monotonic() - quiet_since < 0.5:
-        time.sleep(0.05)
-        if server.received != received:
-            received, quiet_since = server.received, time.monotonic()
-    return received
+    """Until nothing more can arrive: the server has read every connection of the
+    stopped or killed run to its end (what was on the wire when the kill came is in).
+    Waiting for half a second without news instead raced a starved server thread on
+    a loaded machine."""
+    deadline = time.monotonic() + _WAIT
+    while server.open_connections():
+        assert time.monotonic() < deadline, "the server still has connections open"
+        time.sleep(0.01)
+    return server.received
 
 
 def sent_ids(sessions: SessionFactory) -> set[str]:

@@ -6,6 +6,7 @@ import mailbox
 import smtplib
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,16 @@ def test_faulty_server_requires_login_when_given_credentials() -> None:
 def test_tls_mode_needs_a_context() -> None:
     with pytest.raises(ValueError, match="ssl_context"):
         FaultyServer(tls="starttls")
+
+
+def test_open_connections_counts_clients_until_the_server_has_read_them_to_the_end() -> None:
+    with FaultyServer() as server:
+        client = socket.create_connection((server.host, server.port), timeout=5)
+        assert client.recv(1024).startswith(b"220")  # greeted: the server has it
+        assert server.open_connections() >= 1  # (the start-up probe may still count)
+        client.close()
+        deadline = time.monotonic() + 60
+        while server.open_connections():  # the server reads the hang-up in its own time
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    assert server.open_connections() == 0  # stopped

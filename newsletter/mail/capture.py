@@ -98,6 +98,10 @@ class FreePortController(Controller):
             hangup.result(timeout=_READY_TIMEOUT)
         super().stop(no_assert)
 
+    async def open_connections(self) -> int:
+        """Client connections not yet closed (run in the server's own loop)."""
+        return sum(1 for transport in list(self._transports) if not transport.is_closing())
+
     async def _abort_connections(self) -> None:
         for transport in list(self._transports):
             if isinstance(transport, asyncio.Transport):
@@ -183,6 +187,17 @@ class CaptureServer:
             raise
         self._controller = controller
         self.port = controller.port
+
+    def open_connections(self) -> int:
+        """Client connections the server has not closed yet: 0 once every client that
+        hung up (or was killed) has been read to its end, so nothing more can arrive
+        on them. A method, not a property: aiosmtpd reads every attribute of its
+        handler (this object) from the server's loop, which must not wait on itself."""
+        controller = self._controller
+        if controller is None or not controller.loop.is_running():
+            return 0
+        count = asyncio.run_coroutine_threadsafe(controller.open_connections(), controller.loop)
+        return count.result(timeout=_READY_TIMEOUT)
 
     def stop(self) -> None:
         """Stop the server thread and close the listening socket."""
