@@ -133,6 +133,7 @@ class LikedPaper:
     title: str
     words: frozenset[str]
     from_library: bool = False  # a seed from the reader's library, not a rating
+    paper_id: int | None = None  # the stored paper, when known (a paper is not its own reason)
 
 
 # A word -> the positions of the candidates (keywords, liked papers) that hold it.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session, object_session
@@ -41,16 +42,17 @@ class Reader:
 
 
 def _liked(
-    text_rows: Iterable[tuple[int, str, str]],
+    text_rows: Iterable[tuple[int, str, str, int | None]],
     liked: dict[int, list[LikedPaper]] | None = None,
     *,
     from_library: bool = False,
 ) -> dict[int, list[LikedPaper]]:
     liked = {} if liked is None else liked
-    for subscriber_id, title, abstract in text_rows:
+    for subscriber_id, title, abstract, paper_id in text_rows:
         papers = liked.setdefault(subscriber_id, [])
         if len(papers) < LIKED_LIMIT:
-            papers.append(LikedPaper(title, words_of(f"{title} {abstract}"), from_library))
+            words = words_of(f"{title} {abstract}")
+            papers.append(LikedPaper(title, words, from_library, paper_id))
     return liked
 
 
@@ -66,21 +68,27 @@ def _connection(session: Session) -> Connection:
     return session.connection()
 
 
-def _liked_rows(session: Session, subscriber_ids: list[int]) -> dict[int, list[LikedPaper]]:
-    rows = _connection(session).execute(
-        select(Feedback.subscriber_id, Paper.title, Paper.abstract)
+def _liked_rows(
+    session: Session, subscriber_ids: list[int], rated_before: datetime | None = None
+) -> dict[int, list[LikedPaper]]:
+    query = (
+        select(Feedback.subscriber_id, Paper.title, Paper.abstract, Feedback.paper_id)
         .join(Paper, Paper.id == Feedback.paper_id)
         .where(Feedback.subscriber_id.in_(subscriber_ids), Feedback.value > 0)
         .order_by(Feedback.subscriber_id, Feedback.created_at.desc(), Feedback.id.desc())
     )
-    liked = _liked((s, t, a) for s, t, a in rows)
+    if rated_before is not None:
+        query = query.where(Feedback.created_at <= rated_before)
+    liked = _liked((s, t, a, p) for s, t, a, p in _connection(session).execute(query))
     # Then the seeds of their library (issue 16), while there is room.
     seeds = _connection(session).execute(
-        select(LibrarySeed.subscriber_id, LibrarySeed.title, LibrarySeed.abstract)
+        select(
+            LibrarySeed.subscriber_id, LibrarySeed.title, LibrarySeed.abstract, LibrarySeed.paper_id
+        )
         .where(LibrarySeed.subscriber_id.in_(subscriber_ids))
         .order_by(LibrarySeed.subscriber_id, LibrarySeed.id)
     )
-    return _liked(((s, t, a) for s, t, a in seeds), liked, from_library=True)
+    return _liked(((s, t, a, p) for s, t, a, p in seeds), liked, from_library=True)
 
 
 def _followed_rows(session: Session, subscriber_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
@@ -129,14 +137,15 @@ def load_readers(session: Session, subscriber_ids: Iterable[int]) -> dict[int, R
     }
 
 
-def reader_of(subscriber: Subscriber) -> Reader:
+def reader_of(subscriber: Subscriber, *, rated_before: datetime | None = None) -> Reader:
     """The ``Reader`` of a loaded subscriber (interests loaded; likes read through its
-    session, none when it has none)."""
+    session, none when it has none). ``rated_before``: only the likes rated until then
+    (an old issue read online gives the reasons it was sent with, not later ratings)."""
     session = object_session(subscriber)
     liked: list[LikedPaper] = []
     followed: list[tuple[str, str]] = []
     if session is not None and subscriber.id is not None:
-        liked = _liked_rows(session, [subscriber.id]).get(subscriber.id, [])
+        liked = _liked_rows(session, [subscriber.id], rated_before).get(subscriber.id, [])
         followed = _followed_rows(session, [subscriber.id]).get(subscriber.id, [])
     interests = ReaderInterests(
         keywords=[i.keywords for i in subscriber.interests if i.keywords],

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import date
 from typing import Any
 
@@ -212,6 +212,7 @@ class ItemView:
     score: float
     terms: Sequence[str]
     paper: PaperView
+    paper_id: int | None = None  # the stored paper: never its own "liked" reason
 
 
 @dataclass(frozen=True)
@@ -362,6 +363,10 @@ def _personal(
         card = CardView(**{f.name: getattr(card, f.name) for f in fields(card)})
     why: tuple[ReasonView, ...] = ()
     if reader is not None:
+        if item.paper_id is not None and any(p.paper_id == item.paper_id for p in reader.liked):
+            # Rated on this very issue: the paper is not a reason for itself.
+            liked = [p for p in reader.liked if p.paper_id != item.paper_id]
+            reader = replace(reader, liked=liked)
         found = reasons(terms=item.terms, categories=card.category_ids, reader=reader)
         author = followed_author(card.author_names, followed)
         if author is not None:
@@ -398,10 +403,10 @@ def issue_view(
         edition=delivery.edition.date,
         interests=interests_line(subscriber),
         items=[
-            ItemView(item.rank, item.score, item.terms, paper_base_of(item.paper))
+            ItemView(item.rank, item.score, item.terms, paper_base_of(item.paper), item.paper_id)
             for item in delivery.items
         ],
         list_name=list_name,
         locale=subscriber.locale,
-        reader=reader_of(subscriber),
+        reader=reader_of(subscriber, rated_before=delivery.sent_at),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
@@ -11,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from newsletter.db import SessionFactory
-from newsletter.models import Feedback, Paper
+from newsletter.models import Delivery, DeliveryItem, Feedback, Paper, utcnow
 from newsletter.tokens import Purpose, TokenData, Tokens
 from tests.conftest import TEST_SECRET
 from tests.web.helpers import add_delivery, add_subscriber, csrf_from
@@ -250,3 +251,35 @@ def test_the_issue_online(client: TestClient, issue: Issue) -> None:
     assert client.get(issue.view(purpose=Purpose.MANAGE)).status_code == 400
     manage_style = TOKENS.make(Purpose.VIEW, TokenData(issue.subscriber_id, 1))
     assert client.get(f"/view/{manage_style}").status_code == 400
+
+
+def test_a_rated_paper_is_not_its_own_reason_nor_a_later_like_an_old_issues(
+    client: TestClient, sessions: SessionFactory, issue: Issue
+) -> None:
+    """Rating paper 2 "more like this" on the page explains the others by it, never
+    itself; and an issue read online later keeps the reasons it was sent with."""
+    with sessions.begin() as session:
+        for item in session.scalars(
+            select(DeliveryItem).where(DeliveryItem.delivery_id == issue.delivery_id)
+        ):
+            item.terms = ["evaluation"]  # a word of every paper's abstract
+    view = issue.view()
+    token = csrf_from(client.get(view))
+    client.post(rate(view, 2, "more"), data={"csrf_token": token})
+
+    def cards() -> dict[int, str]:
+        page = client.get(view).text
+        parts = re.split(r'<li id="paper-(\d+)"', page)[1:]
+        return {
+            int(rank): text.split("</li>")[0]
+            for rank, text in zip(parts[::2], parts[1::2], strict=True)
+        }
+
+    reason = "which you marked more like this"
+    now = cards()
+    assert reason in now[1]
+    assert "is all you need 2" in now[1]
+    assert reason not in now[2]
+    with sessions.begin() as session:
+        session.get_one(Delivery, issue.delivery_id).sent_at = utcnow() - timedelta(days=1)
+    assert not any(reason in card for card in cards().values())
