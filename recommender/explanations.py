@@ -160,7 +160,7 @@ class ReaderInterests:
     indexes: tuple[_Index, _Index] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        keywords = _index([words_of(keyword) for keyword in self.keywords])
+        keywords = _index([_telling_words(keyword) for keyword in self.keywords])
         # A frozen dataclass sets a derived field this way (the documented idiom).
         object.__setattr__(self, "indexes", (keywords, _index([p.words for p in self.liked])))
 
@@ -177,6 +177,48 @@ def words_of(text: str) -> frozenset[str]:
         folded = unicodedata.normalize("NFKD", folded)
         folded = "".join(c for c in folded if not unicodedata.combining(c))
     return frozenset(_WORD.findall(folded)).difference(_STOP_WORDS)
+
+
+# Words too common in paper abstracts to say a paper is about a keyword: "reinforcement
+# learning" must not explain a paper on federated learning. A keyword is matched by its
+# other words; one made only of these (say "language models") by any of its words.
+GENERIC_WORDS: frozenset[str] = frozenset(
+    [
+        "learning",
+        "model",
+        "models",
+        "modeling",
+        "modelling",
+        "network",
+        "networks",
+        "neural",
+        "data",
+        "dataset",
+        "datasets",
+        "method",
+        "methods",
+        "language",
+        "languages",
+        "based",
+        "approach",
+        "approaches",
+        "using",
+        "large",
+        "task",
+        "tasks",
+        "training",
+        "system",
+        "systems",
+        "analysis",
+        "efficient",
+        "framework",
+    ]
+)
+
+
+def _telling_words(keyword: str) -> frozenset[str]:
+    words = words_of(keyword)
+    return (words - GENERIC_WORDS) or words
 
 
 def reasons(

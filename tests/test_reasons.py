@@ -88,6 +88,17 @@ def test_the_keyword_covering_most_terms_wins() -> None:
     assert reason.subject == RAG
 
 
+def test_a_generic_word_alone_does_not_match_a_keyword() -> None:
+    reader = ReaderInterests(keywords=["reinforcement learning", "language models"])
+    terms = ("federated", "learning", "clients")
+    assert reasons(terms=terms, categories=[], reader=reader) == ()
+    [reason] = reasons(terms=("policy", "reinforcement"), categories=[], reader=reader)
+    assert reason == Reason(ReasonKind.KEYWORD, "reinforcement learning", ("reinforcement",))
+    # A keyword made only of common words is still matched by them.
+    [reason] = reasons(terms=("language models",), categories=[], reader=reader)
+    assert reason.subject == "language models"
+
+
 def test_words_fold_like_the_model() -> None:
     assert words_of("Retrieval-Augmented Générátion of the LLMs") == {
         "retrieval",
