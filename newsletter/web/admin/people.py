@@ -122,12 +122,13 @@ def delete(
         )
     with state.sessions.begin() as session:
         subscriber = _load(session, subscriber_id)
-        email = subscriber.email
         casework.delete(
             session, subscriber, operator=operator.username, reason=reason, now=utcnow()
         )
+    # The id, not the address: the redirect's URL lands in the access log, which must
+    # not keep the address of someone whose data was just erased.
     return RedirectResponse(
-        "/admin/subscribers?" + urlencode({"q": email, "deleted": "1"}), status_code=303
+        "/admin/subscribers?" + urlencode({"deleted": subscriber_id}), status_code=303
     )
 
 

@@ -183,7 +183,7 @@ def subscribers(
     q: Annotated[str, Query(max_length=200)] = "",
     status: Annotated[str, Query(max_length=20)] = "",
     page: Annotated[int, whole_number(1, 100_000), Query(ge=1, le=100_000)] = 1,
-    deleted: Annotated[str, Query(max_length=1)] = "",
+    deleted: Annotated[str, Query(max_length=20)] = "",  # the id of a subscriber just deleted
 ) -> Response:
     search, wanted = q.strip(), _status_filter(status)
     with state.sessions() as session:
@@ -206,7 +206,7 @@ def subscribers(
             "counts": counts,
             "page": page,
             "pages": pages,
-            "deleted": bool(deleted),
+            "deleted": deleted if deleted.isdecimal() else "",
             **imports.form_context(state),
         },
     )
