@@ -19,6 +19,7 @@ from newsletter.models import (
     Feedback,
     Frequency,
     Interest,
+    Paper,
     Subscriber,
     SubscriberStatus,
     Suppression,
@@ -201,6 +202,17 @@ def test_undo_a_rating(client: TestClient, sessions: SessionFactory, reader: int
     with sessions() as session:
         assert session.scalar(select(func.count(Feedback.id))) == 0
     assert "No ratings yet" in client.get(path).text
+
+
+def test_ratings_show_titles_without_latex(
+    client: TestClient, sessions: SessionFactory, reader: int
+) -> None:
+    with sessions.begin() as session:
+        paper = session.scalars(select(Paper).join(Feedback, Feedback.paper_id == Paper.id)).one()
+        paper.title = r"Scaling $\alpha$-divergences to \textbf{large} models"
+    page = client.get(manage_path(reader)).text
+    assert "Scaling α-divergences to large models" in page
+    assert "textbf" not in page
 
 
 def test_export_holds_everything_stored(client: TestClient, reader: int) -> None:

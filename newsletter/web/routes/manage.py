@@ -12,6 +12,7 @@ from starlette.responses import RedirectResponse, Response
 
 from newsletter.i18n import LOCALES
 from newsletter.integers import MAX_ROW_ID
+from newsletter.mail.latex import readable
 from newsletter.models import Subscriber, utcnow
 from newsletter.papers.catalogue import topic_groups
 from newsletter.subscribers import accounts
@@ -106,7 +107,11 @@ def _page(
         "languages": sorted(LOCALES.items()),
         "max_papers_limit": MAX_PAPERS,
         "default_papers": state.settings.max_papers,
-        "feedback": accounts.recent_feedback(session, subscriber),
+        # Titles as the issue shows them: LaTeX turned into plain text.
+        "feedback": [
+            (rating, paper, readable(paper.title))
+            for rating, paper in accounts.recent_feedback(session, subscriber)
+        ],
         "library_imports": recent_imports(session, subscriber.id, limit=1),
         "error": str(error) if error else None,
         "error_field": error.field if error else None,
