@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -167,8 +168,54 @@ def test_torn_text_cache_is_rebuilt(tmp_path: Path) -> None:
     saved = modelstore.save(tmp_path, model, paper_ids=np.arange(4), vectors=vectors)
     cache = modelstore.text_cache(tmp_path, saved.version)
     cache.embed(model, ["robot grasping", "video diffusion"])
-    (tmp_path / saved.version / "texts.json").write_text(json.dumps(["robot grasping"]))
+    stored = tmp_path / saved.version / "texts.npz"
+    stored.write_bytes(stored.read_bytes()[:40])  # a torn zip: BadZipFile
     rebuilt = modelstore.text_cache(tmp_path, saved.version)
     assert len(rebuilt) == 0
     out = rebuilt.embed(model, ["video diffusion"])
     assert np.allclose(out.toarray(), model.transform_texts(["video diffusion"]).toarray())
+    assert len(modelstore.text_cache(tmp_path, saved.version)) == 1
+
+
+def test_planners_writing_one_text_cache_at_once_never_tear_it(tmp_path: Path) -> None:
+    """Planner processes share a model's text cache: concurrent writers and readers
+    (threads here) neither fail nor ever see one writer's texts with another's vectors."""
+    model, vectors = fit_transform(DOCS, min_df=1, max_df=1.0)
+    saved = modelstore.save(tmp_path, model, paper_ids=np.arange(4), vectors=vectors)
+    words = ["robot", "video", "translation", "navigation", "diffusion", "grasping"]
+    errors: list[BaseException] = []
+    writing = threading.Event()
+
+    def write(offset: int) -> None:
+        cache = modelstore.text_cache(tmp_path, saved.version)
+        try:
+            for i in range(60):
+                cache.embed(model, [f"{words[(i + offset) % 6]} {words[(i * 7 + offset) % 6]} {i}"])
+                cache.flush()
+        except BaseException as exc:
+            errors.append(exc)
+
+    def read() -> None:
+        try:
+            while writing.is_set():
+                cache = modelstore.text_cache(tmp_path, saved.version)
+                texts = list(cache._texts)
+                if texts:
+                    got = cache.embed(model, texts).toarray()
+                    assert np.allclose(got, model.transform_texts(texts).toarray()), texts
+        except BaseException as exc:
+            errors.append(exc)
+
+    writing.set()
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(3)]
+    reader = threading.Thread(target=read)
+    reader.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writing.clear()
+    reader.join()
+    assert errors == []
+    assert len(modelstore.text_cache(tmp_path, saved.version)) >= 60  # the last writer's
+    assert [p.name for p in (tmp_path / saved.version).iterdir() if p.name.startswith(".")] == []

@@ -181,4 +181,6 @@ def plan_edition(
         summary.add(plan_batch(session, context, edition.id, readers))
         if progress is not None:
             progress(len(readers), total)
+    if context.fitted.texts is not None:
+        context.fitted.texts.flush()
     return summary

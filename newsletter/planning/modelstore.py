@@ -17,8 +17,9 @@ import os
 import pickle
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,10 @@ from recommender import TfidfModel
 
 FORMAT = 1
 _POINTER = "current.json"
+_TEXTS = "texts.npz"
 _KEEP = 2
+# Versions younger than this are never pruned (planners may be using them).
+_GRACE = timedelta(hours=1)
 
 
 class ModelStoreError(NewsletterError):
@@ -88,11 +92,13 @@ def save(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    pointer = directory / f".{_POINTER}.tmp"
-    pointer.write_text(json.dumps({"version": version}))
+    # A temporary name of its own: planners fitting at once must not share one.
+    descriptor, pointer = tempfile.mkstemp(prefix=f".{_POINTER}-", dir=directory)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(json.dumps({"version": version}))
     os.replace(pointer, directory / _POINTER)
     _fsync_dir(directory)
-    _prune(directory, keep=version)
+    _prune(directory, keep=version, now=now)
     return StoredModel(version, now, model, np.asarray(paper_ids, dtype=np.int64), vectors)
 
 
@@ -126,12 +132,15 @@ def needs_refit(stored: StoredModel | None, *, corpus_size: int, growth: float) 
     return corpus_size >= stored.n_papers * (1.0 + growth)
 
 
-def _prune(directory: Path, *, keep: str) -> None:
+def _prune(directory: Path, *, keep: str, now: datetime) -> None:
+    """Remove versions older than the newest ``_KEEP``, but none written in the last
+    ``_GRACE``: a planner that loaded one moments ago (a peer's fit) still uses it."""
     versions = sorted(
         p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")
     )
+    recent = _version(now - _GRACE)
     for name in versions[: max(len(versions) - _KEEP, 0)]:
-        if name != keep:
+        if name != keep and name < recent:
             shutil.rmtree(directory / name, ignore_errors=True)
 
 
@@ -148,22 +157,32 @@ class TextCache:
 
     A topic description is shared by many subscribers and a keyword phrase rarely
     changes, so each distinct text is tokenised once per model version, not once
-    per subscriber per edition.
+    per subscriber per edition. Texts and vectors are one file, replaced atomically
+    from a temporary file of its own: planner processes sharing a model may write it
+    at once (the last one wins; the other's new texts are tokenised again next time),
+    and a reader never pairs one writer's texts with another's vectors. It is a
+    cache: a file that cannot be read is rebuilt, never an error.
     """
 
     def __init__(self, folder: Path) -> None:
         self._folder = folder
         self._texts: list[str] = []
         self._vectors: scipy.sparse.csr_matrix | None = None
-        index = folder / "texts.json"
-        if index.exists():
-            try:
-                self._texts = json.loads(index.read_text(encoding="utf-8"))
-                self._vectors = scipy.sparse.load_npz(folder / "texts.npz").tocsr()
-            except (OSError, ValueError) as exc:
-                raise ModelStoreError(f"cannot read the text cache in {folder}: {exc}") from None
-            if self._vectors.shape[0] != len(self._texts):
-                self._texts, self._vectors = [], None  # torn cache: rebuild it
+        self._unsaved = 0
+        try:
+            # Our own handle: np.load leaves its file open when the zip is torn.
+            with (folder / _TEXTS).open("rb") as handle, np.load(handle) as stored:
+                texts = json.loads(stored["texts"].tobytes().decode("utf-8"))
+                vectors = scipy.sparse.csr_matrix(
+                    (stored["data"], stored["indices"], stored["indptr"]),
+                    shape=tuple(stored["shape"]),
+                )
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return  # torn or foreign: rebuilt as texts are embedded
+        if isinstance(texts, list) and vectors.shape[0] == len(texts):
+            self._texts, self._vectors = texts, vectors
 
     def __len__(self) -> int:
         return len(self._texts)
@@ -179,20 +198,42 @@ class TextCache:
             for text in missing:
                 row_of[text] = len(self._texts)
                 self._texts.append(text)
-            self._write()
+            self._unsaved += len(missing)
+            # Written when it grew by a quarter (and by ``flush``): each batch's few
+            # new keywords no longer rewrite the whole cache, and the writes add up
+            # to a few times its size.
+            if self._unsaved * 4 >= len(self._texts):
+                self.flush()
         if self._vectors is None:
             return scipy.sparse.csr_matrix((0, model.n_features), dtype=np.float32)
         return scipy.sparse.csr_matrix(self._vectors[[row_of[t] for t in texts]])
 
-    def _write(self) -> None:
-        # Vectors first, index last, each replaced atomically: a crash in between
-        # leaves an index that disagrees with the vectors, which reads as empty.
-        vectors = self._folder / ".texts.npz.tmp.npz"
-        scipy.sparse.save_npz(vectors, self._vectors)
-        os.replace(vectors, self._folder / "texts.npz")
-        index = self._folder / ".texts.json.tmp"
-        index.write_text(json.dumps(self._texts, ensure_ascii=False), encoding="utf-8")
-        os.replace(index, self._folder / "texts.json")
+    def flush(self) -> None:
+        """Write the texts embedded since the last write (a no-op when none were)."""
+        if not self._unsaved or self._vectors is None:
+            return
+        vectors = scipy.sparse.csr_matrix(self._vectors)
+        try:
+            descriptor, name = tempfile.mkstemp(prefix=".texts-", suffix=".tmp", dir=self._folder)
+        except FileNotFoundError:
+            return  # the version was pruned meanwhile (a newer fit): nothing to keep
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                np.savez(
+                    handle,
+                    texts=np.frombuffer(
+                        json.dumps(self._texts, ensure_ascii=False).encode("utf-8"), np.uint8
+                    ),
+                    data=vectors.data,
+                    indices=vectors.indices,
+                    indptr=vectors.indptr,
+                    shape=np.asarray(vectors.shape, dtype=np.int64),
+                )
+            os.replace(name, self._folder / _TEXTS)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+        self._unsaved = 0
 
 
 def text_cache(directory: Path, version: str) -> TextCache:

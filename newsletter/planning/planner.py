@@ -146,6 +146,8 @@ def plan_claimed(
                     progress(done.planned + done.nothing_new, total)
     finally:
         gc.unfreeze()
+        if context is not None and context.fitted.texts is not None:
+            context.fitted.texts.flush()
 
 
 def _plan_with_retries(

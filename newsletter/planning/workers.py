@@ -20,6 +20,7 @@ from newsletter.db import SessionFactory, make_engine, make_session_factory
 from newsletter.errors import NewsletterError
 from newsletter.models import utcnow
 from newsletter.planning.editions import BATCH_SIZE
+from newsletter.planning.issues import edition_context
 from newsletter.planning.options import PlanOptions, PlanSummary
 from newsletter.planning.planner import (
     PlannerRun,
@@ -64,6 +65,11 @@ def plan_with_workers(
     edition_id, summary, total = prepare(session_factory, run)
     if progress is not None:
         progress(0, total)
+    if options.model_dir is not None:
+        # Fit (and store) a stale model once here, so the workers all load it rather
+        # than each fitting and storing its own at once.
+        with session_factory() as session:
+            edition_context(session, day, options)
     context = multiprocessing.get_context("spawn")
     results: Any = context.Queue()
     processes = [
