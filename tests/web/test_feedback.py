@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from newsletter.db import SessionFactory
-from newsletter.models import Delivery, DeliveryItem, Feedback, Paper, utcnow
+from newsletter.models import Delivery, DeliveryItem, Feedback, Paper, Subscriber, utcnow
 from newsletter.tokens import Purpose, TokenData, Tokens
 from tests.conftest import TEST_SECRET
 from tests.web.helpers import add_delivery, add_subscriber, csrf_from
@@ -283,3 +283,15 @@ def test_a_rated_paper_is_not_its_own_reason_nor_a_later_like_an_old_issues(
     with sessions.begin() as session:
         session.get_one(Delivery, issue.delivery_id).sent_at = utcnow() - timedelta(days=1)
     assert not any(reason in card for card in cards().values())
+
+
+def test_a_german_readers_page_labels_the_reasons_in_german(
+    client: TestClient, sessions: SessionFactory, issue: Issue
+) -> None:
+    with sessions.begin() as session:
+        session.get_one(Subscriber, issue.subscriber_id).locale = "de"
+    page = client.get(issue.view()).text
+    assert "Warum:" in page
+    assert "passende Begriffe: model" in page
+    assert "Why:" not in page
+    assert "matched terms:" not in page

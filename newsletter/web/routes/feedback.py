@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from newsletter.delivery.compose import select_renderable
+from newsletter.i18n import gettext
 from newsletter.integers import NotInRange, small_int
 from newsletter.mail.view import CardView, issue_view
 from newsletter.models import Delivery, DeliveryItem, Feedback, Subscriber, utcnow
@@ -115,6 +116,10 @@ def view_online(
             "ready": ready,
             "rated": rated_rank if rated_rank in ranks else None,
             "rate_action": f"/view/{token}/rate",
+            # The labels around the reasons in the reader's language, as the mail has them
+            # (the reasons themselves come worded in it already).
+            "why_label": gettext(view.locale, "Why:"),
+            "matched_label": gettext(view.locale, "matched terms:"),
         },
     )
 
