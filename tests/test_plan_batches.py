@@ -14,9 +14,18 @@ from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 
 from newsletter.db import SessionFactory
-from newsletter.models import Delivery, DeliveryItem, Edition, PlanBatch, Subscriber, utcnow
+from newsletter.models import (
+    Delivery,
+    DeliveryItem,
+    Edition,
+    Paper,
+    PlanBatch,
+    Subscriber,
+    utcnow,
+)
 from newsletter.papers.catalogue import load_catalogue
 from newsletter.papers.ingest import ingest_file
 from newsletter.planning.claims import LEASE
@@ -53,8 +62,6 @@ def readers(sessions: SessionFactory) -> SessionFactory:
 
 
 def planned(sessions: SessionFactory) -> Plan:
-    from newsletter.models import Paper
-
     with sessions() as session:
         rows = session.execute(
             select(Subscriber.email, Paper.external_id, DeliveryItem.rank, DeliveryItem.score)
@@ -234,4 +241,39 @@ def test_worker_processes_write_what_one_planner_writes(
     assert summary.planned == len(expected)
     assert summary.planned + summary.nothing_new == len(TOPICS)
     assert set(deliveries_per_subscriber(readers)) == {1}
+    assert planned(readers) == expected
+
+
+def test_a_refused_copy_is_a_database_error_the_planner_retries(readers: SessionFactory) -> None:
+    """A delivery a peer wrote meanwhile makes the batch's write fail: on either
+    database as SQLAlchemy's IntegrityError (PostgreSQL's COPY raised psycopg's own,
+    which the planner neither retried nor answered by giving the range back)."""
+    from newsletter.planning.issues import RankedIssue
+    from newsletter.planning.outbox_rows import write_issues
+    from newsletter.planning.readers import load_readers
+
+    edition_id = prepare(readers, PlannerRun(WED, OPTIONS))[0]
+    with readers.begin() as session:
+        reader = load_readers(session, edition_id, only=None, limit=1)[0]
+        paper = session.scalars(select(Paper).limit(1)).one()
+        write_issues(session, edition_id, [RankedIssue(reader, [(paper, 0.5, ["robot"])])])
+    with pytest.raises(IntegrityError), readers.begin() as session:
+        write_issues(session, edition_id, [RankedIssue(reader, [(paper, 0.5, ["robot"])])])
+
+
+def test_a_batch_failing_outside_the_database_gives_its_range_back(
+    readers: SessionFactory,
+) -> None:
+    expected = reference(readers)
+
+    def broken(session: object, edition_id: int) -> None:
+        raise RuntimeError("a bug in the batch's last step")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        plan_in_batches(readers, WED, options=OPTIONS, batch_size=100, after_batch=broken)
+    with readers() as session:
+        assert session.scalar(select(func.count()).where(PlanBatch.lease_owner.is_not(None))) == 0
+    # Planned again at once, not after the lease.
+    again = plan_in_batches(readers, WED, options=OPTIONS, batch_size=100)
+    assert (again.planned, again.held_elsewhere) == (len(expected), 0)
     assert planned(readers) == expected

@@ -15,13 +15,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import insert, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from newsletter.models import Base, Delivery, DeliveryStatus, utcnow
 from newsletter.planning.issues import RankedIssue
 
 _ITEMS = Base.metadata.tables["delivery_items"]
+_COPY_DELIVERIES = (
+    "COPY deliveries (id, edition_id, subscriber_id, status, attempts, created_at) FROM STDIN"
+)
+_COPY_ITEMS = "COPY delivery_items (delivery_id, rank, paper_id, score, terms) FROM STDIN"
 _NEXT_IDS = text(
     "SELECT nextval(pg_get_serial_sequence('deliveries', 'id')) FROM generate_series(1, :n)"
 )
@@ -66,20 +72,22 @@ def _copy(
     ids = connection.execute(_NEXT_IDS, {"n": len(issues)}).scalars().all()
     raw: Any = connection.connection.driver_connection
     pending = DeliveryStatus.PENDING.value
-    with raw.cursor() as cursor:
-        with cursor.copy(
-            "COPY deliveries (id, edition_id, subscriber_id, status, attempts, created_at) "
-            "FROM STDIN"
-        ) as copy:
-            for delivery_id, issue in zip(ids, issues, strict=True):
-                copy.write_row((delivery_id, edition_id, issue.subscriber.id, pending, 0, now))
-        with cursor.copy(
-            "COPY delivery_items (delivery_id, rank, paper_id, score, terms) FROM STDIN"
-        ) as copy:
-            encoded: dict[tuple[str, ...], str] = {}
-            for delivery_id, issue in zip(ids, issues, strict=True):
-                for row in _item_rows(delivery_id, issue, encoded):
-                    copy.write_row(row)
+    statement = _COPY_DELIVERIES
+    try:
+        with raw.cursor() as cursor:
+            with cursor.copy(statement) as copy:
+                for delivery_id, issue in zip(ids, issues, strict=True):
+                    copy.write_row((delivery_id, edition_id, issue.subscriber.id, pending, 0, now))
+            statement = _COPY_ITEMS
+            with cursor.copy(statement) as copy:
+                encoded: dict[tuple[str, ...], str] = {}
+                for delivery_id, issue in zip(ids, issues, strict=True):
+                    for row in _item_rows(delivery_id, issue, encoded):
+                        copy.write_row(row)
+    except psycopg.Error as exc:
+        # Reported as SQLAlchemy reports a statement it ran (IntegrityError, ...), so the
+        # planner retries a refused COPY (a peer's rows) like any refused statement.
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
 
 
 def _insert(

@@ -181,11 +181,25 @@ def _plan_with_retries(
             return None
         except (IntegrityError, DBAPIError) as exc:
             if attempt == ATTEMPTS:
-                with session_factory.begin() as session:
-                    release(session, edition_id, first, owner=run.owner)
+                _release(session_factory, run, edition_id, first)
                 raise
             log.warning("batch %d-%d failed (%s), retrying it whole", first, last, exc)
+        except BaseException:
+            # Not the database's (a bug, an interrupt): give the range back at once
+            # rather than leave it to wait for the lease.
+            _release(session_factory, run, edition_id, first)
+            raise
     return None
+
+
+def _release(session_factory: SessionFactory, run: PlannerRun, edition_id: int, first: int) -> None:
+    """Give a failed range back; a failure here only logs (the error in flight is the
+    one to report, and the lease runs out anyway)."""
+    try:
+        with session_factory.begin() as session:
+            release(session, edition_id, first, owner=run.owner)
+    except Exception as exc:
+        log.warning("could not give range %d back (%s); its lease runs out", first, exc)
 
 
 def _plan_range(
