@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, delete, event, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import selectinload
 
 from newsletter.db import SessionFactory
@@ -346,3 +347,33 @@ def test_an_address_stored_meanwhile_is_updated_not_lost(
     assert state["race@example.org"][1:3] == ("Imported", SubscriberStatus.PENDING)
     assert state["race@example.org"][-1] == [("cs.CL", None, 1.0)]
     assert state["other@example.org"][2] == SubscriberStatus.ACTIVE
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_import_locks_only_the_rows_it_changes(sessions: SessionFactory, tmp_path: Path) -> None:
+    """Row locks are PostgreSQL's (SQLite locks the file). A re-import runs in one
+    transaction: the subscribers it leaves as they are may unsubscribe meanwhile."""
+    path = tmp_path / "people.csv"
+    path.write_text("email,name,topics\nsame@example.org,Same,cs.CL\nnew@example.org,Old,cs.CL\n")
+    with sessions.begin() as session:
+        import_csv(session, path, CATALOGUE)
+    path.write_text("email,name,topics\nsame@example.org,Same,cs.CL\nnew@example.org,New,cs.CL\n")
+
+    def lockable(email: str) -> bool:
+        with sessions() as other:  # another connection
+            try:
+                other.execute(
+                    select(Subscriber.id)
+                    .where(Subscriber.email == email)
+                    .with_for_update(nowait=True)
+                )
+            except OperationalError:
+                return False
+            return True
+
+    with sessions.begin() as session:
+        summary = import_csv(session, path, CATALOGUE)
+        assert counts(summary) == (0, 1, 1)
+        assert lockable("same@example.org")
+        assert not lockable("new@example.org")
+    assert lockable("new@example.org")

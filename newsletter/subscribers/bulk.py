@@ -110,7 +110,6 @@ class _Plan:
 
 def load_batch(session: Session, rows: Sequence[Row]) -> BatchResult:
     """Store ``rows`` (distinct addresses); see the module's docstring."""
-    result = BatchResult()
     postgresql = session.get_bind().dialect.name == "postgresql"
     emails = [row.data.email for row in rows]
     refused = set(
@@ -118,47 +117,23 @@ def load_batch(session: Session, rows: Sequence[Row]) -> BatchResult:
             select(_SUPPRESSIONS.c.email).where(_among(_SUPPRESSIONS.c.email, emails, postgresql))
         )
     )
-    stored = {
-        found.email: found
-        for found in session.execute(
-            select(_SUBSCRIBERS.c.id, _SUBSCRIBERS.c.email, *(_SUBSCRIBERS.c[c] for c in CHOICES))
-            .where(_among(_SUBSCRIBERS.c.email, emails, postgresql))
-            .with_for_update()
-        ).mappings()
-    }
-    stored_interests: dict[int, list[InterestRow]] = {found["id"]: [] for found in stored.values()}
-    if stored_interests:
-        for subscriber_id, topic_id, keywords, weight in session.execute(
-            select(
-                _INTERESTS.c.subscriber_id,
-                _INTERESTS.c.topic_id,
-                _INTERESTS.c.keywords,
-                _INTERESTS.c.weight,
-            )
-            .where(_among(_INTERESTS.c.subscriber_id, list(stored_interests), postgresql))
-            .order_by(_INTERESTS.c.id)
-        ):
-            stored_interests[subscriber_id].append((topic_id, keywords, weight))
-    plan = _Plan()
-    now = utcnow()
-    for row in rows:
-        data = row.data
-        if data.email in refused:
-            result.problems.append((row, str(suppressed(data.email))))
-            continue
-        found = stored.get(data.email)
-        if found is None:
-            plan.new.append((row, new_record(data, now=now)))
-            continue
-        changes = choice_changes(found, data)
-        if changes:
-            plan.updates.append({"id": found["id"], **{c: found[c] for c in CHOICES}, **changes})
-        have = stored_interests[found["id"]]
-        wanted = wanted_interests(data, have)
-        if not same_interests(have, wanted):
-            plan.interests[found["id"]] = wanted
-        changed = bool(changes) or found["id"] in plan.interests
-        result.counts["updated" if changed else "unchanged"] += 1
+    # Read without locks: a re-import changes few of its rows, and the import runs in
+    # one transaction (CLI, admin upload), so locking every stored row of a large file
+    # would hold them all (an unsubscribe, a preference change waits) until it ends.
+    stored, stored_interests = _stored(session, emails, postgresql, lock=False)
+    result, plan = _decide(rows, refused, stored, stored_interests)
+    touched = sorted({change["id"] for change in plan.updates} | set(plan.interests))
+    if touched:
+        # Only the rows to change are locked, just before writing, and decided again
+        # on what they hold now (a change since the unlocked read is not undone).
+        by_id = {found["id"]: email for email, found in stored.items()}
+        changing = [by_id[i] for i in touched]
+        fresh, fresh_interests = _stored(session, changing, postgresql, lock=True)
+        stored.update(fresh)
+        stored_interests.update(fresh_interests)
+        for email in set(changing) - set(fresh):
+            del stored[email]  # gone meanwhile: stored anew
+        result, plan = _decide(rows, refused, stored, stored_interests)
     if plan.interests:  # stored subscribers' interests to replace: the old ones go first
         replaced = list(plan.interests)
         session.execute(
@@ -183,6 +158,66 @@ def load_batch(session: Session, rows: Sequence[Row]) -> BatchResult:
         values = [dict(zip(_INTEREST_COLUMNS, i, strict=True)) for i in interests]
         session.execute(insert(_INTERESTS), values)
     return result
+
+
+def _stored(
+    session: Session, emails: list[str], postgresql: bool, *, lock: bool
+) -> tuple[dict[str, Any], dict[int, list[InterestRow]]]:
+    """The stored subscribers among ``emails`` (by address) and their interests;
+    ``lock``: their rows locked until the transaction ends (in id order)."""
+    query = (
+        select(_SUBSCRIBERS.c.id, _SUBSCRIBERS.c.email, *(_SUBSCRIBERS.c[c] for c in CHOICES))
+        .where(_among(_SUBSCRIBERS.c.email, emails, postgresql))
+        .order_by(_SUBSCRIBERS.c.id)
+    )
+    if lock:
+        query = query.with_for_update()
+    stored = {found.email: found for found in session.execute(query).mappings()}
+    stored_interests: dict[int, list[InterestRow]] = {found["id"]: [] for found in stored.values()}
+    if stored_interests:
+        for subscriber_id, topic_id, keywords, weight in session.execute(
+            select(
+                _INTERESTS.c.subscriber_id,
+                _INTERESTS.c.topic_id,
+                _INTERESTS.c.keywords,
+                _INTERESTS.c.weight,
+            )
+            .where(_among(_INTERESTS.c.subscriber_id, list(stored_interests), postgresql))
+            .order_by(_INTERESTS.c.id)
+        ):
+            stored_interests[subscriber_id].append((topic_id, keywords, weight))
+    return stored, stored_interests
+
+
+def _decide(
+    rows: Sequence[Row],
+    refused: set[str],
+    stored: dict[str, Any],
+    stored_interests: dict[int, list[InterestRow]],
+) -> tuple[BatchResult, _Plan]:
+    """What each row asks of what is stored: the counts so far and what to write."""
+    result = BatchResult()
+    plan = _Plan()
+    now = utcnow()
+    for row in rows:
+        data = row.data
+        if data.email in refused:
+            result.problems.append((row, str(suppressed(data.email))))
+            continue
+        found = stored.get(data.email)
+        if found is None:
+            plan.new.append((row, new_record(data, now=now)))
+            continue
+        changes = choice_changes(found, data)
+        if changes:
+            plan.updates.append({"id": found["id"], **{c: found[c] for c in CHOICES}, **changes})
+        have = stored_interests[found["id"]]
+        wanted = wanted_interests(data, have)
+        if not same_interests(have, wanted):
+            plan.interests[found["id"]] = wanted
+        changed = bool(changes) or found["id"] in plan.interests
+        result.counts["updated" if changed else "unchanged"] += 1
+    return result, plan
 
 
 def _among(column: ColumnElement[T], values: list[T], postgresql: bool) -> ColumnElement[bool]:
