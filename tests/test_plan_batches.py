@@ -277,3 +277,23 @@ def test_a_batch_failing_outside_the_database_gives_its_range_back(
     again = plan_in_batches(readers, WED, options=OPTIONS, batch_size=100)
     assert (again.planned, again.held_elsewhere) == (len(expected), 0)
     assert planned(readers) == expected
+
+
+def test_a_run_for_some_subscribers_leaves_the_rest_of_their_range_to_a_full_run(
+    readers: SessionFactory,
+) -> None:
+    """The scheduler plans who is due (``only``) while ``newsletter plan`` plans the
+    whole edition: the range they share is not 'done' for the full run."""
+    expected = reference(readers)
+    full = PlannerRun(WED, OPTIONS, batch_size=100, owner="full")
+    edition_id, _, _ = prepare(readers, full)
+    since = utcnow()  # the full run starts ...
+    with readers() as session:
+        first = session.scalars(select(Subscriber.id).order_by(Subscriber.id)).first()
+    assert first is not None
+    # ... and the scheduler plans one subscriber of the same range meanwhile.
+    some = plan_in_batches(readers, WED, options=OPTIONS, only=[first], batch_size=100)
+    assert some.planned + some.nothing_new == 1
+    rest = plan_claimed(readers, full, edition_id=edition_id, since=since)
+    assert some.planned + rest.planned == len(expected)
+    assert planned(readers) == expected

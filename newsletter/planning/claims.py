@@ -7,7 +7,9 @@ it, and marks it done in the transaction that writes its deliveries. A planner k
 mid-batch wrote nothing of it; its lease runs out and another planner takes the
 range over. A range done before this planner started is looked at again (it is cheap:
 who has a delivery is skipped), so a later run plans the subscribers who became due
-since; a range done after it started is a peer's work and left alone.
+since; a range done after it started is a peer's work and left alone. A run for some
+subscribers only (the scheduler's due ones) gives its ranges back without marking
+them done, since it planned only part of each.
 """
 
 from __future__ import annotations
@@ -125,9 +127,20 @@ def claim(
     return None if found is None else (found[0], found[1])
 
 
-def finish(session: Session, edition_id: int, first_id: int, *, owner: str, now: datetime) -> bool:
+def finish(
+    session: Session,
+    edition_id: int,
+    first_id: int,
+    *,
+    owner: str,
+    now: datetime,
+    whole: bool = True,
+) -> bool:
     """Mark a range done, in the transaction that wrote its deliveries; False when the
-    lease was lost meanwhile (another planner took the range over: roll back)."""
+    lease was lost meanwhile (another planner took the range over: roll back).
+    ``whole=False``: a run for some subscribers only planned part of it, so it is
+    given back without "done" (a full planner running meanwhile still plans the rest)."""
+    finished = {"done_at": now} if whole else {}
     done = session.execute(
         update(PlanBatch)
         .where(
@@ -135,7 +148,7 @@ def finish(session: Session, edition_id: int, first_id: int, *, owner: str, now:
             PlanBatch.first_id == first_id,
             PlanBatch.lease_owner == owner,
         )
-        .values(done_at=now, lease_owner=None, lease_until=None)
+        .values(**finished, lease_owner=None, lease_until=None)
     )
     return bool(getattr(done, "rowcount", 0))
 

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import uuid
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -106,6 +107,8 @@ def plan_claimed(
     run = run.named()
     summary = PlanSummary(edition=run.day)
     only = None if run.only is None else sorted(set(run.only))
+    # A run for some subscribers claims only their ranges, each once (it does not
+    # mark them done: see ``claims.finish``).
     firsts = None if only is None else sorted({range_of(i, run.batch_size) for i in only})
     with session_factory() as session:
         context = edition_context(session, run.day, run.options)
@@ -115,7 +118,7 @@ def plan_claimed(
     gc.collect()
     gc.freeze()
     try:
-        while True:
+        while firsts is None or firsts:
             with session_factory.begin() as session:
                 claimed = claim(
                     session,
@@ -129,7 +132,10 @@ def plan_claimed(
             if claimed is None:
                 return summary
             first, last = claimed
-            members = None if only is None else [i for i in only if first <= i <= last]
+            members = None
+            if only is not None and firsts is not None:
+                members = only[bisect_left(only, first) : bisect_right(only, last)]
+                firsts.remove(first)
             done = _plan_with_retries(
                 session_factory,
                 run,
@@ -144,6 +150,7 @@ def plan_claimed(
                 summary.add(done)
                 if progress is not None:
                     progress(done.planned + done.nothing_new, total)
+        return summary
     finally:
         gc.unfreeze()
         if context is not None and context.fitted.texts is not None:
@@ -232,7 +239,8 @@ def _plan_range(
             done.passed_over = list(members or ())
         if after_batch is not None and done.planned:
             after_batch(session, edition_id)
-        if not finish(session, edition_id, first, owner=run.owner, now=clock()):
+        whole = members is None
+        if not finish(session, edition_id, first, owner=run.owner, now=clock(), whole=whole):
             raise LeaseLost(f"range {first}-{last}")
     return done
 
