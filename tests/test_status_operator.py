@@ -205,6 +205,44 @@ def test_deferrals_and_refusals_are_noted_once_per_batch(sessions: SessionFactor
     assert not relay_failing(down, later + timedelta(seconds=1))
 
 
+@pytest.mark.sqlite_only
+def test_a_batch_that_turned_away_one_reader_alone_is_not_a_relay_down(
+    sessions: SessionFactory,
+) -> None:
+    """Which outcomes are recorded together depends on timing: a greylisted reader's
+    two deliveries, or a 550 and a 451 for two readers, in a batch of their own, are
+    about those readers (this made the admin browser test flaky: 'Needs attention')."""
+    now = utcnow()
+    greylisted = SendResult(status="temporary", code=451, reply="4.7.1 greylisted")
+    refused = SendResult(status="permanent", code=550, reply="5.1.1 no such user")
+    with sessions.begin() as session:
+        note_outcomes(session, [greylisted, greylisted], recipients=["a@x.org", "A@x.org"], now=now)
+        note_outcomes(
+            session,
+            [refused, greylisted],
+            recipients=["gone@x.org", "a@x.org"],
+            now=now + timedelta(seconds=1),
+        )
+    with sessions() as session:
+        kinds = session.scalars(select(RelayError.kind).order_by(RelayError.created_at)).all()
+        error = last_relay_error(session, now=now + timedelta(seconds=1))
+    assert kinds == ["recipients", "recipients"]
+    assert not relay_failing(error, None)
+    # Two different readers turned away with one code, nothing accepted: the relay.
+    with sessions.begin() as session:
+        note_outcomes(
+            session,
+            [greylisted, greylisted],
+            recipients=["a@x.org", "b@x.org"],
+            now=now + timedelta(seconds=2),
+        )
+    with sessions() as session:
+        error = last_relay_error(session, now=now + timedelta(seconds=2))
+    assert error is not None
+    assert error.kind == "deferred"
+    assert relay_failing(error, None)
+
+
 LONG_REPLY = (
     "4.7.0 Our system has detected an unusual rate of unsolicited mail originating from "
     "your IP address; to protect our users from spam, mail sent from your IP address has "

@@ -319,4 +319,9 @@ def record(
     if blocked:
         store_suppressed(session, blocked, owner=owner)
         summary.suppressed += len(blocked)
-    note_outcomes(session, [result for _, result in outcomes], now=now)
+    note_outcomes(
+        session,
+        [result for _, result in outcomes],
+        recipients=[outgoing.recipient for outgoing, _ in outcomes],
+        now=now,
+    )

@@ -82,17 +82,40 @@ def record_relay_error(
     )
 
 
-def note_outcomes(session: Session, results: Sequence[_Result], *, now: datetime) -> None:
+def note_outcomes(
+    session: Session,
+    results: Sequence[_Result],
+    *,
+    now: datetime,
+    recipients: Sequence[str] | None = None,
+) -> None:
     """One row for a batch of SMTP outcomes that holds deferrals or refusals (the last
-    of them speaks for the batch); nothing when every message went out."""
+    of them speaks for the batch); nothing when every message went out.
+
+    A batch says the relay itself is not taking mail (``deferred``/``refused``) only when
+    nothing in it went out and it turned away at least two different recipients with
+    the same reply code. Which outcomes share a batch depends on timing, so one reader's
+    greylisting (or a 550 and a 451 for two readers) recorded alone must not read as a
+    relay that is down (``recipients``); a relay that cannot be reached at all is
+    ``note_unreachable``'s. ``recipients`` (parallel to ``results``) tells repeated
+    deliveries to one address apart; without it each result counts as its own.
+    """
     # A permanent failure without a code is a message that could not be built: ours.
-    bad = [r for r in results if r.status == "temporary" or (r.code and r.status != "sent")]
+    bad = [
+        (index, r)
+        for index, r in enumerate(results)
+        if r.status == "temporary" or (r.code and r.status != "sent")
+    ]
     if not bad:
         return
-    last = bad[-1]
-    if len(bad) < len(results) and any(r.status == "sent" for r in results):
-        kind = RECIPIENTS
-    else:
+    last = bad[-1][1]
+    addresses = {recipients[index].lower() if recipients is not None else index for index, _ in bad}
+    codes = {r.code for _, r in bad}
+    relay_level = (
+        not any(r.status == "sent" for r in results) and len(addresses) >= 2 and len(codes) == 1
+    )
+    kind = RECIPIENTS
+    if relay_level:
         kind = REFUSED if last.status == "permanent" else DEFERRED
     record_relay_error(
         session, kind=kind, code=last.code, reply=last.reply, deliveries=len(bad), now=now
