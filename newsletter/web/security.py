@@ -12,15 +12,12 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Every page is served by the app itself: no inline script or style, no framing,
-# forms post only back to us. The one exception (the issue shown online, whose
-# HTML is email HTML with inline styles) sets its own policy: see VIEW_CSP.
+# forms post only back to us. The one exception (the admin preview, whose frame shows
+# an issue's email HTML with inline styles) sets its own policy: see
+# newsletter.web.admin.previews.PREVIEW_CSP. The issue online (/view) is a site page.
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-)
-VIEW_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
-    "form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 _STATIC_CACHE = "public, max-age=3600"
 _HEADERS = {
