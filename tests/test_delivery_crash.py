@@ -270,6 +270,50 @@ def test_sigterm_mid_edition_exits_cleanly_and_leaves_nothing_claimed(setup: Set
     assert duplicates == {}
 
 
+def spawned_workers(pid: int) -> list[int]:
+    """The worker processes ``pid`` has spawned so far (not its resource tracker)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    workers = []
+    for child in children:
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in command:
+            workers.append(int(child))
+    return workers
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # worker processes
+def test_sigterm_while_the_workers_start_up_stops_them_cleanly(setup: Setup) -> None:
+    """A stop that comes before a worker process has its handler waits for it: the
+    worker reports and the run exits 0 (it died without a report, exit 1, when a
+    worker was still importing, as on a loaded CI machine)."""
+    assert setup.workers == 3
+    with FaultyServer(Faults(data_delay=DATA_DELAY)) as server:
+        with deliver_process(setup, server, "first") as first:
+            deadline = time.monotonic() + _WAIT
+            while len(spawned_workers(first.pid)) < setup.workers:
+                assert first.poll() is None, output(setup, "first")
+                assert time.monotonic() < deadline, "the workers were not started"
+                time.sleep(0.001)
+            first.send_signal(signal.SIGTERM)
+            assert first.wait(timeout=_WAIT) == 0, output(setup, "first")
+        accepted_at_stop = wait_for_quiet_server(server)
+        assert accepted_at_stop < READERS
+        rows = snapshot(setup.sessions)
+        assert all(r.status != DeliveryStatus.CLAIMED for r in rows.values())
+        assert all(r.lease_owner is None for r in rows.values())
+        assert sent_ids(setup.sessions) == set(server.accepted_ids())
+
+        with deliver_process(setup, server, "second", "--wait", workers=1) as second:
+            assert second.wait(timeout=_WAIT) == 0, output(setup, "second")
+        assert assert_all_sent_once_except(setup.sessions, server, set()) == {}
+
+
 def test_relay_unreachable_exits_1_and_leaves_everything_pending(
     sessions: SessionFactory, database_url: str, daily_file: Path, tmp_path: Path
 ) -> None:

@@ -38,6 +38,30 @@ log = logging.getLogger(__name__)
 
 BUG_PREFIX = "bug: "
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Set in a worker process by a stop signal that came while no worker loop was
+# running (while it started up, or after its loop ended): the loop, once it runs,
+# stops at once, and the process still reports to its parent instead of dying.
+_stop_requested = threading.Event()
+
+
+def _note_stop(_signum: int, _frame: object) -> None:
+    _stop_requested.set()
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Any:
+    """Stop signals held back (pending, not lost) while handlers change hands, so
+    none arrives in between to the default action, which kills the process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
 
 class DeliveryError(NewsletterError):
     """A delivery worker failed for a reason other than the relay (a bug, a broken
@@ -58,11 +82,26 @@ def _install_stop_handlers(loop: asyncio.AbstractEventLoop, worker: Worker) -> l
     if threading.current_thread() is not threading.main_thread():
         return []
     installed = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in _STOP_SIGNALS:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, worker.stop.set)
             installed.append(sig)
+    if _stop_requested.is_set():
+        worker.stop.set()
     return installed
+
+
+def _remove_stop_handlers(
+    loop: asyncio.AbstractEventLoop, installed: list[signal.Signals], previous: dict[Any, Any]
+) -> None:
+    """Give the signals back to the handlers they had before the loop took them.
+    (asyncio would leave SIGTERM at the default action, which kills the process: a
+    stop forwarded to a worker that had just finished lost its report.)"""
+    with _signals_blocked():
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+            if previous.get(sig) is not None:
+                signal.signal(sig, previous[sig])
 
 
 def _run_worker(
@@ -84,12 +123,12 @@ def _run_worker(
             progress=progress,
         )
         loop = asyncio.get_running_loop()
+        previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
         installed = _install_stop_handlers(loop, worker)
         try:
             return await worker.run()
         finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
+            _remove_stop_handlers(loop, installed, previous)
 
     return asyncio.run(main())
 
@@ -99,7 +138,12 @@ def _child_main(
     options: WorkerOptions,
     results: multiprocessing.queues.Queue[dict[str, Any]],
 ) -> None:
-    """Entry point of a worker process (spawned: nothing inherited but the arguments)."""
+    """Entry point of a worker process (spawned: nothing inherited but the arguments
+    and the signal mask: the parent starts it with the stop signals blocked, so one
+    that comes while it starts up waits for this handler)."""
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, _note_stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     engine = make_engine(settings.database_url)
     error = ""
     summary = DeliverySummary()
@@ -205,8 +249,6 @@ def _run_processes(
         context.Process(target=_child_main, args=(settings, options, results), daemon=False)
         for _ in range(workers)
     ]
-    for process in processes:
-        process.start()
 
     def forward(signum: int, _frame: object) -> None:
         for process in processes:
@@ -215,9 +257,14 @@ def _run_processes(
                     os.kill(process.pid, signal.SIGTERM)
 
     previous: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, forward)
+    # The children inherit the blocked mask: a stop that comes before a child has its
+    # handler waits for it instead of killing the child without a report.
+    with _signals_blocked():
+        for process in processes:
+            process.start()
+        if threading.current_thread() is threading.main_thread():
+            for sig in _STOP_SIGNALS:
+                previous[sig] = signal.signal(sig, forward)
     errors: list[str] = []
     try:
         for _ in processes:
