@@ -294,13 +294,18 @@ def _run_processes(
     return errors
 
 
+# A run (re)starts these editions when they have deliveries to send: planned ones, and
+# sent ones that readers who joined later were planned into.
+_RESTARTABLE = (EditionStatus.PLANNED, EditionStatus.SENT)
+
+
 def _start_edition(session_factory: SessionFactory, day: date | None) -> int | None:
     if day is None:
         with session_factory.begin() as session:
             session.execute(
                 update(Edition)
                 .where(
-                    Edition.status == EditionStatus.PLANNED,
+                    Edition.status.in_(_RESTARTABLE),
                     Edition.id.in_(select(Delivery.edition_id).where(Delivery.status.in_(OPEN))),
                 )
                 .values(status=EditionStatus.SENDING)
@@ -308,7 +313,15 @@ def _start_edition(session_factory: SessionFactory, day: date | None) -> int | N
         return None
     with session_factory.begin() as session:
         edition = find_edition(session, day)
-        if edition.status == EditionStatus.PLANNED:
+        if edition.status == EditionStatus.PLANNED or (
+            edition.status == EditionStatus.SENT
+            and session.scalar(
+                select(Delivery.id)
+                .where(Delivery.edition_id == edition.id, Delivery.status.in_(OPEN))
+                .limit(1)
+            )
+            is not None
+        ):
             edition.status = EditionStatus.SENDING
         return edition.id
 
