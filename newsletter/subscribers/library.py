@@ -158,6 +158,37 @@ def _problem_rows(problems: list[EntryProblem]) -> list[dict[str, str]]:
     return rows
 
 
+def unusable(entry: LibraryEntry) -> str | None:
+    """Why an entry can never become a seed, whatever is stored (None: it can): no
+    arXiv id and no title to go by."""
+    if entry.arxiv_id or entry.title:
+        return None
+    if entry.doi:
+        return (
+            "a DOI alone, with no title to go by (only arXiv DOIs are looked up; "
+            "give the BibTeX entry instead)"
+        )
+    return "no arXiv id, DOI or title"
+
+
+def preview(parsed: ParsedLibrary) -> list[dict[str, str]]:
+    """The report rows of a parsed library that need no database: lines that are not
+    papers, entries that can never be seeds, and repeats of an earlier entry. What the
+    sign-up shows before anything is stored (the same page for every address)."""
+    seen = _Seen()
+    report = _problem_rows(parsed.problems)
+    for entry in parsed.entries:
+        keys = _Seen.keys_of(entry.arxiv_id, entry.doi, entry.title)
+        first = seen.first(keys)
+        if first is not None:
+            report.append(_row(entry.where, entry.label, SKIPPED, f"the same paper as {first}"))
+        elif (why := unusable(entry)) is not None:
+            report.append(_row(entry.where, entry.label, NOT_IMPORTED, why))
+        else:
+            seen.add(keys, entry.where)
+    return sorted(report, key=_line_order)
+
+
 def new_import(
     session: Session, subscriber: Subscriber, parsed: ParsedLibrary, *, source: str
 ) -> LibraryImport:
@@ -229,18 +260,8 @@ def resolve(
         elif entry.title:
             own = "its own title and abstract" if entry.abstract else "its own title"
             settle(entry, f"from {own}")
-        elif entry.doi:
-            report.append(
-                _row(
-                    entry.where,
-                    entry.label,
-                    NOT_IMPORTED,
-                    "a DOI alone, with no title to go by (only arXiv DOIs are looked up; "
-                    "give the BibTeX entry instead)",
-                )
-            )
         else:
-            report.append(_row(entry.where, entry.label, NOT_IMPORTED, "no arXiv id, DOI or title"))
+            report.append(_row(entry.where, entry.label, NOT_IMPORTED, unusable(entry) or ""))
 
     if to_fetch:
         waiting += _fetch_and_settle(session, imp, to_fetch, fetch, now, report, settle)

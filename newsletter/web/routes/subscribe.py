@@ -1,10 +1,15 @@
-"""Subscribe (double opt-in) and confirm."""
+"""Subscribe (double opt-in) and confirm.
+
+The form may bring the reader's library (a file, pasted ids or both: "Start from papers
+you know"), read by the preferences page's rules (``library_formats``) and stored on the
+pending subscriber by ``library_signup``; nothing is fetched in the request.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Form
+from fastapi import APIRouter, BackgroundTasks, File, Form, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -12,6 +17,13 @@ from newsletter.i18n import LOCALES, normalise_locale
 from newsletter.models import utcnow
 from newsletter.papers.catalogue import topic_groups
 from newsletter.subscribers import accounts
+from newsletter.subscribers.library_formats import (
+    MAX_BYTES,
+    MAX_ENTRIES,
+    LibraryError,
+    parse_library,
+)
+from newsletter.subscribers.library_signup import SignupLibrary, attach_to_signup
 from newsletter.tokens import Purpose
 from newsletter.web import actions
 from newsletter.web.forms import (
@@ -26,12 +38,18 @@ from newsletter.web.forms import (
     weekday_choices,
 )
 from newsletter.web.guards import FormGuard, State, subscriber_for
+from newsletter.web.routes.library import MAX_PASTED, UPLOAD_FORM_SLACK
 from newsletter.web.state import WebState, client_ip
 
 router = APIRouter()
 
+# The sign-up may carry a library file: the app gives this path the upload's body limit.
+SIGNUP_PATH = "/subscribe"
+SIGNUP_FORM_SLACK = UPLOAD_FORM_SLACK
+
 Text = Annotated[str, Form()]
 Texts = Annotated[list[str] | None, Form()]
+Upload = Annotated[UploadFile | None, File()]
 
 
 def browser_language(request: Request) -> str:
@@ -56,6 +74,8 @@ def form_context(
         "send_hour": str(DEFAULT_SEND_HOUR),
         "weekday": str(DEFAULT_WEEKDAY),
         "language": "en",
+        "library_ids": "",
+        "library_file": "",
     }
     defaults.update(values)
     return {
@@ -67,7 +87,30 @@ def form_context(
         "form": defaults,
         "error": str(error) if error else None,
         "error_field": error.field if error else None,
+        "library_max_mb": MAX_BYTES // 1_048_576,
+        "library_max_entries": MAX_ENTRIES,
     }
+
+
+def read_libraries(file: UploadFile | None, pasted: str) -> list[SignupLibrary]:
+    """The libraries the form brings, parsed: the file, then the pasted list. Raises
+    ``FormError`` (on its field) when one is not a library at all or too large;
+    lines that are not papers are in each one's problems, as on the preferences page."""
+    given: list[tuple[bytes, str, str]] = []
+    if file is not None and file.filename:
+        given.append((file.file.read(MAX_BYTES + 1), file.filename[:200], "library_file"))
+    if pasted.strip():
+        given.append((pasted[:MAX_PASTED].encode(), "pasted list", "library_ids"))
+    libraries = []
+    for raw, name, field in given:
+        try:
+            libraries.append(SignupLibrary(name, parse_library(raw, name=name)))
+        except LibraryError as exc:
+            message = f"Your library ({name}): {exc}."
+            if field == "library_file":
+                message += " Choose another file, or none: the rest of the form is kept."
+            raise FormError(message, field=field) from None
+    return libraries
 
 
 # HEAD too: uptime monitors probe the front page with it.
@@ -78,7 +121,7 @@ def subscribe_page(request: Request, state: State) -> Response:
     return state.pages.render(request, "subscribe.html", context)
 
 
-@router.post("/subscribe", dependencies=FormGuard)
+@router.post(SIGNUP_PATH, dependencies=FormGuard)
 def subscribe(
     request: Request,
     state: State,
@@ -91,8 +134,13 @@ def subscribe(
     send_hour: Text = str(DEFAULT_SEND_HOUR),
     weekday: Text = str(DEFAULT_WEEKDAY),
     language: Text = "",
+    library_ids: Text = "",
+    library_file: Upload = None,
 ) -> Response:
-    """Record the sign-up and mail a link; the page is the same for every address."""
+    """Record the sign-up and mail a link; the page is the same for every address.
+
+    A library with the sign-up is stored on the pending subscriber; the page after
+    lists its lines that were not papers (the same for every address)."""
     state.limits.require("subscribe", client_ip(request))
     typed = {
         "email": email[:320],
@@ -103,6 +151,9 @@ def subscribe(
         "send_hour": send_hour[:4],
         "weekday": weekday[:4],
         "language": language if language in LOCALES else "en",
+        "library_ids": library_ids[:MAX_PASTED],
+        # A browser never fills a file input again: the page names the file to choose.
+        "library_file": (library_file.filename or "")[:200] if library_file else "",
     }
     try:
         address = parse_email(email)
@@ -117,11 +168,19 @@ def subscribe(
             weekday=weekday,
             language=language[:8],
         )
+        libraries = read_libraries(library_file, library_ids)
     except FormError as exc:
         context = form_context(state, typed, error=exc)
-        return state.pages.render(request, "subscribe.html", context, status=400)
+        big = library_file is not None and (library_file.size or 0) > MAX_BYTES
+        status = 413 if exc.field == "library_file" and big else 400
+        return state.pages.render(request, "subscribe.html", context, status=status)
     actions.sign_up(state, background, address, choices)
-    return state.pages.render(request, "check_email.html", {"email": address})
+    if not libraries:
+        return state.pages.render(request, "check_email.html", {"email": address})
+    with state.sessions.begin() as session:
+        attach_to_signup(session, address, libraries)
+    context = {"email": address, "libraries": libraries}
+    return state.pages.render(request, "_library_check_email.html", context)
 
 
 @router.get("/confirm/{token}")
