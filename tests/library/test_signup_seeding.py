@@ -52,7 +52,7 @@ def bibtex_from_listing(count: int) -> str:
     one of them twice, an arXiv paper the database lacks, and an entry with nothing to
     go by."""
     seen: set[str] = set()
-    entries = []
+    entries: list[str] = []
     for line in (DAILY / f"{SEED_DAY}.jsonl").read_text().splitlines():
         record = json.loads(line)
         if record["categories"][0] != TOPIC or record["id"] in seen:
@@ -194,9 +194,9 @@ def test_a_library_given_at_sign_up_makes_the_first_issue_personal(
     assert [r.query.get("id_list") for r in fake_arxiv.requests] == [FETCHED]
     manage = re.search(r'href="http://testserver(/manage/[^"]+)"', confirmed.text)
     assert manage is not None
-    library = _text(client.get(f"{manage.group(1)}/library").text)
-    assert "references.bib: 7 imported, 2 not." in library
-    assert "7 papers from your library shape your issues" in library
+    report = _text(client.get(f"{manage.group(1)}/library").text)
+    assert "references.bib: 7 imported, 2 not." in report
+    assert "7 papers from your library shape your issues" in report
 
     service = Service.open(settings)
     try:
