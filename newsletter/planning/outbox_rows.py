@@ -58,8 +58,13 @@ def _copy_text(value: str) -> str:
 
 def _items_text(ids: Sequence[int], issues: Sequence[RankedIssue]) -> str:
     """Every item of the batch as COPY text, built as one string: ``copy.write_row``
-    per row (its type dispatch and escaping) took longer than the ranking's Python."""
-    encoded: dict[tuple[str, ...], str] = {}  # the same few terms recur: encoded once each
+    per row (its type dispatch and escaping) took longer than the ranking's Python.
+
+    ``terms`` is written as ``json.dumps`` writes the list, from each distinct term
+    encoded once (lists of the same few thousand terms recur in other combinations).
+    """
+    term_json: dict[str, str] = {}
+    encoded: dict[tuple[str, ...], str] = {}
     lines: list[str] = []
     for delivery_id, issue in zip(ids, issues, strict=True):
         prefix = f"{delivery_id}\t"
@@ -67,8 +72,16 @@ def _items_text(ids: Sequence[int], issues: Sequence[RankedIssue]) -> str:
             key = tuple(terms)
             field = encoded.get(key)
             if field is None:
-                field = encoded[key] = _copy_text(json.dumps(terms))
-            lines.append(f"{prefix}{rank}\t{paper.id}\t{round(float(score), 6)!r}\t{field}\n")
+                parts = []
+                for term in key:
+                    part = term_json.get(term)
+                    if part is None:
+                        part = term_json[term] = json.dumps(term)
+                    parts.append(part)
+                field = encoded[key] = _copy_text(f"[{', '.join(parts)}]")
+            # {:.6f} is the decimal round(score, 6) stands for (both round the exact
+            # binary value), so the server reads the same double, four times faster.
+            lines.append(f"{prefix}{rank}\t{paper.id}\t{score:.6f}\t{field}\n")
     return "".join(lines)
 
 
