@@ -294,11 +294,15 @@ class _Ranking:
         chosen_papers = [papers[c] for c in columns]
         indices, scores = picks.indices.tolist(), picks.scores.tolist()
         issues: list[RankedIssue] = []
-        for i, subscriber in enumerate(group):
-            valid = [(c, score) for c, score in zip(indices[i], scores[i], strict=True) if c >= 0]
+        for subscriber, row_indices, row_scores, row_reasons in zip(
+            group, indices, scores, reasons, strict=True
+        ):
+            # explain() gave the row's valid picks their terms, in slot order.
+            why = iter(row_reasons)
             row_picks = [
-                (chosen_papers[column], score, list(terms))
-                for (column, score), terms in zip(valid, reasons[i], strict=True)
+                (chosen_papers[column], score, list(next(why)))
+                for column, score in zip(row_indices, row_scores, strict=True)
+                if column >= 0
             ]
             followed = self._followed(subscriber.id, chosen_papers)
             if followed:
