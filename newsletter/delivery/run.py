@@ -250,23 +250,32 @@ def _run_processes(
         for _ in range(workers)
     ]
 
-    def forward(signum: int, _frame: object) -> None:
+    stopping = False
+
+    def forward(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
         for process in processes:
             if process.pid is not None and process.is_alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGTERM)
 
     previous: dict[signal.Signals, Any] = {}
-    # The children inherit the blocked mask: a stop that comes before a child has its
-    # handler waits for it instead of killing the child without a report.
-    with _signals_blocked():
-        for process in processes:
-            process.start()
-        if threading.current_thread() is threading.main_thread():
-            for sig in _STOP_SIGNALS:
-                previous[sig] = signal.signal(sig, forward)
+    # The handler comes first: a signal may land on any thread of this process, and
+    # one landing on another thread while the default action was in place killed the
+    # run (exit -15).
+    if threading.current_thread() is threading.main_thread():
+        for sig in _STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, forward)
     errors: list[str] = []
     try:
+        # The children inherit the blocked mask: a stop that comes before a child has
+        # its handler waits for it instead of killing the child without a report.
+        with _signals_blocked():
+            for process in processes:
+                process.start()
+        if stopping:  # the stop came while some were not started yet: they get it too
+            forward(signal.SIGTERM, None)
         for _ in processes:
             while True:
                 try:
@@ -277,7 +286,8 @@ def _run_processes(
                         result = None
                         break
             if result is None:
-                errors.append(f"{BUG_PREFIX}a delivery worker process died without a report")
+                if not (stopping and _all_stopped_by_signal(processes)):
+                    errors.append(f"{BUG_PREFIX}a delivery worker process died without a report")
                 break
             done = DeliverySummary.from_dict(result)
             summary.add(done)
@@ -292,6 +302,16 @@ def _run_processes(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return errors
+
+
+def _all_stopped_by_signal(processes: list[Any]) -> bool:
+    """Whether every worker that did not report was ended by the stop sent to it. A
+    worker dies of it only where its loop is not running (the instant its handlers
+    change hands), so it held no claim: what it did is in the database, only its
+    summary is missing."""
+    for process in processes:
+        process.join()
+    return all(p.exitcode in (0, -signal.SIGTERM) for p in processes)
 
 
 # A run (re)starts these editions when they have deliveries to send: planned ones, and
