@@ -135,6 +135,7 @@ class Settings(BaseSettings):
     send_batch_size: int = Field(default=500, ge=1, le=10_000)
     lease_seconds: int = Field(default=600, ge=1)
     deliver_workers: int = Field(default=1, ge=1, le=64)
+    plan_workers: int = Field(default=1, ge=1, le=64)
     log_json: bool = False
     # Where the web pages' rate limits count (a ``limits`` storage URI): memory:// per
     # process; redis://HOST:PORT shared by every web process (see newsletter.web.ratelimit).

@@ -4,7 +4,9 @@ Each process opens its own engine and runs the claiming planner (``planner``); t
 ranges they claim never overlap, so they add up to what one planner would write.
 SQLite has a single writer: it plans in this process whatever N says. A worker that
 dies without a report (killed) is an error of the run; what it had done stays done,
-and the next run (once its lease is out) plans the rest.
+and the next run (once its lease is out) plans the rest. The scheduler plans its due
+subscribers the same way (setting ``plan_workers``), its ``after_batch`` (the send
+times) run by each process in each batch's transaction.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from newsletter.planning.editions import BATCH_SIZE
 from newsletter.planning.issues import edition_context
 from newsletter.planning.options import PlanOptions, PlanSummary
 from newsletter.planning.planner import (
+    AfterBatch,
     PlannerRun,
     finished,
     plan_claimed,
@@ -47,8 +50,12 @@ def plan_with_workers(
     only: Collection[int] | None = None,
     progress: ProgressHook | None = None,
     batch_size: int = BATCH_SIZE,
+    after_batch: AfterBatch | None = None,
 ) -> PlanSummary:
-    """Plan the edition of ``day`` with ``workers`` processes (1, or SQLite: here)."""
+    """Plan the edition of ``day`` with ``workers`` processes (1, or SQLite: here).
+    ``after_batch`` runs in every batch's transaction (see ``plan_claimed``); with
+    several processes it is sent to each, so it must pickle (a module-level function,
+    or a ``functools.partial`` of one)."""
     bind = session_factory.kw.get("bind")
     dialect = getattr(bind, "dialect", None)
     if workers <= 1 or dialect is None or dialect.name != "postgresql":
@@ -59,6 +66,7 @@ def plan_with_workers(
             only=only,
             progress=progress,
             batch_size=batch_size,
+            after_batch=after_batch,
         )
     since = utcnow()
     run = PlannerRun(day, options, only, batch_size)
@@ -75,7 +83,7 @@ def plan_with_workers(
     processes = [
         context.Process(
             target=_child,
-            args=(settings.database_url, run, edition_id, since, results),
+            args=(settings.database_url, run, edition_id, since, results, after_batch),
             daemon=False,
         )
         for _ in range(workers)
@@ -108,7 +116,14 @@ def plan_with_workers(
     return finished(session_factory, run, summary, edition_id=edition_id, since=since)
 
 
-def _child(url: str, run: PlannerRun, edition_id: int, since: datetime, results: Any) -> None:
+def _child(
+    url: str,
+    run: PlannerRun,
+    edition_id: int,
+    since: datetime,
+    results: Any,
+    after_batch: AfterBatch | None,
+) -> None:
     engine = make_engine(url)
     try:
         summary = plan_claimed(
@@ -117,6 +132,7 @@ def _child(url: str, run: PlannerRun, edition_id: int, since: datetime, results:
             edition_id=edition_id,
             since=since,
             progress=lambda done, _total: results.put(("progress", done)),
+            after_batch=after_batch,
         )
         results.put(("done", asdict(summary)))
     except Exception as exc:  # reported to the parent, which fails the run

@@ -27,6 +27,7 @@ class SchedulerConfig:
     health_check_seconds: float = 10.0
     deliver_workers: int | None = None
     deliver_concurrency: int | None = None
+    plan_workers: int = 1
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SchedulerConfig:
@@ -44,4 +45,5 @@ class SchedulerConfig:
             standby_retry_seconds=settings.scheduler_standby_seconds,
             deliver_workers=settings.deliver_workers,
             deliver_concurrency=settings.smtp_connections,
+            plan_workers=settings.plan_workers,
         )

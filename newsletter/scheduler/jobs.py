@@ -68,6 +68,8 @@ class Jobs:
             now=now,
             lookahead=self.config.plan_lookahead,
             skip=self._nothing_new[1],
+            settings=self.settings,
+            workers=self.config.plan_workers,
         )
 
     def deliver(self, service: Any) -> object:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfoNotFoundError
 
@@ -31,6 +32,7 @@ from newsletter.scheduler.slots import Rule, due_cutoff, send_time
 
 if TYPE_CHECKING:
     from newsletter.planning.options import PlanOptions, PlanSummary
+    from newsletter.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -175,12 +177,17 @@ def plan_due(
     now: datetime,
     lookahead: timedelta,
     skip: set[int] | None = None,
+    settings: Settings | None = None,
+    workers: int = 1,
 ) -> PlanSummary | None:
     """Plan the newest edition for the subscribers whose issue is due, a committed
     batch at a time; each batch's deliveries get their send times in the batch's own
     transaction, so none is ever visible without one. ``skip``: subscribers known to
-    have nothing new in this edition. None when there is nothing to plan."""
+    have nothing new in this edition. ``workers`` planner processes share the work
+    (PostgreSQL, given the ``settings`` they connect with). None when there is
+    nothing to plan."""
     from newsletter.planning.planner import plan_in_batches
+    from newsletter.planning.workers import plan_with_workers
 
     with session_factory() as session:
         day = latest_edition_day(session, now)
@@ -196,15 +203,22 @@ def plan_due(
         due = [s for s in due if s not in skip]
     if not due:
         return None
-    summary = plan_in_batches(
-        session_factory,
-        day,
-        options=options,
-        only=due,
-        after_batch=lambda session, edition_id: set_send_times(
-            session, edition_id, now=now, lookahead=lookahead
-        ),
-    )
+    # A partial of a module-level function: planner processes get it pickled.
+    after_batch = partial(set_send_times, now=now, lookahead=lookahead)
+    if settings is None or workers <= 1:
+        summary = plan_in_batches(
+            session_factory, day, options=options, only=due, after_batch=after_batch
+        )
+    else:
+        summary = plan_with_workers(
+            settings,
+            session_factory,
+            day,
+            options=options,
+            workers=workers,
+            only=due,
+            after_batch=after_batch,
+        )
     if skip is not None:
         # Only who a planner of this run looked at: a range another (or a dead)
         # planner held is planned by it, or by a later run once its lease is out.

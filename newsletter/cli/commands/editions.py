@@ -68,13 +68,14 @@ def edition_to_plan(service: Service, edition: date | None) -> date:
 
 
 WorkersOption = Annotated[
-    int,
+    int | None,
     typer.Option(
         min=1,
         max=64,
         metavar="N",
-        help="Planner processes (PostgreSQL; SQLite plans in one). Planners on other "
-        "machines may plan the same edition at the same time.",
+        help="Planner processes (default: setting plan_workers; PostgreSQL only, SQLite "
+        "plans in one). Planners on other machines may plan the same edition at the "
+        "same time.",
     ),
 ]
 
@@ -83,7 +84,7 @@ WorkersOption = Annotated[
 def plan(
     ctx: typer.Context,
     edition: EditionOption = None,
-    workers: WorkersOption = 1,
+    workers: WorkersOption = None,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -104,7 +105,9 @@ def plan(
         day = edition_to_plan(service, edition)
         enabled = progress.wanted(quiet=quiet, json_output=json_output)
         with progress.progress_bar("plan", enabled=enabled) as hook:
-            summary = service.plan(day, workers=workers, progress=hook)
+            summary = service.plan(
+                day, workers=workers or service.settings.plan_workers, progress=hook
+            )
     finally:
         service.close()
     if json_output:
