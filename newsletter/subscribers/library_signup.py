@@ -14,12 +14,12 @@ arXiv ids the database lacks to the seeding job.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from newsletter.models import LibraryImport, SubscriberStatus
-from newsletter.subscribers.accounts import find_by_email
+from newsletter.models import LibraryImport, Subscriber, SubscriberStatus
 from newsletter.subscribers.library import IMPORTED, new_import, preview
 from newsletter.subscribers.library_formats import ParsedLibrary
 
@@ -43,11 +43,10 @@ class SignupLibrary:
 
 
 def attach_to_signup(
-    session: Session, email: str, libraries: list[SignupLibrary]
+    session: Session, subscriber: Subscriber | None, libraries: Sequence[SignupLibrary]
 ) -> list[LibraryImport]:
-    """Store ``libraries`` on the unconfirmed subscriber of ``email``; none (an empty
-    list) when the address is someone's confirmed record, or unknown."""
-    subscriber = find_by_email(session, email)
+    """Store ``libraries`` on ``subscriber`` (whom the sign-up found or created) when
+    nobody has confirmed that record yet; none (an empty list) otherwise."""
     if (
         subscriber is None
         or subscriber.status != SubscriberStatus.PENDING

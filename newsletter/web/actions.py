@@ -8,6 +8,7 @@ disagree about what a sign-up or a confirmation does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fastapi import BackgroundTasks
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from newsletter.integers import NotInRange, small_int
 from newsletter.models import DeliveryItem, Subscriber, utcnow
 from newsletter.subscribers import accounts
+from newsletter.subscribers.library_signup import SignupLibrary, attach_to_signup
 from newsletter.tokens import Purpose
 from newsletter.web.errors import WebError, bad_link, not_found
 from newsletter.web.guards import subscriber_for
@@ -28,17 +30,26 @@ MAX_RANK = 9999  # a paper's place in an issue: 1 .. this
 
 
 def sign_up(
-    state: WebState, background: BackgroundTasks, address: str, choices: accounts.Choices
+    state: WebState,
+    background: BackgroundTasks,
+    address: str,
+    choices: accounts.Choices,
+    *,
+    libraries: Sequence[SignupLibrary] = (),
 ) -> None:
     """Record a sign-up (``accounts.sign_up``) and mail the link it needs, in the background.
 
     The caller answers the same whatever happened: nobody learns whether an address is
     subscribed. The mail is limited per address, so nobody can flood a stranger's inbox;
-    over the limit it is quietly not sent.
+    over the limit it is quietly not sent. ``libraries`` (the form's "Start from papers
+    you know") are stored in the same transaction, on an unconfirmed record only
+    (``library_signup``).
     """
     now = utcnow()
     with state.sessions.begin() as session:
         outcome, subscriber = accounts.sign_up(session, address, choices, now=now)
+        if libraries:
+            attach_to_signup(session, subscriber, libraries)
         mail = signup_mail(state.links, outcome, subscriber)
     if mail is not None and state.limits.allow("mail", address):
         background.add_task(state.mailer.send, mail)

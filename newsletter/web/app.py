@@ -76,6 +76,7 @@ def create_app(settings: Settings, *, options: WebOptions | None = None) -> Fast
         paths={
             admin.IMPORT_PATH: options.max_import_bytes + admin.IMPORT_FORM_SLACK,
             library.UPLOAD_PATH: MAX_LIBRARY_BYTES + library.UPLOAD_FORM_SLACK,
+            subscribe.SIGNUP_PATH: MAX_LIBRARY_BYTES + subscribe.SIGNUP_FORM_SLACK,
         },
     )
     app.add_middleware(SecurityHeaders, hsts=settings.public_url.startswith("https://"))

@@ -12,15 +12,18 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from newsletter.db import SessionFactory
-from newsletter.models import LibraryImport, LibrarySeed, Paper, Subscriber, SubscriberStatus
-from newsletter.settings import Settings
+from newsletter.models import (
+    LibraryImport,
+    LibrarySeed,
+    Paper,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+)
 from newsletter.subscribers.library_formats import MAX_BYTES
-from newsletter.web.app import create_app
-from newsletter.web.options import WebOptions
-from newsletter.web.routes.subscribe import SIGNUP_FORM_SLACK
 from tests.web.helpers import Mail, add_subscriber, csrf_from, subscribe_form
 
 pytestmark = pytest.mark.sqlite_only  # HTTP behaviour (tests/conftest.py)
@@ -205,27 +208,47 @@ def test_a_file_that_is_not_a_library_is_refused_with_the_form_kept(
 
 
 def test_a_file_over_the_size_limit_is_refused_with_the_form_kept(
-    engine: Engine, web_settings: Settings, sessions: SessionFactory
+    client: TestClient, sessions: SessionFactory
 ) -> None:
-    # The body limit for /subscribe must let a library through (BOARD: app.py gives the
-    # path MAX_BYTES + SIGNUP_FORM_SLACK); raised here for every path so this test does
-    # not depend on that line.
-    options = WebOptions(
-        subscribe_per_ip="1000/minute",
-        mails_per_address="1000/minute",
-        posts_per_ip="1000/minute",
-        max_body_bytes=MAX_BYTES + 2 * SIGNUP_FORM_SLACK,
-    )
     big = b"2605.00001\n" * (MAX_BYTES // 11 + 1)
     assert len(big) > MAX_BYTES
-    with TestClient(create_app(web_settings, options=options)) as client:
-        response = _post(client, "ed@example.org", file=("huge.txt", big), keywords="qubits")
+    response = _post(client, "ed@example.org", file=("huge.txt", big), keywords="qubits")
 
     assert response.status_code == 413
     assert "a library may be at most 5 MB" in response.text
     assert 'value="ed@example.org"' in response.text
     assert _textarea(response.text, "keywords") == "qubits"
     assert _count(sessions, Subscriber) == 0
+
+
+def test_a_one_megabyte_bibtex_file_is_taken(client: TestClient, sessions: SessionFactory) -> None:
+    entry = (
+        "@article{{k{0},\n  title = {{A paper of mine, number {0}}},\n  abstract = {{{1}}}\n}}\n"
+    )
+    filler = "Words about the paper that make the entry as long as a real one. " * 8
+    bibtex = "".join(entry.format(n, filler) for n in range(1800)).encode()
+    assert 1_000_000 < len(bibtex) < MAX_BYTES
+
+    response = _post(client, "flo@example.org", file=("big.bib", bibtex))
+
+    assert response.status_code == 200, response.text[:500]
+    assert "big.bib</strong>: 1800 papers to import." in response.text
+    assert _count(sessions, LibrarySeed) == 1800  # own titles: nothing waits for arXiv
+
+
+def test_a_suppressed_address_gets_no_library_and_the_same_page(
+    client: TestClient, sessions: SessionFactory, mails: Mails
+) -> None:
+    with sessions.begin() as session:
+        add_subscriber(session, "gil@example.org", status=SubscriberStatus.PENDING)
+        session.add(Suppression(email="gil@example.org", reason="hard bounce"))
+
+    response = _post(client, "gil@example.org", library_ids="2605.00001")
+
+    assert response.status_code == 200
+    assert "pasted list</strong>: 1 paper to import." in response.text
+    assert _count(sessions, LibraryImport) == 0
+    assert mails() == []
 
 
 def test_a_bad_address_keeps_the_pasted_ids(client: TestClient, sessions: SessionFactory) -> None:

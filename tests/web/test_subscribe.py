@@ -27,10 +27,12 @@ from newsletter.models import (
 from newsletter.settings import Settings
 from newsletter.subscribers import accounts
 from newsletter.subscribers.accounts import signup_stamp
+from newsletter.subscribers.library_formats import MAX_BYTES as MAX_LIBRARY_BYTES
 from newsletter.tokens import Purpose, TokenData, Tokens
 from newsletter.web import forms
 from newsletter.web.app import create_app
 from newsletter.web.options import WebOptions
+from newsletter.web.routes.subscribe import SIGNUP_FORM_SLACK
 from tests.conftest import TEST_SECRET
 from tests.web.helpers import (
     Mail,
@@ -480,13 +482,17 @@ def test_confirmation_mails_are_rate_limited_per_address(
 
 def test_oversized_requests_are_refused(client: TestClient, sessions: SessionFactory) -> None:
     token = csrf_from(client.get("/"))
-    big = subscribe_form("big@example.org", keywords="x" * 70_000, csrf_token=token)
+    # The sign-up may carry a library file: its limit is the library's, plus the form.
+    limit = MAX_LIBRARY_BYTES + SIGNUP_FORM_SLACK
+    big = subscribe_form("big@example.org", keywords="x" * limit, csrf_token=token)
     response = client.post("/subscribe", data=big)
     assert response.status_code == 413
     assert subscriber_by_email(sessions, "big@example.org") is None
+    # Every other form keeps the small limit.
+    assert client.post("/confirm/x", data={"k": "x" * 70_000}).status_code == 413
 
     def chunks() -> object:
-        for _ in range(100):
+        for _ in range(limit // 1024 + 1):
             yield b"k" * 1024
 
     streamed = client.post(

@@ -23,7 +23,7 @@ from newsletter.subscribers.library_formats import (
     LibraryError,
     parse_library,
 )
-from newsletter.subscribers.library_signup import SignupLibrary, attach_to_signup
+from newsletter.subscribers.library_signup import SignupLibrary
 from newsletter.tokens import Purpose
 from newsletter.web import actions
 from newsletter.web.forms import (
@@ -174,11 +174,9 @@ def subscribe(
         big = library_file is not None and (library_file.size or 0) > MAX_BYTES
         status = 413 if exc.field == "library_file" and big else 400
         return state.pages.render(request, "subscribe.html", context, status=status)
-    actions.sign_up(state, background, address, choices)
+    actions.sign_up(state, background, address, choices, libraries=libraries)
     if not libraries:
         return state.pages.render(request, "check_email.html", {"email": address})
-    with state.sessions.begin() as session:
-        attach_to_signup(session, address, libraries)
     context = {"email": address, "libraries": libraries}
     return state.pages.render(request, "_library_check_email.html", context)
 
