@@ -89,6 +89,7 @@ def form_context(
         "error_field": error.field if error else None,
         "library_max_mb": MAX_BYTES // 1_048_576,
         "library_max_entries": MAX_ENTRIES,
+        "library_max_pasted": MAX_PASTED,
     }
 
 
