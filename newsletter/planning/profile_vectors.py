@@ -11,9 +11,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 
 import scipy.sparse
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from newsletter.models import Feedback, LibrarySeed, Paper, Topic
@@ -82,17 +83,20 @@ def load_ratings(session: Session, subscribers: Sequence[Reader]) -> Ratings:
     the seeds, each seed ages from the day it was imported, like any rating.
     """
     row_of = {s.id: row for row, s in enumerate(subscribers)}
-    ids = list(row_of)
     events: list[tuple[int, int, int, datetime]] = []
     seeds: list[tuple[int, int | None, str, str, datetime]] = []
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
+    ids = list(row_of)
+    for feedback_of, seeds_of in zip(
+        _owned_by(Feedback.subscriber_id, ids),
+        _owned_by(LibrarySeed.subscriber_id, ids),
+        strict=True,
+    ):
         rows = session.execute(
             select(Feedback.subscriber_id, Feedback.paper_id, Feedback.value, Feedback.created_at)
-            .where(Feedback.subscriber_id.in_(chunk))
+            .where(feedback_of)
             .order_by(Feedback.id)
         )
-        events.extend((row_of[s], p, v, when) for s, p, v, when in rows)
+        events.extend((row_of[s], p, v, when) for s, p, v, when in rows if s in row_of)
         seeds.extend(
             (row_of[s], p, title, abstract, when)
             for s, p, title, abstract, when in session.execute(
@@ -103,9 +107,10 @@ def load_ratings(session: Session, subscribers: Sequence[Reader]) -> Ratings:
                     LibrarySeed.abstract,
                     LibrarySeed.created_at,
                 )
-                .where(LibrarySeed.subscriber_id.in_(chunk))
+                .where(seeds_of)
                 .order_by(LibrarySeed.id)
             )
+            if s in row_of
         )
     if not seeds:
         return Ratings(events)
@@ -119,6 +124,18 @@ def load_ratings(session: Session, subscribers: Sequence[Reader]) -> Ratings:
         elif (row, paper) not in rated:  # the reader's own rating of it says more
             events.append((row, paper, 1, when if own[row] >= held[row] else SEED_FRESH))
     return Ratings(events, seed_texts)
+
+
+def _owned_by(column: Any, ids: list[int]) -> list[ColumnElement[bool]]:
+    """Conditions on ``column`` that together select the rows of ``ids`` (and maybe of
+    other ids, which callers drop): one id range when the ids are nearly contiguous (a
+    planner's batch: one query per table instead of one per 500 ids), else IN lists."""
+    if not ids:
+        return []
+    low, high = min(ids), max(ids)
+    if high - low < 2 * len(ids) + _CHUNK:
+        return [column.between(low, high)]
+    return [column.in_(ids[start : start + _CHUNK]) for start in range(0, len(ids), _CHUNK)]
 
 
 def build_subscriber_profiles(
