@@ -102,31 +102,75 @@ def _status_kb(pid: int, field: str) -> int:
     return 0
 
 
-class TreeMemory:
-    """Samples a process tree: the largest single process's peak (VmHWM) and the peak of
-    the tree's summed resident memory (what the machine must hold at once)."""
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of ``pid`` so far (None once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
-    def __init__(self, pid: int) -> None:
+
+class TreeMemory:
+    """Samples a process tree: the largest single process's peak (VmHWM), the peak of
+    the tree's summed resident memory (what the machine must hold at once), and the CPU
+    time of the tree and of the PostgreSQL backends its connections were tagged for
+    (``application_name`` = ``backends``): on a shared machine, CPU per unit is the
+    figure other work does not inflate much, where wall time is."""
+
+    def __init__(self, pid: int, *, backends: str | None = None, url: str | None = None) -> None:
         self.pid = pid
         self.peak_process_mb = 0.0
         self.peak_total_mb = 0.0
+        self._cpu: dict[int, float] = {}  # last seen, per process of the tree
+        self._backend_cpu: dict[int, float] = {}
+        self._monitor = None
+        if backends is not None and url is not None and url.startswith("postgresql"):
+            import psycopg
+
+            plain = url.replace("postgresql+psycopg://", "postgresql://").split("?")[0]
+            self._monitor = psycopg.connect(plain, autocommit=True)
+        self._backends = backends
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self._cpu.values())
+
+    @property
+    def backend_cpu_seconds(self) -> float:
+        return sum(self._backend_cpu.values())
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            pids = [self.pid, *_descendants(self.pid)]
-            total = 0
-            for pid in pids:
-                self.peak_process_mb = max(self.peak_process_mb, _vm_hwm_mb(pid))
-                total += _status_kb(pid, "VmRSS:")
-            self.peak_total_mb = max(self.peak_total_mb, total / 1024)
+            self._sample()
             self._stop.wait(0.2)
+        self._sample()
+
+    def _sample(self) -> None:
+        pids = [self.pid, *_descendants(self.pid)]
+        total = 0
+        for pid in pids:
+            self.peak_process_mb = max(self.peak_process_mb, _vm_hwm_mb(pid))
+            total += _status_kb(pid, "VmRSS:")
+            seconds = _cpu_seconds(pid)
+            if seconds is not None:
+                self._cpu[pid] = seconds
+        self.peak_total_mb = max(self.peak_total_mb, total / 1024)
+        if self._monitor is not None:
+            query = "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
+            for (backend,) in self._monitor.execute(query, (self._backends,)).fetchall():
+                seconds = _cpu_seconds(backend)  # the server runs on this machine
+                if seconds is not None:
+                    self._backend_cpu[backend] = seconds
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+        if self._monitor is not None:
+            self._monitor.close()
 
 
 @dataclass
@@ -139,6 +183,12 @@ class Step:
     peak_total_mb: float
     returncode: int
     output: str = ""
+    cpu_seconds: float = 0.0  # the step's process tree
+    backend_cpu_seconds: float = 0.0  # its PostgreSQL backends
+
+    @property
+    def cpu_ms_per_unit(self) -> float:
+        return (self.cpu_seconds + self.backend_cpu_seconds) * 1000 / max(self.units, 1)
 
     @property
     def rate(self) -> float:
@@ -147,21 +197,26 @@ class Step:
 
 def run_step(name: str, command: list[str], env: dict[str, str], *, unit: str, units: int) -> Step:
     print(f"  {name}: {' '.join(command[1:])}", flush=True)
+    tag = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+    env = env | {"PGAPPNAME": tag}  # libpq names the step's connections after it
     start = time.perf_counter()
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    memory = TreeMemory(process.pid)
+    memory = TreeMemory(process.pid, backends=tag, url=env.get("NEWSLETTER_DATABASE_URL"))
     output, _ = process.communicate()
     elapsed = time.perf_counter() - start
     memory.stop()
     step = Step(
         name, elapsed, units, unit, memory.peak_process_mb, memory.peak_total_mb,
-        process.returncode, output[-2000:],
+        process.returncode, output[-2000:], memory.cpu_seconds, memory.backend_cpu_seconds,
     )  # fmt: skip
     print(
         f"    {elapsed:8.1f} s  {step.rate:10,.0f} {unit}/s  peak {step.peak_total_mb:,.0f} MB"
-        f" (largest process {step.peak_process_mb:,.0f} MB)  exit {process.returncode}",
+        f" (largest process {step.peak_process_mb:,.0f} MB)  exit {process.returncode}\n"
+        f"    CPU {step.cpu_seconds:,.1f} s + PostgreSQL backends"
+        f" {step.backend_cpu_seconds:,.1f} s = {step.cpu_ms_per_unit:.3f} ms per {unit}"
+        f" (load average {os.getloadavg()[0]:.1f})",
         flush=True,
     )
     shown = output[-1500:] if process.returncode != 0 else "\n".join(output.splitlines()[-4:])
@@ -265,11 +320,17 @@ def main() -> None:
     parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
     parser.add_argument("--skip-deliver", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--cli",
+        type=Path,
+        help="the newsletter command to time (default: the one beside this Python); "
+        "a wrapper running an older checkout measures before and after in one session",
+    )
     args = parser.parse_args()
 
     if postfix_tool("smtp-sink") is None:
         print("note: Postfix's smtp-sink is not installed (apt install postfix); using aiosmtpd")
-    cli = str(Path(sys.executable).with_name("newsletter"))
+    cli = str(args.cli or Path(sys.executable).with_name("newsletter"))
     n = args.subscribers
     steps: list[Step] = []
     with tempfile.TemporaryDirectory(prefix="bench-edition-") as tmp:
@@ -403,25 +464,29 @@ def report(steps: list[Step], ceilings: dict[str, float], args: argparse.Namespa
     print()
     print(
         f"| step ({args.subscribers:,} subscribers, {args.workers} workers) | wall | rate"
-        " | peak RSS (tree) | largest process |"
+        " | CPU per unit (with PostgreSQL's) | peak RSS (tree) | largest process |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for step in steps:
+        cpu = f"{step.cpu_ms_per_unit:.3f} ms" if step.cpu_seconds else ""
         print(
-            f"| {step.name} | {step.seconds:,.1f} s | {step.rate:,.0f} {step.unit}/s |"
+            f"| {step.name} | {step.seconds:,.1f} s | {step.rate:,.0f} {step.unit}/s | {cpu} |"
             f" {step.peak_total_mb:,.0f} MB | {step.peak_process_mb:,.0f} MB |"
         )
     for step in steps:
         if step.unit == "msg":
             for name, rate in ceilings.items():
-                print(f"| {step.name} / {name} | | {step.rate / rate:.2f} | | |")
+                print(f"| {step.name} / {name} | | {step.rate / rate:.2f} | | | |")
     if args.json:
         args.json.write_text(
             json.dumps(
                 {
                     "subscribers": args.subscribers,
                     "workers": args.workers,
-                    "steps": [step.__dict__ | {"rate": step.rate} for step in steps],
+                    "steps": [
+                        step.__dict__ | {"rate": step.rate, "cpu_ms_per_unit": step.cpu_ms_per_unit}
+                        for step in steps
+                    ],
                     "ceilings": ceilings,
                 },
                 indent=2,
