@@ -32,11 +32,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.models import FollowedAuthor
+from newsletter.planning.readers import id_conditions
 
 PARTICLES = frozenset(
     {"de", "der", "den", "van", "von", "le", "la", "du", "da", "di", "del", "della", "ter", "dos"}
 )
-_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -113,17 +113,19 @@ def followed_matches(
     session: Session, subscriber_ids: Sequence[int], papers: Sequence[PaperLike]
 ) -> dict[int, list[FollowMatch]]:
     """Subscriber id -> the ``papers`` by an author they follow, in ``papers``' order
-    (one query per 500 subscribers). Follows are indexed by family name and initial,
+    (one query for a batch's id range). Follows are indexed by family name and initial,
     so a common family name followed by many readers costs only its own initials."""
     # (family, initial) -> follows; initial "" for a family name followed alone.
     follows: dict[tuple[str, str], list[tuple[int, NameKey, str]]] = defaultdict(list)
-    for start in range(0, len(subscriber_ids), _CHUNK):
-        chunk = list(subscriber_ids[start : start + _CHUNK])
+    wanted = set(subscriber_ids)
+    for condition in id_conditions(FollowedAuthor.subscriber_id, subscriber_ids):
         for subscriber_id, name, stored in session.execute(
-            select(FollowedAuthor.subscriber_id, FollowedAuthor.name, FollowedAuthor.key).where(
-                FollowedAuthor.subscriber_id.in_(chunk)
-            )
+            select(FollowedAuthor.subscriber_id, FollowedAuthor.name, FollowedAuthor.key)
+            .where(condition)
+            .order_by(FollowedAuthor.id)
         ):
+            if subscriber_id not in wanted:
+                continue
             parsed = NameKey.parse(stored)
             follows[(parsed.family, parsed.given[:1])].append((subscriber_id, parsed, name))
     found: dict[int, list[FollowMatch]] = defaultdict(list)

@@ -11,18 +11,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
 
 import scipy.sparse
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.models import Feedback, LibrarySeed, Paper, Topic
 from newsletter.planning.modelstore import TextCache
-from newsletter.planning.readers import InterestLike, Reader
+from newsletter.planning.readers import InterestLike, Reader, id_conditions
 from recommender import Document, FeedbackWeights, TfidfModel, apply_feedback, build_profiles
-
-_CHUNK = 500
 
 # The date a seed from the reader's library counts as rated while it is not outweighed:
 # ages are clipped at 0, so a seed dated here never decays (see load_ratings).
@@ -87,8 +84,8 @@ def load_ratings(session: Session, subscribers: Sequence[Reader]) -> Ratings:
     seeds: list[tuple[int, int | None, str, str, datetime]] = []
     ids = list(row_of)
     for feedback_of, seeds_of in zip(
-        _owned_by(Feedback.subscriber_id, ids),
-        _owned_by(LibrarySeed.subscriber_id, ids),
+        id_conditions(Feedback.subscriber_id, ids),
+        id_conditions(LibrarySeed.subscriber_id, ids),
         strict=True,
     ):
         rows = session.execute(
@@ -124,18 +121,6 @@ def load_ratings(session: Session, subscribers: Sequence[Reader]) -> Ratings:
         elif (row, paper) not in rated:  # the reader's own rating of it says more
             events.append((row, paper, 1, when if own[row] >= held[row] else SEED_FRESH))
     return Ratings(events, seed_texts)
-
-
-def _owned_by(column: Any, ids: list[int]) -> list[ColumnElement[bool]]:
-    """Conditions on ``column`` that together select the rows of ``ids`` (and maybe of
-    other ids, which callers drop): one id range when the ids are nearly contiguous (a
-    planner's batch: one query per table instead of one per 500 ids), else IN lists."""
-    if not ids:
-        return []
-    low, high = min(ids), max(ids)
-    if high - low < 2 * len(ids) + _CHUNK:
-        return [column.between(low, high)]
-    return [column.in_(ids[start : start + _CHUNK]) for start in range(0, len(ids), _CHUNK)]
 
 
 def build_subscriber_profiles(

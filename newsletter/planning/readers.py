@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session
@@ -109,6 +109,24 @@ def count_plannable(
 
 # Ids per IN list (well below every driver's parameter limit).
 CHUNK = 5_000
+# Ids per IN list when a batch's related rows are read (ratings, follows).
+RELATED_CHUNK = 500
+
+
+def id_conditions(column: Any, ids: Sequence[int]) -> list[ColumnElement[bool]]:
+    """Conditions on ``column`` that together select the rows of ``ids`` (and maybe of
+    other ids, which callers drop): one id range when the ids are nearly contiguous (a
+    planner's batch: one query instead of one per 500 ids, each with 500 parameters to
+    convert), else IN lists of ``RELATED_CHUNK``."""
+    if not ids:
+        return []
+    low, high = min(ids), max(ids)
+    if high - low < 2 * len(ids) + RELATED_CHUNK:
+        return [column.between(low, high)]
+    return [
+        column.in_(list(ids[start : start + RELATED_CHUNK]))
+        for start in range(0, len(ids), RELATED_CHUNK)
+    ]
 
 
 def load_readers(
