@@ -10,6 +10,7 @@ empty tables.
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from sqlalchemy import Engine, text
 from newsletter.db import SessionFactory, make_engine, make_session_factory
 from newsletter.migrations import upgrade
 from newsletter.models import Base
-from newsletter.papers.catalogue import load_catalogue, sync_topics
+from newsletter.papers.catalogue import CatalogueTopic, load_catalogue, sync_topics
 from newsletter.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,13 +115,28 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     return url
 
 
+@functools.cache
+def _catalogue() -> dict[str, CatalogueTopic]:
+    """The shipped topic catalogue, parsed once per process (sync_topics only reads it)."""
+    return load_catalogue()
+
+
 def reset_database(engine: Engine) -> None:
-    """Empty every table and load the topic catalogue: the state a test starts from."""
+    """Empty every table and load the topic catalogue: the state a test starts from.
+
+    Runs before every database test. On PostgreSQL the DELETEs go in one round trip (one
+    ';'-joined string; psycopg sends it as a simple query) instead of one per table.
+    """
+    tables = list(reversed(Base.metadata.sorted_tables))
     with engine.begin() as connection:
-        for table in reversed(Base.metadata.sorted_tables):
-            connection.execute(table.delete())
+        if engine.dialect.name == "postgresql":
+            deletes = (str(t.delete().compile(dialect=engine.dialect)) for t in tables)
+            connection.exec_driver_sql("; ".join(deletes))
+        else:
+            for table in tables:
+                connection.execute(table.delete())
     with make_session_factory(engine).begin() as session:
-        sync_topics(session, load_catalogue())
+        sync_topics(session, _catalogue())
 
 
 @pytest.fixture
