@@ -30,7 +30,8 @@ def include_object(
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
-    # Migrations stay plain SQLAlchemy: they must not change when the models (newsletter/models/) do.
+    # Migrations stay plain SQLAlchemy: they must not change when the models
+    # (newsletter/models/) do.
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
     return False
