@@ -815,6 +815,7 @@ AREAS = (
         "MIME: headers, encodings, DKIM",
         (
             "mail/message.py",
+            "mail/bodies.py",
             "binascii",
             "numpy",
             "dkim",
