@@ -41,8 +41,8 @@ WED = date(2026, 5, 27)
 CATALOGUE = load_catalogue()
 TOPICS = ("cs.CV", "cs.CL", "cs.RO", "cs.CR", "cs.LG", "cs.AI", "cs.IR")
 OPTIONS = PlanOptions(max_papers=5)
-# Each planned subscriber: (arXiv id, rank, score) of every item.
-Plan = dict[str, list[tuple[str, int, float]]]
+# Each planned subscriber: (arXiv id, rank, score, terms) of every item.
+Plan = dict[str, list[tuple[str, int, float, list[str]]]]
 
 
 @pytest.fixture
@@ -64,15 +64,21 @@ def readers(sessions: SessionFactory) -> SessionFactory:
 def planned(sessions: SessionFactory) -> Plan:
     with sessions() as session:
         rows = session.execute(
-            select(Subscriber.email, Paper.external_id, DeliveryItem.rank, DeliveryItem.score)
+            select(
+                Subscriber.email,
+                Paper.external_id,
+                DeliveryItem.rank,
+                DeliveryItem.score,
+                DeliveryItem.terms,
+            )
             .join(Delivery, Delivery.subscriber_id == Subscriber.id)
             .join(DeliveryItem, DeliveryItem.delivery_id == Delivery.id)
             .join(Paper, Paper.id == DeliveryItem.paper_id)
             .order_by(Subscriber.email, DeliveryItem.rank)
         ).all()
     found: Plan = {}
-    for email, paper, rank, score in rows:
-        found.setdefault(email, []).append((paper, rank, score))
+    for email, paper, rank, score, terms in rows:
+        found.setdefault(email, []).append((paper, rank, score, terms))
     return found
 
 
@@ -104,6 +110,8 @@ def deliveries_per_subscriber(sessions: SessionFactory) -> list[int]:
 def test_batches_write_what_one_transaction_writes(readers: SessionFactory) -> None:
     expected = reference(readers)
     assert len(expected) >= 5
+    # The "why" terms are compared too (written by hand as COPY text on PostgreSQL).
+    assert all(terms for items in expected.values() for *_, terms in items)
     summary = plan_in_batches(readers, WED, options=OPTIONS, batch_size=2)
     assert summary.planned == len(expected)
     assert summary.planned + summary.nothing_new == len(TOPICS)
