@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.db import SessionFactory
@@ -28,6 +28,7 @@ from newsletter.models import (
     LibrarySeed,
     Paper,
     Subscriber,
+    SubscriberStatus,
     utcnow,
 )
 from newsletter.papers.ingest import upsert_papers
@@ -347,16 +348,24 @@ class PendingSummary:
 PENDING_INTERVAL = timedelta(minutes=5)
 
 
+def _due(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Imports the job resolves now: pending, due, and of a reader who has confirmed.
+    A sign-up's library waits for the confirmation, so typing strangers' addresses
+    into the form never makes this service fetch from the arXiv API for them."""
+    return (
+        LibraryImport.status == "pending",
+        LibraryImport.next_attempt_at.is_(None) | (LibraryImport.next_attempt_at <= now),
+        LibraryImport.subscriber_id.in_(
+            select(Subscriber.id).where(Subscriber.status == SubscriberStatus.ACTIVE)
+        ),
+    )
+
+
 def seed_pending(settings: Settings, sessions: SessionFactory) -> PendingSummary | None:
     """The scheduler's job: resolve the due imports (None, and no HTTP client, if none)."""
     now = utcnow()
     with sessions() as session:
-        due = session.scalar(
-            select(func.count(LibraryImport.id)).where(
-                LibraryImport.status == "pending",
-                (LibraryImport.next_attempt_at.is_(None)) | (LibraryImport.next_attempt_at <= now),
-            )
-        )
+        due = session.scalar(select(func.count(LibraryImport.id)).where(*_due(now)))
     if not due:
         return None
     fetcher = ArxivFetcher(settings, today=now.date())
@@ -375,15 +384,7 @@ def process_pending(
     summary = PendingSummary()
     with sessions() as session:
         due = list(
-            session.scalars(
-                select(LibraryImport.id)
-                .where(
-                    LibraryImport.status == "pending",
-                    (LibraryImport.next_attempt_at.is_(None))
-                    | (LibraryImport.next_attempt_at <= now),
-                )
-                .order_by(LibraryImport.id)
-            )
+            session.scalars(select(LibraryImport.id).where(*_due(now)).order_by(LibraryImport.id))
         )
     for import_id in due:
         with sessions.begin() as session:

@@ -9,7 +9,14 @@ import pytest
 from sqlalchemy import select
 
 from newsletter.db import SessionFactory
-from newsletter.models import Feedback, LibraryImport, LibrarySeed, Paper, Subscriber
+from newsletter.models import (
+    Feedback,
+    LibraryImport,
+    LibrarySeed,
+    Paper,
+    Subscriber,
+    SubscriberStatus,
+)
 from newsletter.planning.profile_vectors import SEED_FRESH, load_ratings
 from newsletter.settings import Settings
 from newsletter.subscribers import library
@@ -51,7 +58,7 @@ def _settings(database_url: str, server: FakeServer) -> Settings:
 
 def _subscriber(sessions: SessionFactory, email: str = "ada@example.org") -> int:
     with sessions.begin() as session:
-        subscriber = Subscriber(email=email)
+        subscriber = Subscriber(email=email, status=SubscriberStatus.ACTIVE)
         session.add(subscriber)
         session.flush()
         return subscriber.id

@@ -180,6 +180,11 @@ def test_a_library_given_at_sign_up_makes_the_first_issue_personal(
         assert [e["arxiv_id"] for e in imp.entries] == [FETCHED]
         assert session.scalar(select(func.count(LibrarySeed.id))) == 6
 
+    # Until the address is confirmed the job leaves the library alone: a stranger's
+    # sign-up never makes the service fetch from the arXiv API.
+    assert seed_pending(settings, sessions) is None
+    assert fake_arxiv.requests == []
+
     folder, _ = maildir
     [mail] = read_mail(folder)
     link = mail.link("/confirm/")
