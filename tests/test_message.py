@@ -540,22 +540,3 @@ def test_a_card_kept_encoded_is_reused_and_a_card_not_in_the_text_falls_back() -
     # A body changed after rendering (the card no longer in it): encoded whole.
     changed = body.replace("Authors", "Editors")
     assert bodies.quoted_printable_by_cards(changed, [card]) == bodies.quoted_printable(changed)
-
-
-_HTML_PIECES = st.lists(
-    st.sampled_from(["", "<p>", "\n", "é", "😀", "&", "x" * 500, "\r", "—·", "</p>\n"]),
-    max_size=8,
-).map("".join)
-
-
-@given(st.lists(st.tuples(_HTML_PIECES, st.booleans()), max_size=12))
-def test_the_html_encoded_by_pieces_is_the_html_encoded_whole(
-    pieces: list[tuple[str, bool]],
-) -> None:
-    # Some pieces are card blocks: the template's output has their text as a new string.
-    cards = [_card(text) for text, is_card in pieces if is_card]
-    strings = ["".join(list(text)) if is_card else text for text, is_card in pieces]
-    html = "".join(strings)
-    whole = bodies.html_part(html)
-    assert bodies.html_part_by_pieces(html, strings, cards) == whole
-    assert bodies.html_part_by_pieces(html, strings, cards) == whole  # from kept bytes

@@ -10,9 +10,12 @@ a card are encoded the first time the card is used and kept on it, and per messa
 only the personal text around the cards (and the lines where it meets a card) is
 encoded. The tests hold the chunked result byte for byte to the whole-body encoding.
 
-The HTML part is encoded piece by piece as the template produced it (its cards, under
-a third of the part, once per card): most pieces are ASCII, which Python encodes
-with a copy, where the joined part goes character by character (``html_part_by_pieces``).
+The HTML part is encoded whole: there the cards are under a third of the part (the
+rest is MJML's per-paper table scaffolding, outside the card block). Encoding it piece
+by piece as the template yields it, each card's bytes once, measured 84 us against
+75 us whole (min of 15 runs over 300 issues): the Python loop over ~230 pieces costs
+more than the three C calls over the whole 48 KB save. The text part gains little
+too (76 us against 87), the C encoder being fast already.
 """
 
 from __future__ import annotations
@@ -111,7 +114,7 @@ class _Encoded:
 def _encoded(card: CardOutput) -> _Encoded | None:
     """The card's quoted-printable, worked out the first time the card is used."""
     encoded = card.encoded
-    if isinstance(encoded, _Encoded):  # a text card (an HTML card keeps bytes)
+    if isinstance(encoded, _Encoded):
         return encoded
     if "\n" not in card.text:
         return None  # one line: it travels with the text around it
@@ -138,35 +141,3 @@ def quoted_printable_by_cards(body: str, cards: Sequence[CardOutput]) -> bytes:
         pending = [encoded.tail]
     chunks.append(_qp("".join(pending)))
     return b"".join(chunks)
-
-
-def html_part_by_pieces(html: str, pieces: Sequence[str], cards: Sequence[CardOutput]) -> bytes:
-    """``html_part(html)`` from the template's output strings (``pieces``, which join to
-    ``html``), each card block's bytes made once per card.
-
-    Encoding the pieces one by one is cheaper than encoding the joined string: most
-    pieces are ASCII, and Python encodes an ASCII string with a copy, while the joined
-    issue (with a character beyond Latin-1 anywhere) goes character by character.
-    A piece is a card when it equals the next card block of ``cards`` (the template's
-    output is a new string with the same text); equal strings encode alike, so which
-    copy is taken for which does not matter.
-    """
-    if not pieces or "\r" in html:
-        return html_part(html)
-    encoded: list[bytes] = []
-    cards_left = iter(cards)
-    card = next(cards_left, None)
-    for piece in pieces:
-        if card is not None and len(piece) == len(card.text) and piece == card.text:
-            data = card.encoded
-            if not isinstance(data, bytes):
-                data = card.text.encode("ascii", "xmlcharrefreplace")
-                card.encoded = data
-            encoded.append(data)
-            card = next(cards_left, None)
-        else:
-            encoded.append(piece.encode("ascii", "xmlcharrefreplace"))
-    data = b"".join(encoded)
-    if _longest_line(data) <= _MAX_BODY_LINE:
-        return b"".join((_PART_HTML, b"7bit\r\n\r\n", data.replace(b"\n", b"\r\n")))
-    return html_part(html)  # quoted-printable, from the whole

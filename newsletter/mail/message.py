@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import format_datetime, formataddr, parseaddr
 
-from newsletter.mail.bodies import PART_TEXT, html_part_by_pieces, quoted_printable_by_cards
+from newsletter.mail.bodies import PART_TEXT, html_part, quoted_printable_by_cards
 from newsletter.mail.render import RenderedIssue
 
 # Unicode category Cc: the C0 controls, DEL and the C1 controls.
@@ -78,7 +78,7 @@ def build_message(rendered: RenderedIssue, headers: MessageHeaders) -> bytes:
     ]
     head = "\r\n".join(lines).encode("ascii" if _all_ascii(lines) else "utf-8")
     text = quoted_printable_by_cards(rendered.text, rendered.text_cards)
-    html = html_part_by_pieces(rendered.html, rendered.html_pieces, rendered.html_cards)
+    html = html_part(rendered.html)
     boundary = _boundary(text, html)
     return b"".join(
         (

@@ -64,12 +64,9 @@ class RenderedIssue:
     subject: str
     html: str
     text: str
-    # With a card cache (the delivery workers), what ``newsletter.mail.bodies`` needs to
-    # encode each card once: the cached card blocks of each part, in output order, and
-    # the HTML as the template's output strings (``"".join(html_pieces) == html``).
+    # The cached card blocks of the text part, in output order (``render_issue`` with
+    # a card cache): ``newsletter.mail.bodies`` encodes their lines once per card.
     text_cards: tuple[CardOutput, ...] = field(default=(), compare=False, repr=False)
-    html_cards: tuple[CardOutput, ...] = field(default=(), compare=False, repr=False)
-    html_pieces: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
 
 def shorten_authors(authors: list[str], *, keep: int = 3) -> str:
@@ -185,20 +182,9 @@ class Renderer:
             self._fresh.pop(name, None)
             self._compile(name, mjml=name.endswith(".mjml"))
 
-    def _fill(
-        self,
-        template: jinja2.Template,
-        name: str,
-        context: dict[str, Any],
-        *,
-        pieces: list[str] | None = None,
-    ) -> str:
-        """The template filled; with ``pieces``, its output strings are kept there too."""
+    def _fill(self, template: jinja2.Template, name: str, context: dict[str, Any]) -> str:
         try:
-            if pieces is None:
-                return template.render(context)
-            pieces.extend(template.generate(context))
-            return "".join(pieces)
+            return template.render(context)
         except jinja2.TemplateError as exc:
             raise TemplateError(f"template {self._dir / name} failed to render: {exc}") from None
 
@@ -240,35 +226,22 @@ class Renderer:
         context.update(jinja_callables(locale, autoescape=False))
         context["paper_card"] = uncached_card
 
-        def fill(
-            name: str,
-            *,
-            mjml: bool,
-            used: list[CardOutput] | None = None,
-            pieces: list[str] | None = None,
-        ) -> str:
+        def fill(name: str, *, mjml: bool, used: list[CardOutput] | None = None) -> str:
             template = self._compile(name, mjml=mjml)
             if cards is not None:
                 cache, papers, shared = cards
                 context["paper_card"] = cache.card_call(template, locale, papers, shared, used=used)
-            return self._fill(template, name, context, pieces=pieces)
+            return self._fill(template, name, context)
 
         subject = fill(f"{base}.subject.txt", mjml=False)
         context["subject"] = " ".join(subject.split())
         text_cards: list[CardOutput] = []
         text = fill(f"{base}.txt", mjml=False, used=text_cards)
         context.update(jinja_callables(locale, autoescape=True))
-        html_cards: list[CardOutput] = []
-        html_pieces: list[str] = []
-        if cards is None:
-            html = fill(f"{base}.mjml", mjml=True)
-        else:
-            html = fill(f"{base}.mjml", mjml=True, used=html_cards, pieces=html_pieces)
+        html = fill(f"{base}.mjml", mjml=True)
         return RenderedIssue(
             subject=context["subject"],
             html=html,
             text=text,
             text_cards=tuple(text_cards),
-            html_pieces=tuple(html_pieces),
-            html_cards=tuple(html_cards),
         )
