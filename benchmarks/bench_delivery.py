@@ -815,7 +815,6 @@ AREAS = (
         "MIME: headers, encodings, DKIM",
         (
             "mail/message.py",
-            "mail/bodies.py",
             "binascii",
             "numpy",
             "dkim",

@@ -14,9 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.mail import bodies
 from newsletter.mail import message as message_module
-from newsletter.mail.cards import CardOutput
 from newsletter.mail.message import MessageHeaders, build_message, message_id_for, one_line
 from newsletter.mail.render import IssueView, PaperView, RenderedIssue, Renderer
 
@@ -470,6 +468,8 @@ def test_boundary_never_occurs_in_a_body(
 ) -> None:
     import itertools
 
+    from newsletter.mail import message as message_module
+
     monkeypatch.setattr(message_module, "_boundary_counter", itertools.count(5))
     taken = f"--{message_module._BOUNDARY_PREFIX}5"
     raw = build_message(replace(small, html=f"<p>{taken}</p>\n"), make_headers())
@@ -488,7 +488,7 @@ _LINES = st.lists(
 
 @given(_LINES.map(lambda text: text.encode("utf-8")))
 def test_longest_line_is_the_longest_lf_separated_line(data: bytes) -> None:
-    assert bodies._longest_line(data) == max(map(len, data.split(b"\n")))
+    assert message_module._longest_line(data) == max(map(len, data.split(b"\n")))
 
 
 @given(st.text(max_size=200))
@@ -500,43 +500,3 @@ def test_encoded_words_decode_to_the_value_and_never_split_a_character(value: st
     # Each word decodes alone (a split character would raise) and together they are
     # the value.
     assert "".join([word.decode("utf-8") for word in raw]) == value
-
-
-# --- the text part encoded by chunks, the cards' lines once (newsletter.mail.bodies) ---------
-
-_TEXT_PIECES = st.lists(
-    st.sampled_from(
-        ["", "a", " ", "\t", ".", "\n", ".\n", "=", "é·ü", "x" * 75, "y" * 80, "z " * 40, "—"]
-    ),
-    max_size=12,
-).map("".join)
-
-
-def _card(text: str) -> CardOutput:
-    return CardOutput(template=None, base=None, text=text)
-
-
-@given(st.lists(st.tuples(_TEXT_PIECES, _TEXT_PIECES), max_size=6), _TEXT_PIECES)
-def test_the_text_encoded_by_cards_is_the_text_encoded_whole(
-    pieces: list[tuple[str, str]], last: str
-) -> None:
-    cards = [_card(card) for _, card in pieces]
-    body = "".join(personal + card for personal, card in pieces) + last
-    whole = bodies.quoted_printable(body)
-    assert bodies.quoted_printable_by_cards(body, cards) == whole
-    # Again, from the encodings the cards now keep.
-    assert bodies.quoted_printable_by_cards(body, cards) == whole
-
-
-def test_a_card_kept_encoded_is_reused_and_a_card_not_in_the_text_falls_back() -> None:
-    card = _card("Title of the paper\n   Authors é\n   Abstract line =\n")
-    body = "1. " + card.text + "   Why: you 😀 \n"
-    first = bodies.quoted_printable_by_cards(body, [card])
-    kept = card.encoded
-    assert kept is not None
-    assert bodies.quoted_printable_by_cards(body, [card]) == first
-    assert card.encoded is kept
-    assert first == bodies.quoted_printable(body)
-    # A body changed after rendering (the card no longer in it): encoded whole.
-    changed = body.replace("Authors", "Editors")
-    assert bodies.quoted_printable_by_cards(changed, [card]) == bodies.quoted_printable(changed)

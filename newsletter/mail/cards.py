@@ -87,19 +87,6 @@ def uncached_card(paper: Any, *, caller: Callable[[Any], str]) -> str:
     return caller(paper)
 
 
-class CardOutput:
-    """One rendered card block: its output, and a slot where ``newsletter.mail.message``
-    keeps the output's transfer encoding (worked out once per card, not per message)."""
-
-    __slots__ = ("base", "encoded", "template", "text")
-
-    def __init__(self, template: object, base: Any, text: str) -> None:
-        self.template = template
-        self.base = base
-        self.text = text
-        self.encoded: object = None
-
-
 class CardCache:
     """Rendered card blocks, per (template, locale, paper's shared view); one per worker.
 
@@ -108,7 +95,7 @@ class CardCache:
     """
 
     def __init__(self, *, max_entries: int = _MAX_ENTRIES) -> None:
-        self._entries: dict[tuple[int, str, int], CardOutput] = {}
+        self._entries: dict[tuple[int, str, int], tuple[object, Any, str]] = {}
         self._max = max_entries
         self.hits = 0
         self.misses = 0
@@ -117,17 +104,10 @@ class CardCache:
         return len(self._entries)
 
     def card_call(
-        self,
-        template: object,
-        locale: str,
-        papers: Sequence[Any],
-        shared: Sequence[Any],
-        *,
-        used: list[CardOutput] | None = None,
+        self, template: object, locale: str, papers: Sequence[Any], shared: Sequence[Any]
     ) -> Callable[..., str]:
         """The ``paper_card`` of one render: ``papers[i]`` (the reader's view) is drawn
-        from ``shared[i]`` (its shared view). Each cached block handed out is appended
-        to ``used``, in output order, so the message can reuse its encoding."""
+        from ``shared[i]`` (its shared view)."""
         by_view = {id(view): base for view, base in zip(papers, shared, strict=True)}
         entries = self._entries
         template_id = id(template)
@@ -138,16 +118,14 @@ class CardCache:
                 return caller(paper)
             key = (template_id, locale, id(base))
             entry = entries.get(key)
-            if entry is not None and entry.template is template and entry.base is base:
+            if entry is not None and entry[0] is template and entry[1] is base:
                 self.hits += 1
-            else:
-                self.misses += 1
-                entry = CardOutput(template, base, caller(base))
-                if len(entries) >= self._max:
-                    entries.clear()
-                entries[key] = entry
-            if used is not None:
-                used.append(entry)
-            return entry.text
+                return entry[2]
+            self.misses += 1
+            output = caller(base)
+            if len(entries) >= self._max:
+                entries.clear()
+            entries[key] = (template, base, output)
+            return output
 
         return paper_card

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import format_datetime, formataddr, parseaddr
 
-from newsletter.mail.bodies import PART_TEXT, html_part, quoted_printable_by_cards
+import numpy as np
+
 from newsletter.mail.render import RenderedIssue
 
 # Unicode category Cc: the C0 controls, DEL and the C1 controls.
@@ -59,10 +60,10 @@ def build_message(rendered: RenderedIssue, headers: MessageHeaders) -> bytes:
     costs ~3 ms for a 60 KB issue and sits on the hot path of every send. What makes
     hand assembly safe: every header value is collapsed to one printable line first;
     values that are not plain ASCII (or look like encoded words) are RFC 2047
-    encoded words; addresses are formatted by ``email.utils``; the bodies are
-    encoded by ``newsletter.mail.bodies`` (text quoted-printable; HTML 7bit with
-    non-ASCII as character references when its lines fit, else quoted-printable;
-    the cards' lines encoded once per card); the boundary is checked against both.
+    encoded words; addresses are formatted by ``email.utils``; the text part is
+    quoted-printable (``binascii``, in C); the HTML part is 7bit with non-ASCII as
+    character references when its lines fit, else quoted-printable; the boundary is
+    checked against both bodies.
     """
     sender_name, sender_address = _parse_sender(headers.sender)
     lines = [
@@ -77,8 +78,8 @@ def build_message(rendered: RenderedIssue, headers: MessageHeaders) -> bytes:
         "MIME-Version: 1.0",
     ]
     head = "\r\n".join(lines).encode("ascii" if _all_ascii(lines) else "utf-8")
-    text = quoted_printable_by_cards(rendered.text, rendered.text_cards)
-    html = html_part(rendered.html)
+    text = _quoted_printable(rendered.text)
+    html = _html_part(rendered.html)
     boundary = _boundary(text, html)
     return b"".join(
         (
@@ -87,7 +88,7 @@ def build_message(rendered: RenderedIssue, headers: MessageHeaders) -> bytes:
             boundary.encode("ascii"),
             b'"\r\n\r\n--',
             boundary.encode("ascii"),
-            PART_TEXT,
+            _PART_TEXT,
             text,
             b"\r\n--",
             boundary.encode("ascii"),
@@ -118,11 +119,50 @@ def _boundary(*bodies: bytes) -> str:
             return boundary
 
 
+_PART_TEXT = (
+    b'\r\nContent-Type: text/plain; charset="utf-8"\r\n'
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+)
+_PART_HTML = b'\r\nContent-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: '
+_MAX_BODY_LINE = 998
 _FOLD_AT = 78  # RFC 5322's recommended line length
 
 
 def _all_ascii(lines: list[str]) -> bool:
     return all(line.isascii() for line in lines)
+
+
+def _quoted_printable(body: str) -> bytes:
+    """Quoted-printable with CRLF line ends and lines of at most 76 characters."""
+    if "\r" in body:
+        body = body.replace("\r\n", "\n").replace("\r", "\n")
+    encoded = binascii.b2a_qp(body.encode("utf-8"), quotetabs=False, istext=True, header=False)
+    return encoded.replace(b"\n", b"\r\n")
+
+
+def _longest_line(data: bytes) -> int:
+    """The length of the longest LF-separated line of ``data`` (numpy: a 50 KB part
+    has hundreds of lines, and splitting it into objects costs more than the rest)."""
+    breaks = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    if not len(breaks):
+        return len(data)
+    inner = int(np.diff(breaks).max(initial=1)) - 1
+    return max(int(breaks[0]), inner, len(data) - int(breaks[-1]) - 1)
+
+
+def _html_part(html: str) -> bytes:
+    """The HTML part's headers and body: 7bit when possible, else quoted-printable.
+
+    Non-ASCII characters become numeric character references (which mean the same in
+    HTML), so the part is ASCII; if every line also fits SMTP's 998 bytes it needs no
+    transfer encoding at all, which is ~15 times cheaper than quoted-printable.
+    """
+    if "\r" in html:
+        html = html.replace("\r\n", "\n").replace("\r", "\n")
+    data = html.encode("ascii", "xmlcharrefreplace")
+    if _longest_line(data) <= _MAX_BODY_LINE:
+        return b"".join((_PART_HTML, b"7bit\r\n\r\n", data.replace(b"\n", b"\r\n")))
+    return b"".join((_PART_HTML, b"quoted-printable\r\n\r\n", _quoted_printable(html)))
 
 
 def _needs_encoding(value: str) -> bool:

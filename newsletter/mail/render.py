@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from mjml import mjml2html
 
 from newsletter.errors import TemplateError
 from newsletter.i18n import jinja_callables
-from newsletter.mail.cards import CardCache, CardOutput, check_card_blocks, uncached_card
+from newsletter.mail.cards import CardCache, check_card_blocks, uncached_card
 from newsletter.resources import resource_path
 
 
@@ -64,9 +64,6 @@ class RenderedIssue:
     subject: str
     html: str
     text: str
-    # The cached card blocks of the text part, in output order (``render_issue`` with
-    # a card cache): ``newsletter.mail.bodies`` encodes their lines once per card.
-    text_cards: tuple[CardOutput, ...] = field(default=(), compare=False, repr=False)
 
 
 def shorten_authors(authors: list[str], *, keep: int = 3) -> str:
@@ -226,22 +223,16 @@ class Renderer:
         context.update(jinja_callables(locale, autoescape=False))
         context["paper_card"] = uncached_card
 
-        def fill(name: str, *, mjml: bool, used: list[CardOutput] | None = None) -> str:
+        def fill(name: str, *, mjml: bool) -> str:
             template = self._compile(name, mjml=mjml)
             if cards is not None:
                 cache, papers, shared = cards
-                context["paper_card"] = cache.card_call(template, locale, papers, shared, used=used)
+                context["paper_card"] = cache.card_call(template, locale, papers, shared)
             return self._fill(template, name, context)
 
         subject = fill(f"{base}.subject.txt", mjml=False)
         context["subject"] = " ".join(subject.split())
-        text_cards: list[CardOutput] = []
-        text = fill(f"{base}.txt", mjml=False, used=text_cards)
+        text = fill(f"{base}.txt", mjml=False)
         context.update(jinja_callables(locale, autoescape=True))
         html = fill(f"{base}.mjml", mjml=True)
-        return RenderedIssue(
-            subject=context["subject"],
-            html=html,
-            text=text,
-            text_cards=tuple(text_cards),
-        )
+        return RenderedIssue(subject=context["subject"], html=html, text=text)
