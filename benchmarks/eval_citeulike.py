@@ -9,7 +9,9 @@ set; recall@M = |test ∩ top-M| / |test|, averaged over users, M = 50, 100, 300
 
 Users are split once by a fixed seed: 30% tune (weights are chosen on them), 70%
 report (the table). MiniLM vectors of the papers are computed once and cached on disk
-(``~/.cache/newsletter-eval/``).
+(``~/.cache/newsletter-eval/``). Ours ranks with them whitened on all the papers (the
+papers being ranked, as planning whitens on an edition's candidates); the MiniLM
+baselines use them as they are.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from sklearn.svm import LinearSVC
 from recommender import Document, apply_feedback, fit_transform, rank, semantic
 from recommender.hybrid import HybridWeights, rank_hybrid
 from recommender.linear import LinearOptions, personalise
+from recommender.whitening import fit_whitening, whiten
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "citeulike-a"
 CACHE = Path.home() / ".cache" / "newsletter-eval"
@@ -140,6 +143,9 @@ class Spaces:
     tfidf: scipy.sparse.csr_matrix  # ours (fit_transform, library defaults)
     sanity: scipy.sparse.csr_matrix  # arxiv-sanity-lite's TfidfVectorizer
     dense: npt.NDArray[np.float32]  # MiniLM
+    # MiniLM whitened on the papers being ranked (all of them here), as planning does
+    # (recommender.whitening): what ours ranks with; the baselines use ``dense``.
+    whitened: npt.NDArray[np.float32]
 
 
 def _liked(spaces: Spaces, users: npt.NDArray[np.int64]) -> scipy.sparse.csr_matrix:
@@ -182,9 +188,12 @@ def ours_tfidf(
 
 
 def _dense_profiles(
-    spaces: Spaces, liked: scipy.sparse.csr_matrix, linear: LinearOptions | None
+    vectors: npt.NDArray[np.float32],
+    liked: scipy.sparse.csr_matrix,
+    linear: LinearOptions | None,
 ) -> npt.NDArray[np.float32]:
-    """The newsletter's dense profiles: Rocchio of the liked papers, then ``personalise``."""
+    """The newsletter's dense profiles: Rocchio of the liked papers, then ``personalise``
+    (``vectors``: the papers' dense rows, whitened or not)."""
     events = _events(liked)
     profiles = semantic.dense_profiles(
         np.zeros((0, semantic.DIMENSIONS), dtype=np.float32),
@@ -192,7 +201,7 @@ def _dense_profiles(
         cols=[],
         weights=[],
         n_profiles=liked.shape[0],
-        paper_vectors=spaces.dense,
+        paper_vectors=vectors,
         feedback=events,
     )
     if linear is None:
@@ -201,8 +210,8 @@ def _dense_profiles(
         profiles,
         events,
         event_weights=np.ones(len(events.rows)),
-        rated_vectors=spaces.dense,
-        candidates=spaces.dense,
+        rated_vectors=vectors,
+        candidates=vectors,
         options=linear,
     )
 
@@ -213,8 +222,11 @@ def ours_hybrid(
     *,
     weights: HybridWeights | None = None,
     linear: LinearOptions | None = LinearOptions(),  # noqa: B008 - frozen dataclass
+    whitened: bool = True,
 ) -> npt.NDArray[np.int64]:
-    """The newsletter's hybrid ranking (TF-IDF + MiniLM profiles, per-user model)."""
+    """The newsletter's hybrid ranking (TF-IDF + MiniLM profiles, per-user model);
+    ``whitened`` False: raw MiniLM vectors, as before issue 16's whitening."""
+    vectors = spaces.whitened if whitened else spaces.dense
     liked = _liked(spaces, users)
     events = _events(liked)
     profiles = apply_feedback(
@@ -228,8 +240,8 @@ def ours_hybrid(
     return rank_hybrid(
         profiles,
         spaces.tfidf,
-        _dense_profiles(spaces, liked, linear),
-        spaces.dense,
+        _dense_profiles(vectors, liked, linear),
+        vectors,
         k=DEPTH,
         weights=weights,
         exclude=liked,
@@ -316,7 +328,9 @@ def build_spaces(library: Library, *, cache: Path = CACHE, log: Callable[[str], 
         [f"{d.title} {d.abstract}" for d in library.docs]
     )
     dense = embed_papers(library, cache, log)
-    return Spaces(library, tfidf, scipy.sparse.csr_matrix(sanity, dtype=np.float32), dense)
+    whitened = whiten(fit_whitening(dense), dense)
+    sanity_matrix = scipy.sparse.csr_matrix(sanity, dtype=np.float32)
+    return Spaces(library, tfidf, sanity_matrix, dense, whitened)
 
 
 # ------------------------------------------------------------------ tune, report
@@ -327,19 +341,34 @@ DENSE_LR = "MiniLM + per-user logistic regression (sklearn, dense only)"
 TFIDF_BEFORE = "ours TF-IDF, before issue 16"
 TFIDF = "ours TF-IDF (library defaults)"
 HYBRID_BEFORE = "ours hybrid, before issue 16 (dense 0.25, LR from 5 likes, blend 0.5)"
+HYBRID_RAW = (
+    "ours hybrid, before whitening (raw MiniLM, dense 1 : 1, background 0.4 / 0.5, blend 0.5)"
+)
 HYBRID = "ours hybrid (library defaults)"
+DENSE_OURS = "ours dense only (whitened MiniLM, per-user model)"
 
 # The hybrid before issue 16: what HybridWeights() and LinearOptions() were.
 BEFORE_WEIGHTS = HybridWeights(tfidf=1.0, dense=0.25, tfidf_background=0.0, dense_background=0.0)
 BEFORE_LINEAR = LinearOptions(min_liked=5, blend=0.5)
+# The hybrid at the start of the whitening work (issue 16's first defaults).
+RAW_WEIGHTS = HybridWeights(tfidf=1.0, dense=1.0, tfidf_background=0.4, dense_background=0.5)
+RAW_LINEAR = LinearOptions(blend=0.5)
 
 
-def _hybrid(weights: HybridWeights, linear: LinearOptions) -> Method:
-    return partial(ours_hybrid, weights=weights, linear=linear)
+def _hybrid(weights: HybridWeights, linear: LinearOptions, *, whitened: bool = True) -> Method:
+    return partial(ours_hybrid, weights=weights, linear=linear, whitened=whitened)
 
 
-# (dense weight, TF-IDF background, dense background), TF-IDF weight 1, LinearOptions().
-TUNE_GRID = ((0.25, 0.0, 0.0), (1.0, 0.0, 0.0), (1.0, 0.4, 0.25), (1.0, 0.4, 0.5))
+def ours_dense(spaces: Spaces, users: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The newsletter's dense half alone: whitened MiniLM, Rocchio + ``personalise``."""
+    liked = _liked(spaces, users)
+    profiles = _dense_profiles(spaces.whitened, liked, LinearOptions())
+    return _top(profiles @ spaces.whitened.T, liked)
+
+
+# (dense weight, TF-IDF background, dense background), TF-IDF weight 1, LinearOptions(),
+# whitened MiniLM.
+TUNE_GRID = ((1.0, 0.4, 0.5), (1.5, 0.4, 0.5), (2.0, 0.4, 0.5), (2.0, 0.4, 0.0))
 # The per-user sklearn baselines cost ~1 s a user: they run on this many report users
 # (a fixed sample), and ours is measured on the same ones beside them.
 BASELINE_USERS = 400
@@ -376,8 +405,17 @@ def run(
 
     tuning_lines = []
     best: tuple[float, str] | None = None
-    for label, weights in tuning_grid().items():
-        recall, seconds = measure(spaces, _hybrid(weights, LinearOptions()), tune)
+    grid = {
+        "raw MiniLM, dense 1, background 0.4 / 0.5, blend 0.5": _hybrid(
+            RAW_WEIGHTS, RAW_LINEAR, whitened=False
+        )
+    }
+    grid.update(
+        (f"whitened, {label}", _hybrid(weights, LinearOptions()))
+        for label, weights in tuning_grid().items()
+    )
+    for label, method in grid.items():
+        recall, seconds = measure(spaces, method, tune)
         _log(f"tune {label}: {recall}")
         tuning_lines.append(_row(label, recall, seconds))
         if best is None or recall[DEPTH] > best[0]:
@@ -389,7 +427,9 @@ def run(
     methods: dict[str, Method] = {
         DENSE: dense_centroid,
         TFIDF: ours_tfidf,
-        HYBRID_BEFORE: _hybrid(BEFORE_WEIGHTS, BEFORE_LINEAR),
+        HYBRID_BEFORE: _hybrid(BEFORE_WEIGHTS, BEFORE_LINEAR, whitened=False),
+        HYBRID_RAW: _hybrid(RAW_WEIGHTS, RAW_LINEAR, whitened=False),
+        DENSE_OURS: ours_dense,
         HYBRID: ours_hybrid,
     }
     rows = []
@@ -402,6 +442,8 @@ def run(
         (SVM, sanity_svm, jobs),
         (DENSE_LR, dense_logistic, jobs),
         (TFIDF, ours_tfidf, 1),
+        (DENSE_OURS, ours_dense, 1),
+        (HYBRID_RAW, _hybrid(RAW_WEIGHTS, RAW_LINEAR, whitened=False), 1),
         (HYBRID, ours_hybrid, 1),
     ):
         recall, seconds = measure(spaces, method, sample, jobs=method_jobs)

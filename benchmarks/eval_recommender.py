@@ -86,6 +86,7 @@ from recommender import (  # noqa: E402
 from recommender.hybrid import HybridWeights, rank_hybrid  # noqa: E402
 from recommender.linear import LinearOptions, blend_profiles, fit_directions  # noqa: E402
 from recommender.model import _MIN_DF_CORPUS_SIZE  # noqa: E402  (min_df=None's rule)
+from recommender.whitening import Whitening, fit_whitening, whiten  # noqa: E402
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "arxiv-daily"
 
@@ -620,18 +621,23 @@ def embed_corpus(papers: Sequence[Paper], texts: Sequence[str], cache: Path) -> 
 
 
 def _dense_profiles(
-    task: DayTask, emb: Embeddings, linear: LinearOptions | None = None
+    task: DayTask,
+    emb: Embeddings,
+    linear: LinearOptions | None = None,
+    whitening: Whitening | None = None,
 ) -> npt.NDArray[np.float32]:
     """Ours' profile rule (topic, then decayed liked papers) in MiniLM space; with
-    ``linear``, moved towards a per-subscriber logistic regression's direction."""
+    ``linear``, moved towards a per-subscriber logistic regression's direction; with
+    ``whitening``, every vector goes through it first (as planning does)."""
     texts, topic_rows, topic_cols = _topic_rows(task.subscribers)
     rows, cols, ages = _like_rows(task)
-    topic_vectors = (
+    topic_vectors = whiten(
+        whitening,
         np.stack([emb.texts[t] for t in texts])
         if texts
-        else np.zeros((0, semantic.DIMENSIONS), dtype=np.float32)
+        else np.zeros((0, semantic.DIMENSIONS), dtype=np.float32),
     )
-    train_vectors = emb.of(task.train)
+    train_vectors = whiten(whitening, emb.of(task.train))
     rocchio = semantic.dense_profiles(
         topic_vectors,
         rows=np.asarray(topic_rows, dtype=np.int64),
@@ -681,6 +687,8 @@ class Hybrid:
     weights: HybridWeights
     cache: FitCache = field(default_factory=FitCache)
     linear: LinearOptions | None = None
+    # Whitened MiniLM (recommender.whitening), as planning ranks; False: raw vectors.
+    whitened: bool = True
 
     def __call__(self, task: DayTask) -> Rankings:
         fit = self.cache.get(task, ModelParams.library_defaults())
@@ -693,11 +701,14 @@ class Hybrid:
             values=np.ones(len(rows), dtype=np.int64),
             ages_days=np.asarray(ages, dtype=np.float64),
         )
+        # Whitened on the day's candidates, as planning whitens on an edition's.
+        candidates = self.embeddings.of(task.candidates)
+        whitening = fit_whitening(candidates) if self.whitened else None
         return rank_hybrid(
             profiles,
             fit.papers[len(task.train) :],
-            _dense_profiles(task, self.embeddings, self.linear),
-            self.embeddings.of(task.candidates),
+            _dense_profiles(task, self.embeddings, self.linear, whitening),
+            whiten(whitening, candidates),
             k=DEPTH,
             weights=self.weights,
         ).indices

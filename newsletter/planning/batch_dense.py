@@ -13,6 +13,7 @@ import numpy.typing as npt
 from newsletter.planning.batch import RecommendInputs, interest_index
 from recommender import Document, semantic
 from recommender.linear import LinearOptions, personalise
+from recommender.whitening import fit_whitening, whiten
 
 
 def dense_inputs(
@@ -29,6 +30,9 @@ def dense_inputs(
     vectors = encoder.encode_documents(
         [Document(records[i].title, records[i].abstract) for i in wanted]
     )
+    # Whitened on the papers to rank, as planning does (recommender.whitening).
+    whitening = fit_whitening(vectors[:n_papers])
+    vectors = whiten(whitening, vectors)
     column = {row: i for i, row in enumerate(wanted)}
     texts, rows, cols = interest_index(inputs.profiles)
     ev_rows: list[int] = []
@@ -47,7 +51,7 @@ def dense_inputs(
         ages_days=np.zeros(len(ev_rows)),
     )
     profiles = semantic.dense_profiles(
-        encoder.encode_interests(texts),
+        whiten(whitening, encoder.encode_interests(texts)),
         rows=np.array(rows, dtype=np.int64),
         cols=np.array(cols, dtype=np.int64),
         weights=np.ones(len(rows), dtype=np.float32),

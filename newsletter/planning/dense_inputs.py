@@ -19,6 +19,7 @@ from newsletter.planning.profile_vectors import Ratings, interest_index
 from newsletter.planning.readers import Reader
 from recommender import FeedbackWeights, decay, semantic
 from recommender.linear import LinearOptions, personalise
+from recommender.whitening import Whitening, fit_whitening, whiten
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,13 @@ class DenseInputs:
 @dataclass(frozen=True, eq=False)
 class DensePapers:
     """The edition's half of the dense inputs, computed once per edition: the
-    candidates' vectors and the encoder the profiles are embedded with."""
+    candidates' vectors (whitened), the whitening fitted on them (every vector a
+    profile is built from goes through it too) and the encoder the profiles are
+    embedded with."""
 
     vectors: npt.NDArray[np.float32]
     encoder: semantic.Encoder
+    whitening: Whitening | None = None
 
 
 def dense_papers(
@@ -53,7 +57,9 @@ def dense_papers(
         # Nothing was embedded at ingest (papers from before the extra was installed):
         # TF-IDF alone, rather than embedding a whole window while planning.
         return None
-    return DensePapers(paper_matrix(session, papers), semantic.load_encoder())
+    vectors = paper_matrix(session, papers)
+    whitening = fit_whitening(vectors)
+    return DensePapers(whiten(whitening, vectors), semantic.load_encoder(), whitening)
 
 
 def edition_inputs(
@@ -99,7 +105,7 @@ def dense_profiles(
     if ratings.events:
         rated_ids = sorted({paper for _, paper, _, _ in ratings.events})
         rated = list(session.scalars(select(Paper).where(Paper.id.in_(rated_ids))))
-        rated_vectors = paper_matrix(session, rated)
+        rated_vectors = whiten(edition.whitening, paper_matrix(session, rated))
         column = {p.id: i for i, p in enumerate(rated)}
         events = [e for e in ratings.events if e[1] in column]
         feedback = semantic.FeedbackEvents(
@@ -111,7 +117,7 @@ def dense_profiles(
             ),
         )
     profiles = semantic.dense_profiles(
-        encoder.encode_interests(index.texts),
+        whiten(edition.whitening, encoder.encode_interests(index.texts)),
         rows=np.array(index.rows, dtype=np.int64),
         cols=np.array(index.cols, dtype=np.int64),
         weights=np.array(index.weights, dtype=np.float32),
