@@ -53,8 +53,8 @@ def test_wheel_contains_runtime_data(wheel: Path) -> None:
 def test_the_plain_install_requires_no_torch(wheel: Path) -> None:
     """The semantic ranking's heavy packages are only in the ``semantic`` extra."""
     with zipfile.ZipFile(wheel) as archive:
-        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
-        metadata = archive.read(name).decode("utf-8")
+        (member,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = archive.read(member).decode("utf-8")
     requires = [
         line.removeprefix("Requires-Dist:").strip()
         for line in metadata.splitlines()
