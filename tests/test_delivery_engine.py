@@ -181,6 +181,9 @@ def test_slow_down_reply_retries_that_message_and_the_rest_go_out(planned: Plann
 # --------------------------------------------------------------------------- leases
 
 
+LEASE = timedelta(seconds=5)
+
+
 def test_leases_are_renewed_by_their_owner_only_and_given_back(planned: Planned) -> None:
     sessions = planned.sessions
     now = utcnow()
@@ -206,7 +209,7 @@ def test_leases_are_renewed_by_their_owner_only_and_given_back(planned: Planned)
     assert len(theirs) == 2
     assert not set(mine) & set(theirs)
     with sessions.begin() as session:
-        assert renew_leases(session, owner="me", now=now, lease=timedelta(hours=1)) == 3
+        assert len(renew_leases(session, owner="me", now=now, lease=timedelta(hours=1))) == 3
     rows = {d.id: d for d in deliveries(sessions).values()}
     for delivery_id in mine:
         lease_until = rows[delivery_id].lease_until
@@ -216,17 +219,17 @@ def test_leases_are_renewed_by_their_owner_only_and_given_back(planned: Planned)
         lease_until = rows[delivery_id].lease_until
         assert lease_until is not None
         assert lease_until < now + timedelta(seconds=10)
-    # Only an expired lease can be taken over: "them" cannot reclaim "my" rows.
+    # Only an expired lease can be taken over, and only by another worker: "them" may
+    # still have its own in its queue, and "my" rows are renewed.
+    later = now + timedelta(seconds=30)
     with sessions.begin() as session:
-        later = now + timedelta(seconds=30)
-        retaken = claim_batch(
-            session,
-            edition_id=edition_id,
-            owner="them",
-            now=later,
-            lease=timedelta(seconds=5),
-            limit=10,
+        again = claim_batch(
+            session, edition_id=edition_id, owner="them", now=later, lease=LEASE, limit=10
         )
+        retaken = claim_batch(
+            session, edition_id=edition_id, owner="another", now=later, lease=LEASE, limit=10
+        )
+    assert again == []
     assert sorted(retaken) == sorted(theirs)
     with sessions.begin() as session:
         assert release_owned(session, "me") == 3

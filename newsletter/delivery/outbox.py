@@ -60,7 +60,10 @@ def claim_batch(
     id IN (due rows) AND still due RETURNING id`` runs whole under its write lock (a
     separate SELECT would let two workers read the same rows before either writes).
     """
-    is_due = claimable_now(now, edition_id)
+    # Never this worker's own claims, even with their lease run out: those are in its
+    # queue or on the wire (its heartbeat was late), and claiming them again sent them
+    # twice. Another worker may take them over; this one gives them back unsent.
+    is_due = claimable_now(now, edition_id) & Delivery.lease_owner.is_distinct_from(owner)
     candidates = select(Delivery.id).where(is_due).order_by(Delivery.id).limit(limit)
     claim = update(Delivery).values(
         status=DeliveryStatus.CLAIMED, lease_owner=owner, lease_until=now + lease
@@ -78,14 +81,17 @@ def claim_batch(
     return sorted(claimed)
 
 
-def renew_leases(session: Session, *, owner: str, now: datetime, lease: timedelta) -> int:
-    """Extend every lease ``owner`` holds (the worker's heartbeat)."""
-    result = session.execute(
-        update(Delivery)
-        .where(Delivery.lease_owner == owner, Delivery.status == DeliveryStatus.CLAIMED)
-        .values(lease_until=now + lease)
+def renew_leases(session: Session, *, owner: str, now: datetime, lease: timedelta) -> set[int]:
+    """Extend every lease ``owner`` still holds (the worker's heartbeat); the ids renewed.
+    A delivery another worker took over once its lease ran out is not among them."""
+    return set(
+        session.scalars(
+            update(Delivery)
+            .where(Delivery.lease_owner == owner, Delivery.status == DeliveryStatus.CLAIMED)
+            .values(lease_until=now + lease)
+            .returning(Delivery.id)
+        )
     )
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _give_back(session: Session, *conditions: ColumnElement[bool]) -> int:

@@ -125,6 +125,11 @@ class Worker:
         self._outcomes: list[tuple[Outgoing, SendResult]] = []
         self._waiters: list[asyncio.Future[bool]] = []
         self._released: list[int] = []
+        # Until when each delivery this worker holds is its own, as far as it knows: set
+        # when claimed, moved on only by a renewal that names it. A sender never starts
+        # a message whose lease may have run out (another worker may have it by then).
+        self._held: dict[int, datetime] = {}
+        self._lease_margin = self.lease / 4
         self._have_outcomes = asyncio.Event()
         self._finished = False
 
@@ -261,7 +266,9 @@ class Worker:
 
     async def _producer(self, queue: asyncio.Queue[Outgoing | None]) -> None:
         while not self.stop.is_set():
+            claimed_at = self.clock()
             jobs, _, ids = await asyncio.to_thread(self._claim)
+            self._held.update(dict.fromkeys(ids, claimed_at + self.lease))
             if not ids:
                 if not self.options.wait:
                     return
@@ -319,8 +326,20 @@ class Worker:
         self.stop.set()
 
     def _give_back(self, ids: list[int]) -> None:
+        for delivery_id in ids:
+            self._held.pop(delivery_id, None)
         self._released.extend(ids)
         self._have_outcomes.set()
+
+    def _still_held(self, delivery_id: int) -> bool:
+        """Whether this delivery's lease is surely still this worker's for a while; if
+        not (the heartbeat was late), it goes back unsent."""
+        until = self._held.pop(delivery_id, None)
+        if until is not None and self.clock() < until - self._lease_margin:
+            return True
+        log.warning("delivery %s: its lease ran out before it was sent; given back", delivery_id)
+        self._give_back([delivery_id])
+        return False
 
     async def _sender(
         self,
@@ -339,6 +358,8 @@ class Worker:
             try:
                 await throttle.wait()
                 await limiter.acquire()
+                if not self._still_held(outgoing.delivery_id):
+                    continue
                 result = await pool.send(
                     sender=outgoing.envelope_from,
                     recipients=[outgoing.recipient],
@@ -418,13 +439,16 @@ class Worker:
         interval = max(self.lease.total_seconds() / 3, 0.5)
         while True:
             await asyncio.sleep(interval)
+            started = self.clock()
             try:
-                await asyncio.to_thread(self._renew)
+                renewed = await asyncio.to_thread(self._renew, started)
             except Exception as exc:
                 log.error("cannot renew delivery leases, stopping: %s", exc)
                 self._fail(exc)
                 return
+            for delivery_id in renewed & self._held.keys():
+                self._held[delivery_id] = started + self.lease
 
-    def _renew(self) -> None:
+    def _renew(self, now: datetime) -> set[int]:
         with self.sessions.begin() as session:
-            renew_leases(session, owner=self.owner, now=self.clock(), lease=self.lease)
+            return renew_leases(session, owner=self.owner, now=now, lease=self.lease)
