@@ -62,6 +62,14 @@ def _fallback(text: str) -> str:
     return text.replace("{", "").replace("}", "").replace("$", "").replace("\\", "")
 
 
+def latex_weight(text: str) -> int:
+    """How much of ``text`` ``readable`` hands to the LaTeX parser (characters): what
+    decoding it costs, for callers that budget untrusted input."""
+    if not _MARKERS.search(text):
+        return 0
+    return sum(len(span) for span in _SPAN.findall(_HREF.sub(r"\1", text)))
+
+
 def readable(text: str) -> str:
     """``text`` with its LaTeX markup turned into plain Unicode, whitespace collapsed."""
     if not _MARKERS.search(text):

@@ -141,7 +141,7 @@ def _seed(imp: LibraryImport, entry: LibraryEntry, *, paper: Paper | None = None
     )
 
 
-def _problem_rows(problems: list[EntryProblem]) -> list[dict[str, str]]:
+def problem_rows(problems: list[EntryProblem]) -> list[dict[str, str]]:
     """A report row per problem, up to REPORTED_PROBLEMS, then one row for the rest
     (the report is stored, shown on the pages and exported: it must stay small)."""
     rows = [_row(p.where, p.label, NOT_IMPORTED, p.reason) for p in problems[:REPORTED_PROBLEMS]]
@@ -177,7 +177,7 @@ def preview(parsed: ParsedLibrary) -> list[dict[str, str]]:
     papers, entries that can never be seeds, and repeats of an earlier entry. What the
     sign-up shows before anything is stored (the same page for every address)."""
     seen = _Seen()
-    report = _problem_rows(parsed.problems)
+    report = problem_rows(parsed.problems)
     for entry in parsed.entries:
         keys = _Seen.keys_of(entry.arxiv_id, entry.doi, entry.title)
         first = seen.first(keys)
@@ -199,7 +199,7 @@ def new_import(
         source=source[:200],
         status="pending",
         entries=[e.as_json() for e in parsed.entries],
-        report=_problem_rows(parsed.problems),
+        report=problem_rows(parsed.problems),
         attempts=0,
     )
     session.add(imp)

@@ -23,7 +23,7 @@ from typing import Any
 from bibtexparser.entrypoint import parse_string
 
 from newsletter.errors import NewsletterError
-from newsletter.mail.latex import readable
+from newsletter.mail.latex import latex_weight, readable
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_ENTRIES = 2000
@@ -59,6 +59,10 @@ _BIBTEX_BLOCK = re.compile(r"^[ \t]*@", re.MULTILINE)
 # in one file, the rest of its markup is dropped by a plain rule, so a file of
 # nothing but macros costs no more than a real library.
 _LATEX_MARKS = 5_000  # arXiv abstracts hold about one per paper: 2,000 in 2,000 entries
+# And past this many characters of LaTeX handed to the parser (it costs ~8 ms per KB of
+# formula): one mark can open a long formula, so counting marks alone let a 3.7 MB file
+# of long formulas cost 28 s. Real abstracts hold a few dozen characters of it each.
+_LATEX_CHARS = 100_000
 _MARKS = re.compile(r"[\\$]")
 _PLAIN_MACRO = re.compile(r"\\(?:[A-Za-z]+\*?|.)")
 _UNESCAPED_BRACE = re.compile(r"(?<!\\)[{}]")
@@ -220,11 +224,14 @@ class _Decoder:
 
     def __init__(self) -> None:
         self.marks = _LATEX_MARKS
+        self.chars = _LATEX_CHARS
 
     def __call__(self, value: str) -> str:
         marks = len(_MARKS.findall(value))
-        if marks and self.marks >= marks:
+        weight = latex_weight(value) if marks else 0
+        if marks and self.marks >= marks and self.chars >= weight:
             self.marks -= marks
+            self.chars -= weight
             value = readable(value)
         elif marks:  # over the budget: the markup goes, the words stay
             value = _PLAIN_MACRO.sub("", value).replace("$", "")

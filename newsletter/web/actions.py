@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from newsletter.integers import NotInRange, small_int
 from newsletter.models import DeliveryItem, Subscriber, utcnow
 from newsletter.subscribers import accounts
-from newsletter.subscribers.library_signup import SignupLibrary, attach_to_signup
+from newsletter.subscribers.library_signup import SignupLibrary, activate, claim_for_signup, stage
 from newsletter.tokens import Purpose
 from newsletter.web.errors import WebError, bad_link, not_found
 from newsletter.web.guards import subscriber_for
@@ -42,17 +42,27 @@ def sign_up(
     The caller answers the same whatever happened: nobody learns whether an address is
     subscribed. The mail is limited per address, so nobody can flood a stranger's inbox;
     over the limit it is quietly not sent. ``libraries`` (the form's "Start from papers
-    you know") are stored in the same transaction, on an unconfirmed record only
-    (``library_signup``).
+    you know") are staged after the answer, on an unconfirmed record only, and used
+    once it is confirmed (``library_signup``).
     """
     now = utcnow()
     with state.sessions.begin() as session:
         outcome, subscriber = accounts.sign_up(session, address, choices, now=now)
-        if libraries:
-            attach_to_signup(session, subscriber, libraries)
+        staging = claim_for_signup(subscriber, now=now) if libraries else None
         mail = signup_mail(state.links, outcome, subscriber)
+    if staging is not None:
+        # After the answer: storing a big library must not tell a stranger by its time
+        # that this address was new or pending.
+        background.add_task(_stage_libraries, state, staging, libraries)
     if mail is not None and state.limits.allow("mail", address):
         background.add_task(state.mailer.send, mail)
+
+
+def _stage_libraries(
+    state: WebState, subscriber_id: int, libraries: Sequence[SignupLibrary]
+) -> None:
+    with state.sessions.begin() as session:
+        stage(session, subscriber_id, libraries)
 
 
 def signup_mail(
@@ -94,6 +104,8 @@ def confirm(state: WebState, token: str) -> Confirmation:
     with state.sessions.begin() as session:
         subscriber, data = subscriber_for(session, state, Purpose.CONFIRM, token)
         outcome = accounts.confirm_signup(subscriber, data.subject, now=utcnow())
+        if outcome == "confirmed":
+            activate(session, subscriber)
         confirmation = Confirmation(
             outcome, state.links.manage_token(subscriber), state.links.manage_url(subscriber)
         )

@@ -37,3 +37,20 @@ def test_past_the_files_latex_budget_markup_is_dropped_not_decoded() -> None:
     first, second = parse_library(data, name="x.bib").entries
     assert "\\" not in first.abstract
     assert second.title == "Deep nets for Graphs"  # the words stay, the markup goes
+
+
+def test_long_formulas_spend_the_budget_by_their_length() -> None:
+    """A formula is two marks however long it is: the budget also counts the characters
+    handed to the LaTeX parser (~8 ms per KB), so a file of long formulas (3.7 MB of
+    them took 28 s of one request's CPU) is decoded only up to it."""
+    formula = "$\\alpha " + "x^{2} " * 300 + "$"  # 1.8 KB, 3 marks
+    count = library_formats._LATEX_CHARS // len(formula) + 20
+    data = "".join(
+        f"@article{{k{n}, title = {{Paper {n}}}, abstract = {{{formula}}}}}\n" for n in range(count)
+    ).encode()
+    entries = parse_library(data, name="x.bib").entries
+    assert len(entries) == count
+    assert "α" in entries[0].abstract  # decoded
+    assert "α" not in entries[-1].abstract  # past the budget: the markup dropped
+    assert "\\" not in entries[-1].abstract
+    assert "x^2 x^2" in entries[-1].abstract  # the rest kept

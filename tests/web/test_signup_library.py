@@ -24,6 +24,8 @@ from newsletter.models import (
     Suppression,
 )
 from newsletter.subscribers.library_formats import MAX_BYTES
+from newsletter.subscribers.library_signup import activate
+from newsletter.web.routes.library import MAX_PASTED
 from tests.web.helpers import Mail, add_subscriber, csrf_from, subscribe_form
 
 pytestmark = pytest.mark.sqlite_only  # HTTP behaviour (tests/conftest.py)
@@ -102,6 +104,12 @@ def test_the_section_is_there_closed_and_the_form_is_multipart(client: TestClien
     assert "at most 5 MB, 2000 entries" in page
 
 
+def _confirmed(sessions: SessionFactory) -> None:
+    """What confirming the one pending sign-up does to its staged library."""
+    with sessions.begin() as session:
+        assert activate(session, session.scalars(select(Subscriber)).one()) == 1
+
+
 def test_pasted_ids_with_junk_lines_sign_up_and_are_reported(
     client: TestClient, sessions: SessionFactory, mails: Mails
 ) -> None:
@@ -121,7 +129,11 @@ def test_pasted_ids_with_junk_lines_sign_up_and_are_reported(
     assert "line 2</span> read this one day: not imported: not an arXiv id" in response.text
     assert len(mails()) == 1  # the sign-up went through
     [imp] = _imports(sessions, "ada@example.org")
-    assert imp.status == "pending"  # nothing fetched in the request
+    assert imp.status == "staged"  # nothing matched or fetched before the confirmation
+    assert _count(sessions, LibrarySeed) == 0
+    _confirmed(sessions)
+    [imp] = _imports(sessions, "ada@example.org")
+    assert imp.status == "pending"  # the missing id waits for the seeding job
     assert [e["arxiv_id"] for e in imp.entries] == ["2605.99999"]
     outcomes = {row["where"]: row["outcome"] for row in imp.report}
     assert outcomes == {
@@ -233,6 +245,8 @@ def test_a_one_megabyte_bibtex_file_is_taken(client: TestClient, sessions: Sessi
 
     assert response.status_code == 200, response.text[:500]
     assert "big.bib</strong>: 1800 papers to import." in response.text
+    assert _count(sessions, LibrarySeed) == 0
+    _confirmed(sessions)
     assert _count(sessions, LibrarySeed) == 1800  # own titles: nothing waits for arXiv
 
 
@@ -284,3 +298,45 @@ def test_an_active_readers_library_is_not_changed_by_a_strangers_sign_up(
 
 def _strip_csrf(page: str) -> str:
     return re.sub(r'name="csrf_token" value="[^"]*"', "", page)
+
+
+def test_a_later_sign_up_replaces_the_library_and_the_earlier_link(
+    client: TestClient, sessions: SessionFactory, mails: Mails
+) -> None:
+    """Anyone can post an address: a second sign-up of a pending address with another
+    library replaces the staged one (they never pile up) and comes with a new link, so
+    the first mail's link cannot confirm a library its reader never sent."""
+    _store_papers(sessions)
+    assert _post(client, "ida@example.org", library_ids=f"{STORED[0]}\n").status_code == 200
+    assert _post(client, "ida@example.org", library_ids=f"{STORED[1]}\n").status_code == 200
+    [imp] = _imports(sessions, "ida@example.org")
+    assert (imp.status, [e["arxiv_id"] for e in imp.entries]) == ("staged", [STORED[1]])
+
+    first, second = (mail.link("/confirm/") for mail in mails())
+    assert first != second
+    stale = client.get(first)
+    assert stale.status_code == 400
+    assert "This link no longer works" in stale.text
+    assert _count(sessions, LibrarySeed) == 0
+    confirmed = client.post(second, data={"csrf_token": csrf_from(client.get(second))})
+    assert "You are subscribed" in confirmed.text
+    with sessions() as session:
+        assert list(session.scalars(select(LibrarySeed.arxiv_id))) == [STORED[1]]
+
+
+def test_a_pasted_list_over_the_limit_is_refused_not_cut(
+    client: TestClient, sessions: SessionFactory, mails: Mails
+) -> None:
+    """Browsers count a line break as one character for maxlength and send two: a box
+    filled to the limit arrives longer, and its last lines were cut off unseen."""
+    line = f"{STORED[0]}\r\n"
+    pasted = line * (MAX_PASTED // (len(line) - 1))  # at the limit as a browser counts
+    assert len(pasted.replace("\r\n", "\n")) <= MAX_PASTED < len(pasted)
+    assert _post(client, "jo@example.org", library_ids=pasted).status_code == 200
+
+    over = pasted + f"{STORED[1]}\r\n" * 10
+    response = _post(client, "kai@example.org", library_ids=over)
+    assert response.status_code == 400
+    assert "longer than 200,000 characters" in response.text
+    assert _imports(sessions, "kai@example.org") == []
+    assert len(mails()) == 1  # only the first sign-up's

@@ -101,7 +101,15 @@ def read_libraries(file: UploadFile | None, pasted: str) -> list[SignupLibrary]:
     if file is not None and file.filename:
         given.append((file.file.read(MAX_BYTES + 1), file.filename[:200], "library_file"))
     if pasted.strip():
-        given.append((pasted[:MAX_PASTED].encode(), "pasted list", "library_ids"))
+        # Browsers count a line break as one character for maxlength and send two.
+        pasted = pasted.replace("\r\n", "\n")
+        if len(pasted) > MAX_PASTED:
+            raise FormError(
+                f"Your pasted list is longer than {MAX_PASTED:,} characters: paste fewer "
+                "ids, or upload them as a file.",
+                field="library_ids",
+            )
+        given.append((pasted.encode(), "pasted list", "library_ids"))
     libraries = []
     for raw, name, field in given:
         try:
