@@ -83,11 +83,18 @@ def claim_batch(
 
 def renew_leases(session: Session, *, owner: str, now: datetime, lease: timedelta) -> set[int]:
     """Extend every lease ``owner`` still holds (the worker's heartbeat); the ids renewed.
-    A delivery another worker took over once its lease ran out is not among them."""
+    A delivery another worker took over once its lease ran out is not among them, nor
+    one whose lease already reaches further (claimed after the renewal began: the
+    worker keeps the time of its claim for it)."""
     return set(
         session.scalars(
             update(Delivery)
-            .where(Delivery.lease_owner == owner, Delivery.status == DeliveryStatus.CLAIMED)
+            .where(
+                Delivery.lease_owner == owner,
+                Delivery.status == DeliveryStatus.CLAIMED,
+                # Never shortened: a claim made after this renewal began holds longer.
+                Delivery.lease_until < now + lease,
+            )
             .values(lease_until=now + lease)
             .returning(Delivery.id)
         )

@@ -268,7 +268,7 @@ class Worker:
         while not self.stop.is_set():
             claimed_at = self.clock()
             jobs, _, ids = await asyncio.to_thread(self._claim)
-            self._held.update(dict.fromkeys(ids, claimed_at + self.lease))
+            self._held.update(dict.fromkeys((j.delivery_id for j in jobs), claimed_at + self.lease))
             if not ids:
                 if not self.options.wait:
                     return
@@ -293,6 +293,7 @@ class Worker:
                     # This delivery's own data (an address, a header) cannot make a
                     # message: it fails alone, with the reason, and the rest go on.
                     log.warning("delivery %s cannot be built: %s", job.delivery_id, exc)
+                    self._held.pop(job.delivery_id, None)
                     self._outcomes.append(self.composer.unbuildable(job, exc))
                     self._have_outcomes.set()
                     continue
