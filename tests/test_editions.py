@@ -249,8 +249,10 @@ def test_feedback_is_excluded_and_pulls_the_profile(world: SessionFactory) -> No
 
 
 def test_pick_uses_the_hybrid_minimum_when_the_hybrid_ranks() -> None:
-    # One subscriber, two papers. TF-IDF scores 0.05 and 0; the dense cosines 0.2 and
-    # 0.16 make the hybrid scores 0.05 + 0.25 x 0.2 = 0.1 and 0 + 0.25 x 0.16 = 0.04.
+    # One subscriber, two papers. TF-IDF scores 0.05 and 0; with the dense cosines 0.2
+    # and 0.16 the hybrid's default weights (recommender.hybrid.HybridWeights: TF-IDF
+    # 0.175, dense 0.35; no background below 50 candidates) make 0.175 x 0.05 + 0.35 x
+    # 0.2 = 0.079 and 0.35 x 0.16 = 0.056: one above min_score_semantic, one below.
     profiles = sparse.csr_matrix(np.array([[1.0, 0.0]]))
     papers = sparse.csr_matrix(np.array([[0.05, np.sqrt(1 - 0.05**2)], [0.0, 1.0]]))
     dense = (
@@ -276,7 +278,7 @@ def test_pick_uses_the_hybrid_minimum_when_the_hybrid_ranks() -> None:
     # TF-IDF alone: min_score; the hybrid: min_score_semantic, the other one ignored.
     options = PlanOptions(diversity=1.0, min_score=0.02, min_score_semantic=0.06)
     assert picked(options, with_dense=False) == [0]
-    assert picked(options, with_dense=True) == [0]  # 0.04 > min_score, <= min_score_semantic
+    assert picked(options, with_dense=True) == [0]  # 0.056 > min_score, <= min_score_semantic
     options = PlanOptions(diversity=1.0, min_score=0.2, min_score_semantic=0.03)
     assert picked(options, with_dense=False) == []
     assert picked(options, with_dense=True) == [0, 1]  # both <= min_score
