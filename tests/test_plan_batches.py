@@ -195,7 +195,7 @@ from newsletter.planning.planner import plan_in_batches
 
 calls = 0
 
-def hold_the_third_batch(session, edition_id):
+def hold_the_third_batch(session, edition_id, subscribers):
     global calls
     calls += 1
     if calls == 3:  # its deliveries are written, its transaction still open
@@ -274,7 +274,7 @@ def test_a_batch_failing_outside_the_database_gives_its_range_back(
 ) -> None:
     expected = reference(readers)
 
-    def broken(session: object, edition_id: int) -> None:
+    def broken(session: object, edition_id: int, subscribers: tuple[int, int]) -> None:
         raise RuntimeError("a bug in the batch's last step")
 
     with pytest.raises(RuntimeError, match="a bug"):

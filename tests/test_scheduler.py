@@ -202,6 +202,35 @@ def test_set_send_times_gives_each_group_its_own_slot(sessions: SessionFactory) 
     assert rows["sydney@example.org"][1] == datetime(2026, 5, 25, 5, tzinfo=UTC)
 
 
+def test_set_send_times_of_a_batch_touches_only_its_subscribers(
+    sessions: SessionFactory,
+) -> None:
+    """A planner's batch sets the times of its own deliveries only: several planner
+    processes then never wait on each other's rows (it updated the whole edition's
+    unset rows before, in every batch of every process)."""
+    add_people(sessions, PEOPLE)
+    ids = sorted(ids_by_email(sessions).values())
+    with sessions.begin() as session:
+        edition = Edition(date=EDITION)
+        session.add(edition)
+        session.flush()
+        for sid in ids:
+            session.add(Delivery(edition_id=edition.id, subscriber_id=sid))
+        session.flush()
+        set_send_times(session, edition.id, (ids[0], ids[1]), now=NOW, lookahead=LOOKAHEAD)
+    by_id = {email_id: at for email_id, (_, at) in _times_by_id(sessions).items()}
+    assert all(by_id[sid] is not None for sid in ids[:2])
+    assert all(by_id[sid] is None for sid in ids[2:])
+
+
+def _times_by_id(sessions: SessionFactory) -> dict[int, tuple[DeliveryStatus, datetime | None]]:
+    with sessions() as session:
+        rows = session.execute(
+            select(Delivery.subscriber_id, Delivery.status, Delivery.next_attempt_at)
+        )
+        return {sid: (status, at) for sid, status, at in rows}
+
+
 def test_weekly_subscribers_are_due_on_their_own_weekday(sessions: SessionFactory) -> None:
     add_people(
         sessions,

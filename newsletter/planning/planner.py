@@ -48,7 +48,9 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 3
 # Run in each batch's transaction after its deliveries are written (the scheduler
 # gives them their send times there, so none is ever visible without one).
-AfterBatch = Callable[[Session, int], object]
+# Runs in each batch's transaction: (session, edition id, the batch's subscriber ids
+# from-to).
+AfterBatch = Callable[[Session, int, tuple[int, int]], object]
 
 
 class LeaseLost(Exception):
@@ -238,7 +240,7 @@ def _plan_range(
             done = PlanSummary(edition=run.day, nothing_new=len(readers))
             done.passed_over = list(members or ())
         if after_batch is not None and done.planned:
-            after_batch(session, edition_id)
+            after_batch(session, edition_id, (first, last))
         whole = members is None
         if not finish(session, edition_id, first, owner=run.owner, now=clock(), whole=whole):
             raise LeaseLost(f"range {first}-{last}")

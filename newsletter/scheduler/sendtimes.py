@@ -126,11 +126,21 @@ def due_subscribers(
 
 
 def set_send_times(
-    session: Session, edition_id: int, *, now: datetime, lookahead: timedelta
+    session: Session,
+    edition_id: int,
+    subscribers: tuple[int, int] | None = None,
+    *,
+    now: datetime,
+    lookahead: timedelta,
 ) -> dict[GroupKey, datetime]:
-    """Give the edition's new pending deliveries (``next_attempt_at`` unset) their
+    """Give the edition's new pending deliveries (``next_attempt_at`` unset; of the
+    subscriber ids from-to in ``subscribers``, a planner's batch, when given) their
     subscriber's send time: one UPDATE per (timezone, send hour, frequency, weekday)
-    group.
+    group, in a fixed order.
+
+    A batch touches only its own rows: several planner processes then never wait on
+    (or deadlock over) each other's deliveries, and a batch costs what it planned, not
+    the whole edition.
 
     Returns the send time set per group.
     """
@@ -139,11 +149,14 @@ def set_send_times(
         & (Delivery.status == DeliveryStatus.PENDING)
         & Delivery.next_attempt_at.is_(None)
     )
+    if subscribers is not None:
+        unset = unset & Delivery.subscriber_id.between(*subscribers)
     groups = session.execute(
         select(Subscriber.timezone, Subscriber.send_hour, Subscriber.frequency, _group_weekday())
         .join(Delivery, Delivery.subscriber_id == Subscriber.id)
         .where(unset)
         .distinct()
+        .order_by(Subscriber.timezone, Subscriber.send_hour, Subscriber.frequency)
     ).all()
     times: dict[GroupKey, datetime] = {}
     for timezone, hour, frequency, weekday in groups:
