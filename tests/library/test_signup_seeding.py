@@ -6,7 +6,6 @@ sign-up never confirmed takes its library with it when it lapses. Both databases
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -39,6 +38,7 @@ from newsletter.web.app import create_app
 from newsletter.web.options import WebOptions
 from tests.conftest import DAILY, TEST_SECRET, make_settings
 from tests.library.atom import RECORDED
+from tests.library.listing import bibtex_entries
 from tests.sources.fakeserver import FakeServer, Reply
 from tests.web.helpers import csrf_from, read_mail
 
@@ -51,21 +51,7 @@ def bibtex_from_listing(count: int) -> str:
     """``count`` real cs.IT papers of the seed day as a reference manager writes them,
     one of them twice, an arXiv paper the database lacks, and an entry with nothing to
     go by."""
-    seen: set[str] = set()
-    entries: list[str] = []
-    for line in (DAILY / f"{SEED_DAY}.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if record["categories"][0] != TOPIC or record["id"] in seen:
-            continue
-        seen.add(record["id"])
-        authors = " and ".join(record["authors"][:4])
-        entries.append(
-            f"@article{{paper{len(entries)},\n  title = {{{record['title']}}},\n"
-            f"  author = {{{authors}}},\n  eprint = {{{record['id']}}},\n"
-            "  archivePrefix = {arXiv},\n}\n"
-        )
-        if len(entries) == count:
-            break
+    entries = bibtex_entries(SEED_DAY, TOPIC, count)
     return (
         "\n".join(entries)
         + "\n"

@@ -3,7 +3,6 @@ and their first issue follows it (Chromium via Playwright, uvicorn, SQLite)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -21,6 +20,7 @@ from newsletter.settings import Settings
 from newsletter.tokens import Purpose, TokenData, Tokens
 from newsletter.web.app import create_app
 from tests.conftest import DAILY, TEST_SECRET, make_settings
+from tests.library.listing import bibtex_entries
 from tests.web.helpers import add_subscriber, local_listener, uvicorn_serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only]
@@ -33,21 +33,7 @@ TOPIC = "cs.IT"  # information theory: about 2% of the listings
 def _bibtex_from_listing(count: int) -> str:
     """A BibTeX file of ``count`` real cs.IT papers of the seed day, as a reader's
     reference manager writes it, plus an entry with nothing to go by."""
-    seen: set[str] = set()
-    entries = []
-    for line in (DAILY / f"{SEED_DAY}.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if record["categories"][0] != TOPIC or record["id"] in seen:
-            continue
-        seen.add(record["id"])
-        authors = " and ".join(record["authors"][:4])
-        entries.append(
-            f"@article{{paper{len(entries)},\n  title = {{{record['title']}}},\n"
-            f"  author = {{{authors}}},\n  eprint = {{{record['id']}}},\n"
-            "  archivePrefix = {arXiv},\n}\n"
-        )
-        if len(entries) == count:
-            break
+    entries = bibtex_entries(SEED_DAY, TOPIC, count)
     return "\n".join(entries) + "\n@misc{empty, note = {to read}}\n"
 
 
