@@ -23,6 +23,7 @@ from newsletter.mail.dkim import DkimSigner
 from newsletter.mail.message import MessageHeaders, build_message, message_id_for, one_line
 from newsletter.mail.readers import Reader, load_readers
 from newsletter.mail.render import IssueView, PaperView, RenderedIssue, Renderer
+from newsletter.mail.skeleton import IssueSkeletons
 from newsletter.mail.verp import envelope_sender
 from newsletter.mail.view import (
     CARD_COLUMNS,
@@ -80,7 +81,8 @@ class Composer:
 
     Paper cards are built once per paper and kept (an edition's few hundred papers
     recur in thousands of issues), and so is their rendered paper-only part
-    (``newsletter.mail.cards``); everything else is per delivery.
+    (``newsletter.mail.cards``); the rest of the issue is filled into skeletons
+    rendered once per shape (``newsletter.mail.skeleton``).
     """
 
     def __init__(self, settings: Settings, renderer: Renderer, tokens: Tokens) -> None:
@@ -89,6 +91,7 @@ class Composer:
         self.tokens = tokens
         self._papers: dict[int, PaperView] = {}
         self._cards = CardCache()
+        self._skeletons = IssueSkeletons(renderer, self._cards)
         self._editions: dict[int, date] = {}
         self._signer = DkimSigner.from_settings(settings)
         # Derived from the settings once, not per message (parsing the sender costs).
@@ -230,7 +233,7 @@ class Composer:
             reader=job.reader,
         )
         shared = [item.paper for item in job.items]
-        return view, self.renderer.render_issue(view, cards=self._cards, shared=shared)
+        return view, self._skeletons.render(view, shared)
 
     def message_id(self, job: Job) -> str:
         return message_id_for(

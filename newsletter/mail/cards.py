@@ -103,6 +103,14 @@ class CardCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def get(self, template: object, locale: str, base: object) -> str | None:
+        """The card block of ``template`` already rendered for ``base`` in ``locale``."""
+        entry = self._entries.get((id(template), locale, id(base)))
+        if entry is not None and entry[0] is template and entry[1] is base:
+            self.hits += 1
+            return entry[2]
+        return None
+
     def card_call(
         self, template: object, locale: str, papers: Sequence[Any], shared: Sequence[Any]
     ) -> Callable[..., str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -205,6 +205,34 @@ class Renderer:
             return self._render("issue", context, view.locale, cards=(cards, view.papers, shared))
         return self._render("issue", context, view.locale)
 
+    def render_marked(
+        self, view: IssueView, *, paper_card: Callable[..., str], subject: str
+    ) -> RenderedIssue:
+        """The issue with ``paper_card`` standing for every card block and ``subject``
+        for the one-line subject in the HTML part (``newsletter.mail.skeleton`` renders
+        marker views this way to find where each value lands)."""
+        context = {f.name: getattr(view, f.name) for f in fields(view)}
+        return self._render("issue", context, view.locale, marked=(paper_card, subject))
+
+    def issue_templates(self) -> tuple[jinja2.Template, jinja2.Template, jinja2.Template]:
+        """The issue's compiled subject, text and HTML templates, as a render now uses them."""
+        return (
+            self._compile("issue.subject.txt", mjml=False),
+            self._compile("issue.txt", mjml=False),
+            self._compile("issue.mjml", mjml=True),
+        )
+
+    def is_packaged(self, base: str = "issue") -> bool:
+        """Whether the message template ``base`` is the packaged one, byte for byte."""
+        packaged = resource_path("templates") / "email"
+        try:
+            return all(
+                self._path(name).read_bytes() == (packaged / name).read_bytes()
+                for name in (f"{base}.mjml", f"{base}.txt", f"{base}.subject.txt")
+            )
+        except OSError:
+            return False
+
     def render_mail(self, base: str, context: dict[str, Any], *, locale: str) -> RenderedIssue:
         """Subject, HTML and text of the message template ``base`` (an account mail:
         confirm, already, address) filled with ``context``, in ``locale``."""
@@ -217,11 +245,12 @@ class Renderer:
         locale: str,
         *,
         cards: tuple[CardCache, Sequence[PaperView], Sequence[PaperView]] | None = None,
+        marked: tuple[Callable[..., str], str] | None = None,
     ) -> RenderedIssue:
         # ``context`` is the caller's own copy and is filled further here. The gettext
         # callables of the message's language (cached per locale and kind).
         context.update(jinja_callables(locale, autoescape=False))
-        context["paper_card"] = uncached_card
+        context["paper_card"] = uncached_card if marked is None else marked[0]
 
         def fill(name: str, *, mjml: bool) -> str:
             template = self._compile(name, mjml=mjml)
@@ -232,7 +261,11 @@ class Renderer:
 
         subject = fill(f"{base}.subject.txt", mjml=False)
         context["subject"] = " ".join(subject.split())
+        if marked is not None:
+            subject, context["subject"] = context["subject"], marked[1]
         text = fill(f"{base}.txt", mjml=False)
         context.update(jinja_callables(locale, autoescape=True))
         html = fill(f"{base}.mjml", mjml=True)
+        if marked is not None:
+            return RenderedIssue(subject=subject, html=html, text=text)
         return RenderedIssue(subject=context["subject"], html=html, text=text)

@@ -1,0 +1,384 @@
+"""An issue rendered by Jinja once per shape, then filled per message by string joins.
+
+Most of an issue is the same for every reader of an edition: MJML's table markup, the
+labels, each paper's card (``newsletter.mail.cards``). What differs is a few dozen
+values: the reader's address and links, the heading, each pick's why, terms and rating
+links. ``IssueSkeletons`` renders the issue templates through Jinja with a *marker*
+(a private-use character pair around a slot number) in place of each such value,
+splits the output at the markers, and fills the slots of every later message with the
+values themselves, escaped as Jinja escapes them (``markupsafe.escape`` in the HTML
+part, nothing in the text and subject).
+
+What makes that exact:
+
+- the templates' branches (``{% if preheader %}``, ``{% if paper.why %}`` ...) depend on
+  whether a value is empty and how many reasons a pick has; the *shape* of an issue
+  (which values are empty, the number of reasons per pick) selects its skeleton, and a
+  marker view has the same shape as the view it stands for;
+- an issue is its frame before the papers, one segment per paper, and the frame after
+  them. A segment depends only on its pick's shape and place (the text part numbers
+  the picks), so it is rendered once per (frame shape, place, shape): from an issue of
+  ``place`` picks against the same issue without the last one;
+- every skeleton is checked against Jinja the first time a message uses it (the whole
+  message, rendered both ways); any difference turns the skeletons off for that
+  template and the issue renders through Jinja, as it does for a template that is not
+  the packaged one (an operator's template may use values in ways a marker cannot
+  stand for, such as a filter or a comparison).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+from markupsafe import escape
+
+from newsletter.mail.cards import CardCache
+from newsletter.mail.render import PaperView, RenderedIssue, Renderer
+from newsletter.mail.view import CardView, Issue, ReasonView
+
+log = logging.getLogger(__name__)
+
+# The reader's values of the frame (every other field of ``Issue`` is the same for the
+# whole edition, or is the papers).
+FRAME_FIELDS = (
+    "email",
+    "list_name",
+    "edition_label",
+    "heading",
+    "interests_line",
+    "preheader",
+    "manage_url",
+    "unsubscribe_url",
+    "view_url",
+    "contact_line",
+    "subject_line",
+)
+# A pick's own values outside its card (``why`` is one slot per reason).
+PICK_FIELDS = ("terms", "more_url", "less_url")
+_CARD = "card"
+_WHY = "why"
+_SUBJECT = "subject"  # the one-line subject, as the HTML part shows it
+
+_OPEN, _CLOSE = "\ue000", "\ue001"
+_MARKER = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
+_MAX_SEGMENTS = 20_000
+
+# A slot: a frame field's name, or (field, reason index) of the pick it belongs to.
+Slot = str | tuple[str, int]
+
+
+@dataclass(frozen=True)
+class _Pieces:
+    """Literal text around slots: ``literals[0] slot[0] literals[1] ... literals[-1]``."""
+
+    literals: tuple[str, ...]
+    slots: tuple[Slot, ...]
+
+
+# Per part (subject, text, HTML).
+_Parts = tuple[_Pieces, _Pieces, _Pieces]
+
+
+def frame_shape(view: Issue) -> tuple[object, ...]:
+    return (*(bool(getattr(view, name)) for name in FRAME_FIELDS), view.weekly)
+
+
+PickShape = tuple[int, bool, bool, bool]
+
+
+def pick_shape(paper: CardView) -> PickShape:
+    return (len(paper.why), bool(paper.terms), bool(paper.more_url), bool(paper.less_url))
+
+
+class _Markers:
+    """Numbered markers, and what each stands for (a frame slot, or a pick's slot)."""
+
+    def __init__(self) -> None:
+        self.meaning: dict[int, tuple[int, Slot]] = {}  # number -> (pick place or 0, slot)
+
+    def __call__(self, place: int, slot: Slot) -> str:
+        number = len(self.meaning)
+        self.meaning[number] = (place, slot)
+        return f"{_OPEN}{number}{_CLOSE}"
+
+
+def _marked_view(
+    markers: _Markers, view: Issue, shapes: Sequence[PickShape]
+) -> tuple[Issue, dict[int, str]]:
+    """A view of ``view``'s frame shape with ``shapes`` picks, markers for values."""
+    values = {name: markers(0, name) if getattr(view, name) else "" for name in FRAME_FIELDS}
+    cards: dict[int, str] = {}
+    papers = []
+    for place, (reasons, terms, more, less) in enumerate(shapes, 1):
+        paper = CardView(
+            title="",
+            url="",
+            authors="",
+            categories="",
+            abstract="",
+            terms=markers(place, "terms") if terms else "",
+            score=0.0,
+            more_url=markers(place, "more_url") if more else "",
+            less_url=markers(place, "less_url") if less else "",
+            rank=place,
+            why=tuple(ReasonView("", markers(place, (_WHY, k))) for k in range(reasons)),
+        )
+        cards[id(paper)] = markers(place, _CARD)
+        papers.append(paper)
+    marked = Issue(
+        **values,
+        papers=tuple(papers),
+        locale=view.locale,
+        weekly=view.weekly,
+    )
+    return marked, cards
+
+
+def _render_marked(
+    renderer: Renderer, view: Issue, shapes: Sequence[PickShape]
+) -> tuple[tuple[str, str, str], dict[int, tuple[int, Slot]]]:
+    """The three parts of a marker view, and what each marker stands for.
+
+    Markers are numbered subject, frame, then pick by pick: an issue with fewer picks
+    of the same frame shape numbers its markers the same.
+    """
+    markers = _Markers()
+    subject = markers(0, _SUBJECT)
+    marked, cards = _marked_view(markers, view, shapes)
+
+    def paper_card(paper: Any, *, caller: Callable[[Any], str]) -> str:
+        return cards[id(paper)]
+
+    out = renderer.render_marked(marked, paper_card=paper_card, subject=subject)
+    return (out.subject, out.text, out.html), markers.meaning
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """The length of the longest common prefix of ``a`` and ``b`` (slices compare in C)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[low:middle] == b[low:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+class _NotASkeleton(Exception):
+    """The template's output cannot be cut into a frame and segments."""
+
+
+def _pieces(text: str, meaning: dict[int, tuple[int, Slot]], place: int) -> _Pieces:
+    """``text`` cut at its markers, all of which must belong to ``place`` (0: the frame)."""
+    parts = _MARKER.split(text)
+    slots = []
+    for number in parts[1::2]:
+        owner, slot = meaning[int(number)]
+        if owner != place:
+            raise _NotASkeleton(f"a value of pick {owner} where pick {place} was expected")
+        slots.append(slot)
+    return _Pieces(tuple(parts[0::2]), tuple(slots))
+
+
+def _split(
+    longer: str, shorter: str, meaning: dict[int, tuple[int, Slot]], place: int
+) -> tuple[str, str, str]:
+    """``longer`` = head + segment + tail and ``shorter`` = head + tail: the three.
+
+    The head is their longest common prefix, but never past the first value of pick
+    ``place`` (the segment's own).
+    """
+    cut = _common_prefix(longer, shorter)
+    for match in _MARKER.finditer(longer):
+        if meaning[int(match.group(1))][0] == place:
+            cut = min(cut, match.start())
+            break
+    tail = shorter[cut:]
+    if not longer.endswith(tail) or len(longer) - len(tail) < cut:
+        raise _NotASkeleton("the longer issue does not end as the shorter one")
+    return shorter[:cut], longer[cut : len(longer) - len(tail)], tail
+
+
+@dataclass
+class _Skeleton:
+    """The skeletons of one version of the issue templates in one locale."""
+
+    templates: tuple[jinja2.Template, ...]
+    usable: bool  # False: the packaged template is not in use, or a check failed
+    frames: dict[tuple[object, ...], tuple[_Parts, _Parts]] = field(default_factory=dict)
+    # (frame shape, place, pick shape) -> the pick's segment of each part
+    segments: dict[tuple[object, ...], _Parts] = field(default_factory=dict)
+    checked: set[tuple[object, ...]] = field(default_factory=set)  # held to Jinja once
+
+
+_ANY_PICK = (1, True, True, True)
+
+
+class IssueSkeletons:
+    """Issues filled into skeletons (one per worker, beside its ``CardCache``)."""
+
+    def __init__(self, renderer: Renderer, cards: CardCache) -> None:
+        self._renderer = renderer
+        self._cards = cards
+        self._skeletons: dict[tuple[object, ...], _Skeleton] = {}
+        self.filled = 0  # messages filled into a skeleton (the rest went through Jinja)
+
+    def render(self, view: Issue, shared: Sequence[PaperView]) -> RenderedIssue:
+        """Subject, text and HTML of ``view``: what ``Renderer.render_issue`` with the
+        card cache renders, byte for byte."""
+        skeleton = self._skeleton(self._renderer.issue_templates(), view.locale)
+        rendered: RenderedIssue | None = None
+        fresh: list[tuple[object, ...]] = []
+        if (
+            skeleton.usable
+            and view.subject_line
+            and len(shared) == len(view.papers)
+            and all(isinstance(paper, CardView) for paper in view.papers)
+        ):
+            try:
+                rendered = self._fill(skeleton, view, shared, fresh)
+            except _NotASkeleton as exc:
+                self._disable(skeleton, str(exc))
+        if rendered is not None and not fresh:
+            self.filled += 1
+            return rendered
+        reference = self._renderer.render_issue(view, cards=self._cards, shared=shared)
+        if rendered is not None:
+            if reference != rendered:
+                self._disable(skeleton, "a filled issue differs from Jinja's")
+            else:
+                skeleton.checked.update(fresh)
+                self.filled += 1
+        return reference
+
+    @staticmethod
+    def _disable(skeleton: _Skeleton, why: str) -> None:
+        log.warning("issue skeletons off for this template (%s); rendering with Jinja", why)
+        skeleton.usable = False
+
+    def _skeleton(self, templates: tuple[jinja2.Template, ...], locale: str) -> _Skeleton:
+        key = (*map(id, templates), locale)
+        found = self._skeletons.get(key)
+        if found is None or any(
+            a is not b for a, b in zip(found.templates, templates, strict=True)
+        ):
+            if len(self._skeletons) > 64:
+                self._skeletons.clear()
+            found = _Skeleton(templates, usable=self._renderer.is_packaged("issue"))
+            self._skeletons[key] = found  # it holds the templates: their ids stay theirs
+        return found
+
+    def _frame(
+        self, skeleton: _Skeleton, view: Issue, shape: tuple[object, ...], first: PickShape
+    ) -> tuple[_Parts, _Parts]:
+        found = skeleton.frames.get(shape)
+        if found is None:
+            with_one, meaning = _render_marked(self._renderer, view, [first])
+            without, _ = _render_marked(self._renderer, view, [])
+            heads, tails = [], []
+            for longer, shorter in zip(with_one, without, strict=True):
+                head, _, tail = _split(longer, shorter, meaning, 1)
+                heads.append(_pieces(head, meaning, 0))
+                tails.append(_pieces(tail, meaning, 0))
+            found = (_three(heads), _three(tails))
+            skeleton.frames[shape] = found
+        return found
+
+    def _segment(
+        self, skeleton: _Skeleton, view: Issue, key: tuple[object, ...], place: int, pick: PickShape
+    ) -> _Parts:
+        found = skeleton.segments.get(key)
+        if found is None:
+            longer, meaning = _render_marked(self._renderer, view, [pick] * place)
+            shorter, _ = _render_marked(self._renderer, view, [pick] * (place - 1))
+            parts = []
+            for long_part, short_part in zip(longer, shorter, strict=True):
+                _, segment, _ = _split(long_part, short_part, meaning, place)
+                parts.append(_pieces(segment, meaning, place))
+            found = _three(parts)
+            if len(skeleton.segments) >= _MAX_SEGMENTS:
+                skeleton.segments.clear()
+            skeleton.segments[key] = found
+        return found
+
+    def _fill(
+        self,
+        skeleton: _Skeleton,
+        view: Issue,
+        shared: Sequence[PaperView],
+        fresh: list[tuple[object, ...]],
+    ) -> RenderedIssue | None:
+        _, text_template, html_template = skeleton.templates
+        locale = view.locale
+        html_cards = []
+        text_cards = []
+        for base in shared:
+            html_card = self._cards.get(html_template, locale, base)
+            text_card = self._cards.get(text_template, locale, base)
+            if html_card is None or text_card is None:
+                return None  # Jinja renders it (and caches the cards)
+            html_cards.append(html_card)
+            text_cards.append(text_card)
+        shape = frame_shape(view)
+        papers: Sequence[Any] = view.papers
+        picks = [pick_shape(paper) for paper in papers]
+        heads, tails = self._frame(skeleton, view, shape, picks[0] if picks else _ANY_PICK)
+        if (shape,) not in skeleton.checked:
+            fresh.append((shape,))
+        segments = []
+        for place, pick in enumerate(picks, 1):
+            key = (shape, place, pick)
+            segments.append(self._segment(skeleton, view, key, place, pick))
+            if key not in skeleton.checked:
+                fresh.append(key)
+        raw: dict[str, str] = {name: getattr(view, name) for name in FRAME_FIELDS}
+        subject = _join(heads[0], tails[0], segments, 0, raw, papers, text_cards, html=False)
+        raw[_SUBJECT] = subject = " ".join(subject.split())
+        text = _join(heads[1], tails[1], segments, 1, raw, papers, text_cards, html=False)
+        escaped: dict[str, str] = {name: escape(value) for name, value in raw.items()}
+        html = _join(heads[2], tails[2], segments, 2, escaped, papers, html_cards, html=True)
+        return RenderedIssue(subject=subject, html=html, text=text)
+
+
+def _three(parts: Sequence[_Pieces]) -> _Parts:
+    subject, text, html = parts
+    return subject, text, html
+
+
+def _join(
+    head: _Pieces,
+    tail: _Pieces,
+    segments: Sequence[_Parts],
+    part: int,
+    frame: Mapping[str, str],
+    papers: Sequence[Any],
+    cards: Sequence[str],
+    *,
+    html: bool,
+) -> str:
+    """One part of the message: the head, each pick's segment, the tail, filled."""
+    literals: list[str] = list(head.literals)
+    values: list[str] = [frame[slot] for slot in head.slots]  # type: ignore[index]
+    for paper, card, parts in zip(papers, cards, segments, strict=True):
+        pieces = parts[part]
+        values.append("")
+        literals.extend(pieces.literals)
+        for slot in pieces.slots:
+            if slot == _CARD:
+                values.append(card)
+                continue
+            value = paper.why[slot[1]].text if isinstance(slot, tuple) else getattr(paper, slot)
+            values.append(escape(value) if html else value)
+    values.append("")
+    literals.extend(tail.literals)
+    values.extend(frame[slot] for slot in tail.slots)  # type: ignore[index]
+    out: list[str] = [""] * (len(literals) + len(values))
+    out[0::2] = literals
+    out[1::2] = values
+    return "".join(out)
