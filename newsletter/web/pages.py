@@ -21,7 +21,14 @@ def web_templates_dir() -> Path:
 class Pages:
     """Renders a page with the context every page needs (site name, CSRF field)."""
 
-    def __init__(self, csrf: Csrf, *, site_name: str, directory: Path | None = None) -> None:
+    def __init__(
+        self,
+        csrf: Csrf,
+        *,
+        site_name: str,
+        directory: Path | None = None,
+        constants: Mapping[str, Any] | None = None,
+    ) -> None:
         self._csrf = csrf
         self._site_name = site_name
         self._env = jinja2.Environment(
@@ -31,6 +38,8 @@ class Pages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        # Values every page may show (limits), fixed for the app's life.
+        self._env.globals.update(constants or {})
 
     def render(
         self,

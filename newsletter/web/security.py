@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from newsletter.web.api_errors import ApiErrorBody
+
 # Every page is served by the app itself: no inline script or style, no framing,
 # forms post only back to us. The one exception (the admin preview, whose frame shows
 # an issue's email HTML with inline styles) sets its own policy: see
@@ -92,7 +94,7 @@ class BodyLimit:
             or len(declared) > 18
             or int(declared) > max_bytes
         ):
-            await _too_large(send)
+            await _too_large(scope, send, max_bytes)
             return
         chunks: list[bytes] = []
         size = 0
@@ -103,7 +105,7 @@ class BodyLimit:
             body = message.get("body", b"")
             size += len(body)
             if size > max_bytes:
-                await _too_large(send)
+                await _too_large(scope, send, max_bytes)
                 return
             chunks.append(body)
             if not message.get("more_body", False):
@@ -120,14 +122,38 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-async def _too_large(send: Send) -> None:
-    body = b"Request too large."
+def _size(n: int) -> str:
+    return f"{n // 1_048_576} MB" if n >= 1_048_576 else f"{max(1, n // 1024)} KB"
+
+
+_TOO_LARGE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>Too large</title>
+<link rel="stylesheet" href="/static/site.css"></head>
+<body><main class="card"><h1>This is too large</h1>
+<p>What you sent is over the limit of {limit} here, so nothing was read and nothing was saved.</p>
+<p>Go back to the form (most browsers keep what you typed) and send less: a smaller file, or
+the file split in parts.</p></main></body></html>
+"""
+
+
+async def _too_large(scope: Scope, send: Send, max_bytes: int) -> None:
+    """413 before the app has seen the request: a page for people, JSON for the API."""
+    limit = _size(max_bytes)
+    if str(scope.get("path", "")).startswith("/api/"):
+        message = f"The request body is over the limit of {limit}; nothing was read."
+        error = ApiErrorBody(status=413, title="Too large", message=message)
+        body = error.model_dump_json().encode()
+        content_type = b"application/json"
+    else:
+        body = _TOO_LARGE_PAGE.format(limit=limit).encode()
+        content_type = b"text/html; charset=utf-8"
     await send(
         {
             "type": "http.response.start",
             "status": 413,
             "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-type", content_type),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
             ],

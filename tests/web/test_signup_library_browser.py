@@ -194,3 +194,45 @@ def test_the_sign_up_page_with_the_library_open_passes_axe(browser: Browser, liv
     finally:
         context.close()
     assert problems == {}
+
+
+def test_a_file_over_the_limit_is_refused_before_it_is_sent(browser: Browser, live: Live) -> None:
+    """With scripts the browser refuses the file at once, the typing kept; without them the
+    server's page says what the limit is (before: a bare "Request too large.")."""
+    huge: FilePayload = {
+        "name": "everything.bib",
+        "mimeType": "text/plain",
+        "buffer": b"%" * (6 * 1_048_576),
+    }
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    try:
+        page.goto(live.url + "/subscribe")
+        page.fill("#email", "cy@example.org")
+        page.fill("#keywords", "compilers")
+        _open_library(page)
+        page.set_input_files("#library-file", files=huge)
+        message = page.eval_on_selector("#library-file", "input => input.validationMessage")
+        assert "This file is 6 MB; a library may be at most 5 MB" in message
+        page.click("button[type=submit]")
+        assert page.url == live.url + "/subscribe"  # not sent
+        assert page.input_value("#email") == "cy@example.org"
+        assert page.input_value("#keywords") == "compilers"
+        page.set_input_files("#library-file", files=[])  # a smaller choice clears the refusal
+        assert page.eval_on_selector("#library-file", "input => input.validity.valid")
+    finally:
+        context.close()
+
+    context = browser.new_context(viewport=DESKTOP, java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto(live.url + "/subscribe")
+        page.fill("#email", "cy@example.org")
+        _open_library(page)
+        page.set_input_files("#library-file", files=huge)
+        page.click("button[type=submit]")
+        assert page.locator("h1").inner_text() == "This is too large"
+        assert "over the limit of 5 MB here" in page.locator("main").inner_text()
+    finally:
+        context.close()
+    assert read_mail(live.maildir) == []  # no confirmation: nothing was signed up

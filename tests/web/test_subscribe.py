@@ -487,9 +487,23 @@ def test_oversized_requests_are_refused(client: TestClient, sessions: SessionFac
     big = subscribe_form("big@example.org", keywords="x" * limit, csrf_token=token)
     response = client.post("/subscribe", data=big)
     assert response.status_code == 413
+    # A page that says what the limit is (it was a bare "Request too large.").
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert "over the limit of 5 MB here, so nothing was read" in response.text
     assert subscriber_by_email(sessions, "big@example.org") is None
     # Every other form keeps the small limit.
-    assert client.post("/confirm/x", data={"k": "x" * 70_000}).status_code == 413
+    small = client.post("/confirm/x", data={"k": "x" * 70_000})
+    assert small.status_code == 413
+    assert "over the limit of 64 KB here" in small.text
+    # The JSON API answers in its own error shape.
+    api = client.post("/api/v1/subscribe", content=b"{" * 70_000)
+    assert api.status_code == 413
+    assert api.json() == {
+        "status": 413,
+        "title": "Too large",
+        "message": "The request body is over the limit of 64 KB; nothing was read.",
+        "errors": [],
+    }
 
     def chunks() -> object:
         for _ in range(limit // 1024 + 1):

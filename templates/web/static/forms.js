@@ -1,5 +1,7 @@
 // The sign-up and preferences forms, enhanced (each works without this file):
-// the topic picker's chips and filter box, and the weekday shown only for weekly issues.
+// the topic picker's chips and filter box, the weekday shown only for weekly issues, and
+// a file over the upload limit refused before it is sent (the server refuses it too, but
+// only after the whole upload, on a page of its own).
 (function () {
   "use strict";
 
@@ -79,6 +81,35 @@
     update();
   }
 
+  function fileLimit(input) {
+    var max = parseInt(input.getAttribute("data-max-bytes"), 10);
+    if (!(max > 0)) return;
+    function megabytes(n) { return (n / 1048576).toFixed(1).replace(/\.0$/, ""); }
+    input.addEventListener("change", function () {
+      var file = input.files && input.files[0];
+      var message = "";
+      if (file && file.size > max) {
+        message = "This file is " + megabytes(file.size) + " MB; a library may be at most " +
+          megabytes(max) + " MB. Choose a smaller file, or paste arXiv ids or DOIs instead.";
+      }
+      input.setCustomValidity(message);
+      if (message) input.setAttribute("aria-invalid", "true");
+      else input.removeAttribute("aria-invalid");
+      if (message) input.reportValidity();
+    });
+    // The sign-up form is novalidate (the server's messages are the accessible ones),
+    // so its submit does not stop at an invalid field by itself.
+    if (input.form) {
+      input.form.addEventListener("submit", function (event) {
+        if (!input.validationMessage) return;
+        event.preventDefault();
+        input.focus();
+        input.reportValidity();
+      });
+    }
+  }
+
   document.querySelectorAll("[data-topic-picker]").forEach(picker);
+  document.querySelectorAll("input[type=file][data-max-bytes]").forEach(fileLimit);
   document.querySelectorAll("form").forEach(weekdayOnlyWeekly);
 })();
