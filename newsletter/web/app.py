@@ -104,9 +104,7 @@ def _build_state(settings: Settings, options: WebOptions, service: Service) -> W
         tokens=tokens,
         links=Links(settings, tokens),
         csrf=csrf,
-        pages=Pages(
-            csrf, site_name=LIST_NAME, constants={"max_library_bytes": MAX_LIBRARY_BYTES}
-        ),
+        pages=Pages(csrf, site_name=LIST_NAME, constants={"max_library_bytes": MAX_LIBRARY_BYTES}),
         limits=RateLimits(
             {
                 "post": options.posts_per_ip,
