@@ -25,6 +25,7 @@ from newsletter.models import (
     Suppression,
     utcnow,
 )
+from newsletter.subscribers import accounts
 from newsletter.subscribers.casework import CaseworkError
 from tests.conftest import TEST_SECRET
 from tests.web.helpers import add_delivery, add_subscriber
@@ -125,3 +126,22 @@ def test_a_suppressed_subscriber_shows_it(
     shown = run(database_url, "subscribers", "show", "ada@example.org")
     assert "SUPPRESSED since" in shown.stdout
     assert "hard bounce" in shown.stdout
+
+
+@pytest.mark.sqlite_only
+def test_the_readers_export_holds_their_bounces_and_what_operators_did(
+    database_url: str, sessions: SessionFactory, ada: int
+) -> None:
+    """Everything stored about a reader is in their export (it lacked both before)."""
+    run(database_url, "subscribers", "unsubscribe", "ada@example.org", "--reason", "asked by mail")
+    with sessions() as session:
+        subscriber = session.get(Subscriber, ada)
+        assert subscriber is not None
+        data = accounts.export_data(session, subscriber)
+    assert [(b["kind"], b["code"], b["reply"]) for b in data["bounces"]] == [
+        ("soft", 452, "4.2.2 mailbox full")
+    ]
+    [action] = data["operator_actions"]
+    assert (action["action"], action["reason"]) == ("unsubscribe", "asked by mail")
+    assert action["at"]
+    json.dumps(data)  # JSON-ready

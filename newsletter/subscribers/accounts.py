@@ -17,9 +17,12 @@ from sqlalchemy import Select, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from newsletter.mail.addresses import address_key
 from newsletter.mail.failures import forget_mail_failures
 from newsletter.models import (
     WAITING,
+    AdminAction,
+    Bounce,
     Delivery,
     DeliveryItem,
     DeliveryStatus,
@@ -405,8 +408,28 @@ def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
             }
             for d in deliveries
         ],
+        "bounces": [
+            {"kind": b.kind.value, "code": b.code, "reply": b.reply, "at": _when(b.created_at)}
+            for b in session.scalars(bounces_of(subscriber).order_by(Bounce.id))
+        ],
+        "operator_actions": [
+            {"action": a.action, "reason": a.reason, "at": _when(a.created_at)}
+            for a in session.scalars(actions_about(subscriber).order_by(AdminAction.id))
+        ],
         **library_export(session, subscriber.id),
     }
+
+
+def bounces_of(subscriber: Subscriber) -> Select[Bounce]:
+    """The bounces recorded for the subscriber's address."""
+    return select(Bounce).where(Bounce.email == address_key(subscriber.email))
+
+
+def actions_about(subscriber: Subscriber) -> Select[AdminAction]:
+    """What operators did about the subscriber (recorded under the address as typed or
+    as compared)."""
+    emails = {address_key(subscriber.email), subscriber.email}
+    return select(AdminAction).where(AdminAction.email.in_(emails))
 
 
 def delete_subscriber(session: Session, subscriber: Subscriber) -> None:

@@ -223,14 +223,12 @@ def subscriber_record(
         .limit(limit)
     ).all()
     bounces = session.scalars(
-        select(Bounce)
-        .where(Bounce.email == address)
+        accounts.bounces_of(subscriber)
         .order_by(Bounce.created_at.desc(), Bounce.id.desc())
         .limit(limit)
     )
     actions = session.scalars(
-        select(AdminAction)
-        .where(AdminAction.email.in_({address, subscriber.email}))
+        accounts.actions_about(subscriber)
         .order_by(AdminAction.created_at.desc(), AdminAction.id.desc())
         .limit(limit)
     )
