@@ -79,7 +79,7 @@ def build_message(rendered: RenderedIssue, headers: MessageHeaders) -> bytes:
     ]
     head = "\r\n".join(lines).encode("ascii" if _all_ascii(lines) else "utf-8")
     text = _quoted_printable(rendered.text)
-    html = _html_part(rendered.html)
+    html = _html_part(rendered.html, rendered.html_7bit)
     boundary = _boundary(text, html)
     return b"".join(
         (
@@ -140,23 +140,35 @@ def _quoted_printable(body: str) -> bytes:
     return encoded.replace(b"\n", b"\r\n")
 
 
-def _longest_line(data: bytes) -> int:
-    """The length of the longest LF-separated line of ``data`` (numpy: a 50 KB part
-    has hundreds of lines, and splitting it into objects costs more than the rest)."""
+def _longest_line(data: bytes, *, crlf: bool = False) -> int:
+    """The length of the longest line of ``data`` (numpy: a 50 KB part has hundreds of
+    lines, and splitting it into objects costs more than the rest), line ends LF or,
+    with ``crlf``, CRLF (not counted)."""
     breaks = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
     if not len(breaks):
         return len(data)
-    inner = int(np.diff(breaks).max(initial=1)) - 1
-    return max(int(breaks[0]), inner, len(data) - int(breaks[-1]) - 1)
+    end = 2 if crlf else 1
+    inner = int(np.diff(breaks).max(initial=1)) - end
+    return max(int(breaks[0]) - end + 1, inner, len(data) - int(breaks[-1]) - 1)
 
 
-def _html_part(html: str) -> bytes:
+def seven_bit(html: str) -> bytes:
+    """HTML as a 7bit body carries it: ASCII, non-ASCII characters as numeric character
+    references (which mean the same in HTML), CRLF line ends (``html`` holds no CR).
+    Character by character: the pieces of a text encode to the pieces of its encoding."""
+    return html.encode("ascii", "xmlcharrefreplace").replace(b"\n", b"\r\n")
+
+
+def _html_part(html: str, ready: bytes | None = None) -> bytes:
     """The HTML part's headers and body: 7bit when possible, else quoted-printable.
 
-    Non-ASCII characters become numeric character references (which mean the same in
-    HTML), so the part is ASCII; if every line also fits SMTP's 998 bytes it needs no
-    transfer encoding at all, which is ~15 times cheaper than quoted-printable.
+    Non-ASCII characters become numeric character references, so the part is ASCII;
+    if every line also fits SMTP's 998 bytes it needs no transfer encoding at all,
+    which is ~15 times cheaper than quoted-printable. ``ready`` is ``seven_bit(html)``
+    when the renderer made it already.
     """
+    if ready is not None and _longest_line(ready, crlf=True) <= _MAX_BODY_LINE:
+        return b"".join((_PART_HTML, b"7bit\r\n\r\n", ready))
     if "\r" in html:
         html = html.replace("\r\n", "\n").replace("\r", "\n")
     data = html.encode("ascii", "xmlcharrefreplace")

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,9 @@ class RenderedIssue:
     subject: str
     html: str
     text: str
+    # ``html`` as a 7bit MIME body (character references, CRLF), when the renderer made
+    # it on the way (``newsletter.mail.skeleton``); the message builder encodes it else.
+    html_7bit: bytes | None = field(default=None, compare=False, repr=False)
 
 
 def shorten_authors(authors: list[str], *, keep: int = 3) -> str:

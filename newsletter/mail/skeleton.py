@@ -28,9 +28,11 @@ What makes that exact:
 
 from __future__ import annotations
 
+import functools
 import logging
+import operator
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +40,7 @@ import jinja2
 from markupsafe import escape
 
 from newsletter.mail.cards import CardCache
+from newsletter.mail.message import seven_bit
 from newsletter.mail.render import PaperView, RenderedIssue, Renderer
 from newsletter.mail.view import CardView, Issue, ReasonView
 
@@ -74,10 +77,15 @@ Slot = str | tuple[str, int]
 
 @dataclass(frozen=True)
 class _Pieces:
-    """Literal text around slots: ``literals[0] slot[0] literals[1] ... literals[-1]``."""
+    """Literal text around slots: ``literals[0] slot[0] literals[1] ... literals[-1]``,
+    and the literals as a 7bit HTML part carries them (``message.seven_bit``)."""
 
     literals: tuple[str, ...]
     slots: tuple[Slot, ...]
+    encoded: tuple[bytes, ...]
+    # The slots' values from the list of the frame's values (``_FRAME_SLOTS``) or of the
+    # pick's (``_pick_slots``), in order.
+    take: Callable[[Sequence[Any]], Sequence[Any]]
 
 
 # Per part (subject, text, HTML).
@@ -183,7 +191,15 @@ def _pieces(text: str, meaning: dict[int, tuple[int, Slot]], place: int) -> _Pie
         if owner != place:
             raise _NotASkeleton(f"a value of pick {owner} where pick {place} was expected")
         slots.append(slot)
-    return _Pieces(tuple(parts[0::2]), tuple(slots))
+    literals = tuple(parts[0::2])
+    order = _FRAME_SLOTS if place == 0 else _pick_slots(len(PICK_FIELDS) + _MAX_REASONS)
+    positions = [order.index(slot) for slot in slots]
+    take: Callable[[Sequence[Any]], Sequence[Any]]
+    if len(positions) > 1:
+        take = operator.itemgetter(*positions)
+    else:
+        take = lambda values: [values[at] for at in positions]  # noqa: E731 (0 or 1 slot)
+    return _Pieces(literals, tuple(slots), tuple(map(seven_bit, literals)), take)
 
 
 def _split(
@@ -215,6 +231,9 @@ class _Skeleton:
     # (frame shape, place, pick shape) -> the pick's segment of each part
     segments: dict[tuple[object, ...], _Parts] = field(default_factory=dict)
     checked: set[tuple[object, ...]] = field(default_factory=set)  # held to Jinja once
+    # A paper's shared view's id -> it, its card in the HTML part (as text and 7bit) and
+    # in the text part (the CardCache's, looked up once).
+    cards: dict[int, tuple[PaperView, str, bytes, str]] = field(default_factory=dict)
 
 
 _ANY_PICK = (1, True, True, True)
@@ -250,7 +269,7 @@ class IssueSkeletons:
             return rendered
         reference = self._renderer.render_issue(view, cards=self._cards, shared=shared)
         if rendered is not None:
-            if reference != rendered:
+            if reference != rendered or rendered.html_7bit not in (None, seven_bit(reference.html)):
                 self._disable(skeleton, "a filled issue differs from Jinja's")
             else:
                 skeleton.checked.update(fresh)
@@ -314,20 +333,14 @@ class IssueSkeletons:
         shared: Sequence[PaperView],
         fresh: list[tuple[object, ...]],
     ) -> RenderedIssue | None:
-        _, text_template, html_template = skeleton.templates
-        locale = view.locale
-        html_cards = []
-        text_cards = []
-        for base in shared:
-            html_card = self._cards.get(html_template, locale, base)
-            text_card = self._cards.get(text_template, locale, base)
-            if html_card is None or text_card is None:
-                return None  # Jinja renders it (and caches the cards)
-            html_cards.append(html_card)
-            text_cards.append(text_card)
+        cards = self._picked_cards(skeleton, view.locale, shared)
+        if cards is None:
+            return None  # Jinja renders it (and caches the cards)
         shape = frame_shape(view)
         papers: Sequence[Any] = view.papers
         picks = [pick_shape(paper) for paper in papers]
+        if any(pick[0] > _MAX_REASONS for pick in picks):
+            return None
         heads, tails = self._frame(skeleton, view, shape, picks[0] if picks else _ANY_PICK)
         if (shape,) not in skeleton.checked:
             fresh.append((shape,))
@@ -337,13 +350,45 @@ class IssueSkeletons:
             segments.append(self._segment(skeleton, view, key, place, pick))
             if key not in skeleton.checked:
                 fresh.append(key)
-        raw: dict[str, str] = {name: getattr(view, name) for name in FRAME_FIELDS}
-        subject = _join(heads[0], tails[0], segments, 0, raw, papers, text_cards, html=False)
-        raw[_SUBJECT] = subject = " ".join(subject.split())
-        text = _join(heads[1], tails[1], segments, 1, raw, papers, text_cards, html=False)
-        escaped: dict[str, str] = {name: escape(value) for name, value in raw.items()}
-        html = _join(heads[2], tails[2], segments, 2, escaped, papers, html_cards, html=True)
-        return RenderedIssue(subject=subject, html=html, text=text)
+        frame = [getattr(view, name) for name in FRAME_FIELDS]
+        own = [_pick_values(paper) for paper in papers]
+        text_picks = [[card[3], *values] for values, card in zip(own, cards, strict=True)]
+        frame.append("")  # the subject's slot: the subject part has none
+        subject = "".join(_interleave(heads[0], tails[0], segments, 0, frame, text_picks))
+        frame[-1] = subject = " ".join(subject.split())
+        text = "".join(_interleave(heads[1], tails[1], segments, 1, frame, text_picks))
+        # Every value escaped in one call, and encoded in one (see ``_each``).
+        flat = [*frame, *(value for values in own for value in values)]
+        escaped = _each(flat, _escaped)
+        html_frame, html_picks = _regroup(escaped, own, cards, 1)
+        html = "".join(_interleave(heads[2], tails[2], segments, 2, html_frame, html_picks))
+        html_7bit = None
+        if "\r" not in html:
+            # The same pieces, each as a 7bit part carries it (``message.seven_bit``).
+            encoded = _each(escaped, seven_bit)
+            seven_frame, seven_picks = _regroup(encoded, own, cards, 2)
+            html_7bit = b"".join(
+                _interleave(heads[2], tails[2], segments, 2, seven_frame, seven_picks, seven=True)
+            )
+        return RenderedIssue(subject=subject, html=html, text=text, html_7bit=html_7bit)
+
+    def _picked_cards(
+        self, skeleton: _Skeleton, locale: str, shared: Sequence[PaperView]
+    ) -> list[tuple[PaperView, str, bytes, str]] | None:
+        found = skeleton.cards
+        cards = []
+        for base in shared:
+            card = found.get(id(base))
+            if card is None or card[0] is not base:
+                html = self._cards.get(skeleton.templates[2], locale, base)
+                text = self._cards.get(skeleton.templates[1], locale, base)
+                if html is None or text is None:
+                    return None
+                if len(found) >= _MAX_SEGMENTS:
+                    found.clear()
+                card = found[id(base)] = (base, html, seven_bit(html), text)
+            cards.append(card)
+        return cards
 
 
 def _three(parts: Sequence[_Pieces]) -> _Parts:
@@ -351,34 +396,81 @@ def _three(parts: Sequence[_Pieces]) -> _Parts:
     return subject, text, html
 
 
-def _join(
+_MAX_REASONS = 16  # a pick with more (there are five kinds) renders through Jinja
+
+
+def _pick_values(paper: CardView) -> list[str]:
+    """A pick's own values, in the order of ``_pick_slots`` after the card."""
+    values = [paper.terms, paper.more_url, paper.less_url]
+    values.extend(reason.text for reason in paper.why)
+    return values
+
+
+@functools.cache
+def _pick_slots(values: int) -> tuple[Slot, ...]:
+    """The slots of a pick with ``values`` own values (the card first)."""
+    return (_CARD, *PICK_FIELDS, *((_WHY, k) for k in range(values - len(PICK_FIELDS))))
+
+
+_FRAME_SLOTS: tuple[Slot, ...] = (*FRAME_FIELDS, _SUBJECT)
+
+
+def _each(values: list[str], convert: Callable[[str], Any]) -> list[Any]:
+    """``[convert(value) for value in values]`` for a ``convert`` that maps character by
+    character and keeps NUL (escaping, encoding): the values joined by NUL, converted
+    in one call and split again (one C call instead of dozens of Python ones); one by
+    one if a value holds a NUL itself."""
+    joined = convert("\0".join(values))
+    out: list[Any] = joined.split(b"\0" if isinstance(joined, bytes) else "\0")
+    if len(out) != len(values):
+        out = [convert(value) for value in values]
+    return out
+
+
+def _escaped(value: str) -> str:
+    return str(escape(value))  # as Jinja's autoescape writes a value
+
+
+def _regroup(
+    flat: list[Any], own: list[list[str]], cards: Sequence[tuple[Any, ...]], card_form: int
+) -> tuple[list[Any], list[list[Any]]]:
+    """The frame's values and each pick's (its card first, in form ``card_form`` of
+    ``_picked_cards``), from ``flat``: the frame's, then each pick's own in turn."""
+    at = len(_FRAME_SLOTS)
+    picks = []
+    for values, card in zip(own, cards, strict=True):
+        end = at + len(values)
+        pick = flat[at:end]
+        pick.insert(0, card[card_form])
+        picks.append(pick)
+        at = end
+    return flat[: len(_FRAME_SLOTS)], picks
+
+
+def _interleave(
     head: _Pieces,
     tail: _Pieces,
     segments: Sequence[_Parts],
     part: int,
-    frame: Mapping[str, str],
-    papers: Sequence[Any],
-    cards: Sequence[str],
+    frame: Sequence[Any],
+    picks: Sequence[Sequence[Any]],
     *,
-    html: bool,
-) -> str:
-    """One part of the message: the head, each pick's segment, the tail, filled."""
-    literals: list[str] = list(head.literals)
-    values: list[str] = [frame[slot] for slot in head.slots]  # type: ignore[index]
-    for paper, card, parts in zip(papers, cards, segments, strict=True):
+    seven: bool = False,
+) -> list[Any]:
+    """One part of the message in order: the head, each pick's segment, the tail, each
+    as its literals with its slots' values between them (strings, or 7bit bytes)."""
+    literals: list[Any] = list(head.encoded if seven else head.literals)
+    values: list[Any] = list(head.take(frame))
+    empty = b"" if seven else ""
+    for pick, parts in zip(picks, segments, strict=True):
         pieces = parts[part]
-        values.append("")
-        literals.extend(pieces.literals)
-        for slot in pieces.slots:
-            if slot == _CARD:
-                values.append(card)
-                continue
-            value = paper.why[slot[1]].text if isinstance(slot, tuple) else getattr(paper, slot)
-            values.append(escape(value) if html else value)
-    values.append("")
-    literals.extend(tail.literals)
-    values.extend(frame[slot] for slot in tail.slots)  # type: ignore[index]
-    out: list[str] = [""] * (len(literals) + len(values))
+        values.append(empty)
+        literals.extend(pieces.encoded if seven else pieces.literals)
+        values.extend(pieces.take(pick))
+    values.append(empty)
+    literals.extend(tail.encoded if seven else tail.literals)
+    values.extend(tail.take(frame))
+    out: list[Any] = [empty] * (len(literals) + len(values))
     out[0::2] = literals
     out[1::2] = values
-    return "".join(out)
+    return out
