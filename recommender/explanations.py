@@ -9,6 +9,7 @@ paper they liked. Pure: the reader's interests come in as plain data.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -255,33 +256,44 @@ def reasons(
     """Why a pick fits this reader: the keyword its matched terms come from, the liked
     paper that shares them, the reader's topic it is listed in (each at most once, in
     that order; none when nothing of the reader's explains it)."""
-    term_words = [(term, term.split()) for term in terms]
     keyword_index, liked_index = reader.indexes
     found: list[Reason] = []
-    keyword = _best(keyword_index, term_words, whole=False)
-    if keyword is not None:
-        found.append(Reason(ReasonKind.KEYWORD, reader.keywords[keyword[0]], keyword[1]))
-    liked = _best(liked_index, term_words, whole=True)
-    if liked is not None:
-        paper = reader.liked[liked[0]]
-        kind = ReasonKind.LIBRARY if paper.from_library else ReasonKind.LIKED
-        found.append(Reason(kind, paper.title, liked[1]))
-    topic = next((reader.topics[c] for c in categories if c in reader.topics), None)
-    if topic is not None:
-        found.append(Reason(ReasonKind.TOPIC, topic))
+    if keyword_index or liked_index:  # most readers have neither keywords nor likes
+        term_words = [(term, _term_words(term)) for term in terms]
+        keyword = _best(keyword_index, term_words, whole=False)
+        if keyword is not None:
+            found.append(Reason(ReasonKind.KEYWORD, reader.keywords[keyword[0]], keyword[1]))
+        liked = _best(liked_index, term_words, whole=True)
+        if liked is not None:
+            paper = reader.liked[liked[0]]
+            kind = ReasonKind.LIBRARY if paper.from_library else ReasonKind.LIKED
+            found.append(Reason(kind, paper.title, liked[1]))
+    topics = reader.topics
+    if topics:
+        topic = next((topics[c] for c in categories if c in topics), None)
+        if topic is not None:
+            found.append(Reason(ReasonKind.TOPIC, topic))
     return tuple(found)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _term_words(term: str) -> tuple[str, ...]:
+    # An edition's matched terms recur in thousands of picks (callers do not change it).
+    return tuple(term.split())
 
 
 _NOWHERE: frozenset[int] = frozenset()
 
 
 def _best(
-    index: _Index, term_words: Sequence[tuple[str, list[str]]], *, whole: bool
+    index: _Index, term_words: Sequence[tuple[str, Sequence[str]]], *, whole: bool
 ) -> tuple[int, tuple[str, ...]] | None:
     """The candidate whose words cover the most terms (the first on a tie), with those
     terms. A keyword covers a term that shares a word with it ("retrieval-augmented
     generation" covers "augmented generation" and "generation"); a liked paper must hold
     every word of a term (``whole``), since a long abstract shares some word with anything."""
+    if not index:
+        return None
     covered: dict[int, list[str]] = {}
     for term, parts in term_words:
         holders = [index.get(word, _NOWHERE) for word in parts]
