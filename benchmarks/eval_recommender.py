@@ -1313,11 +1313,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="real readers: recall@50/100/300 on CiteULike-a libraries (issue 16.3)",
     )
+    parser.add_argument(
+        "--no-sklearn-lr",
+        action="store_true",
+        help="with --citeulike: leave out MiniLM + sklearn's per-user logistic regression "
+        "(the slowest baseline, ~15 min)",
+    )
     args = parser.parse_args(argv)
     if args.citeulike:
         import eval_citeulike  # beside this script; it imports this module's baselines
 
-        print(eval_citeulike.run(jobs=args.jobs, quick=args.quick))
+        print(
+            eval_citeulike.run(jobs=args.jobs, quick=args.quick, sklearn_lr=not args.no_sklearn_lr)
+        )
         return
     config = QUICK if args.quick else FULL
     print(run(config, args.data, jobs=args.jobs, dense=not args.no_semantic, cache=args.cache))

@@ -2,7 +2,7 @@
 optional ``semantic`` extra).
 
     score = tfidf * cos(tfidf profile, tfidf paper) + dense * cos(dense profile, dense paper)
-            - background penalty(paper)
+            - background penalty(paper) - density penalty(paper)
 
 The dense vectors are whitened by the caller before they get here (planning and the
 batch command fit ``recommender.whitening`` on the papers being ranked and pass every
@@ -11,6 +11,14 @@ are closer than average to the mean of the papers being ranked, in either space:
 generic papers that match every profile a little. It is one number per paper, the
 same for every profile, so it costs nothing at scale; it never raises a score, so a
 profile with no interests still picks nothing.
+
+The density penalty (issue 16, third pass) is hubness reduction in the dense space, after
+the CSLS score of Lample et al. (2018, "Word translation without parallel data"): a paper
+whose nearest neighbours among the papers being ranked are close (a crowded region,
+where near-duplicates and generic papers sit) is near many profiles for that reason
+alone, so its dense cosine is lowered by the mean cosine of its nearest 2% of papers.
+The least crowded paper is not lowered at all, so no score is raised either. It is one
+number per paper too: one (papers x papers) product per ranking, nothing per profile.
 
 Ranked like ``rank``: a block of profiles at a time (the TF-IDF part through the
 same sparse scorer, the dense part one float32 BLAS product per block), identical
@@ -40,8 +48,15 @@ TFIDF_WEIGHT = _SCALE
 DENSE_WEIGHT = 2 * _SCALE
 TFIDF_BACKGROUND = 0.4 * _SCALE
 DENSE_BACKGROUND = 0.5 * _SCALE
+# The density penalty: 0.5 of the dense weight times a paper's mean cosine with its
+# nearest DENSITY_SHARE of the papers (CiteULike-a tuning users, benchmarks/README.md:
+# recall@300 0.512 -> 0.520; 1% to 6% of the papers and 0.5 to 0.625 all gave 0.519-0.520).
+DENSE_DENSITY = 0.5 * DENSE_WEIGHT
+DENSITY_SHARE = 0.02
 # Fewer papers than this: their mean is no background, and no penalty is applied.
 MIN_BACKGROUND_PAPERS = 50
+# Rows of the (papers x papers) cosines held at once while the density is computed.
+_DENSITY_BLOCK = 1024
 
 
 @dataclass(frozen=True)
@@ -56,9 +71,10 @@ class HybridWeights:
     dense: float = DENSE_WEIGHT
     tfidf_background: float = TFIDF_BACKGROUND
     dense_background: float = DENSE_BACKGROUND
+    dense_density: float = DENSE_DENSITY
 
     def __post_init__(self) -> None:
-        for name in ("tfidf", "dense", "tfidf_background", "dense_background"):
+        for name in ("tfidf", "dense", "tfidf_background", "dense_background", "dense_density"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite, non-negative weight, got {value}")
@@ -107,7 +123,8 @@ def background_penalty(
     weights: HybridWeights,
 ) -> npt.NDArray[np.float32] | None:
     """Minus each paper's excess cosine with the papers' mean direction, in each space
-    (0 for papers no closer to it than average); None when nothing is penalised."""
+    (0 for papers no closer to it than average), and minus its density penalty
+    (``density_penalty``); None when nothing is penalised."""
     n_papers = dense_papers.shape[0]
     if n_papers < MIN_BACKGROUND_PAPERS:
         return None
@@ -122,6 +139,30 @@ def background_penalty(
             continue
         closeness = np.asarray(rows @ (mean / norm), dtype=np.float64).ravel()
         penalty += weight * np.maximum(closeness - closeness.mean(), 0.0)
+    if weights.dense_density > 0:
+        penalty += weights.dense_density * neighbour_density(dense_papers)
     if not penalty.any():
         return None
     return (-penalty).astype(np.float32)
+
+
+def neighbour_density(
+    dense_papers: npt.NDArray[np.float32], *, share: float = DENSITY_SHARE
+) -> npt.NDArray[np.float64]:
+    """Each paper's mean cosine with its nearest ``share`` of the other papers (at least
+    one), minus the smallest such mean: 0 for the least crowded paper, more the more
+    crowded its neighbourhood. Rows are taken a block at a time (bounded memory)."""
+    vectors = np.asarray(dense_papers, dtype=np.float32)
+    n_papers = len(vectors)
+    if n_papers < 2:
+        return np.zeros(n_papers)
+    neighbours = min(n_papers - 1, max(1, round(share * n_papers)))
+    density = np.empty(n_papers, dtype=np.float64)
+    for first in range(0, n_papers, _DENSITY_BLOCK):
+        stop = min(first + _DENSITY_BLOCK, n_papers)
+        cosines = vectors[first:stop] @ vectors.T
+        # A paper is not its own neighbour.
+        cosines[np.arange(stop - first), np.arange(first, stop)] = -np.inf
+        nearest = np.partition(cosines, n_papers - neighbours, axis=1)[:, n_papers - neighbours :]
+        density[first:stop] = nearest.mean(axis=1, dtype=np.float64)
+    return np.asarray(density - density.min(), dtype=np.float64)

@@ -7,8 +7,8 @@ import numpy.typing as npt
 import pytest
 import scipy.sparse
 
-from recommender import FeedbackWeights
-from recommender.hybrid import HybridWeights, rank_hybrid
+from recommender import FeedbackWeights, hybrid
+from recommender.hybrid import HybridWeights, neighbour_density, rank_hybrid
 from recommender.linear import LinearOptions, blend_profiles, fit_directions
 from recommender.semantic import FeedbackEvents, dense_profiles, from_bytes, normalise, to_bytes
 
@@ -96,6 +96,8 @@ def test_rank_hybrid_refuses_mismatched_shapes() -> None:
         rank_hybrid(profiles, papers, np.zeros((2, 8)), np.zeros((4, 8)), k=2)
     with pytest.raises(ValueError, match="non-negative"):
         HybridWeights(dense=-1.0)
+    with pytest.raises(ValueError, match="dense_density"):
+        HybridWeights(dense_density=-0.1)
 
 
 def test_float16_bytes_round_trip() -> None:
@@ -154,3 +156,61 @@ def test_linear_models_separate_each_subscribers_liked_papers_from_the_backgroun
     blended = blend_profiles(rocchio, directions, eligible, blend=0.5)
     np.testing.assert_array_equal(blended[4], rocchio[4])
     np.testing.assert_allclose(np.linalg.norm(blended, axis=1), 1.0, atol=1e-5)
+
+
+def _crowd_and_loners(rng: np.random.Generator) -> npt.NDArray[np.float32]:
+    """60 near-duplicates of one paper (a crowded region) and 40 papers spread at random."""
+    centre = _unit(rng, 1, 32)
+    crowd = normalise(centre + 0.1 * rng.standard_normal((60, 32)).astype(np.float32))
+    return np.vstack([crowd, _unit(rng, 40, 32)])
+
+
+def test_neighbour_density_is_the_mean_cosine_of_the_nearest_share_minus_the_least() -> None:
+    papers = _crowd_and_loners(np.random.default_rng(11))
+    density = neighbour_density(papers, share=0.05)
+    cosines = papers @ papers.T
+    np.fill_diagonal(cosines, -np.inf)
+    nearest = np.sort(cosines, axis=1)[:, -5:].mean(axis=1)  # 5% of 100 papers
+    np.testing.assert_allclose(density, nearest - nearest.min(), atol=1e-5)
+    assert density.min() == 0.0
+    # The near-duplicates sit in the crowd, the random papers alone.
+    assert density[:60].min() > density[60:].max()
+
+
+def test_neighbour_density_is_the_same_a_block_of_rows_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    papers = _crowd_and_loners(np.random.default_rng(12))
+    whole = neighbour_density(papers)
+    monkeypatch.setattr(hybrid, "_DENSITY_BLOCK", 7)
+    np.testing.assert_allclose(neighbour_density(papers), whole, atol=1e-6)
+
+
+def test_the_density_penalty_lowers_crowded_papers_and_raises_no_score() -> None:
+    rng = np.random.default_rng(13)
+    dense_papers = _crowd_and_loners(rng)
+    n_papers = len(dense_papers)
+    papers = scipy.sparse.csr_matrix((n_papers, 10), dtype=np.float32)
+    # Profiles: each the midpoint of a crowded paper and a loner (the same cosine to
+    # both), and one profile with no interests at all.
+    pairs = [(i, 60 + i) for i in range(10)]
+    dense = np.vstack([normalise(dense_papers[[a]] + dense_papers[[b]]) for a, b in pairs])
+    dense = np.vstack([dense, np.zeros((1, 32), dtype=np.float32)])
+    profiles = scipy.sparse.csr_matrix((len(dense), 10), dtype=np.float32)
+    plain = HybridWeights(tfidf_background=0.0, dense_background=0.0, dense_density=0.0)
+    with_density = HybridWeights(tfidf_background=0.0, dense_background=0.0)
+    before = rank_hybrid(profiles, papers, dense, dense_papers, k=n_papers, weights=plain)
+    after = rank_hybrid(profiles, papers, dense, dense_papers, k=n_papers, weights=with_density)
+    expected = with_density.dense * (dense @ dense_papers.T) - (
+        with_density.dense_density * neighbour_density(dense_papers)
+    )
+    for row, (crowded, loner) in enumerate(pairs):
+        got = dict(after.picks(row))
+        for paper, score in before.picks(row):
+            if paper in got:
+                assert got[paper] <= score + 1e-6
+                assert got[paper] == pytest.approx(expected[row, paper], abs=1e-5)
+        # Tied on the cosine, the loner now comes first.
+        order = [paper for paper, _ in after.picks(row)]
+        assert order.index(loner) < order.index(crowded)
+    assert after.picks(len(pairs)) == []
