@@ -1,5 +1,7 @@
-"""The delivery workers' fast path (paper cards rendered once, newsletter.mail.cards)
-against the reference path (every card rendered per message).
+"""The delivery workers' fast path (paper cards rendered once, newsletter.mail.cards;
+the rest of the issue filled into skeletons, newsletter.mail.skeleton; the HTML part's
+7bit body made on the way) against the reference path (the whole issue rendered by
+Jinja per message, every card included, and encoded by the message builder).
 
 Both are composed from the same stored deliveries; the messages must read the same
 for every reader: the same headers, the same text and HTML once decoded, and, with the
@@ -9,9 +11,14 @@ MIME boundary (unique per message) set aside, the same bytes.
 from __future__ import annotations
 
 import re
+import shutil
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
 
 from newsletter.db import SessionFactory
 from newsletter.delivery.compose import Composer, Job
@@ -20,11 +27,16 @@ from newsletter.models import (
     Delivery,
     DeliveryItem,
     Edition,
+    Feedback,
+    FollowedAuthor,
+    Frequency,
     Interest,
+    LibrarySeed,
     Paper,
     Subscriber,
     SubscriberStatus,
 )
+from newsletter.resources import resource_path
 from newsletter.settings import Settings, load_settings
 from newsletter.tokens import Tokens
 
@@ -39,11 +51,36 @@ PAPERS = [
     ("Trailing spaces and = signs: x = y ", ["Solo Writer"]),
     ("A" * 120 + " long unbroken title line", ["Long Name " * 8]),
 ]
+
+
+@dataclass(frozen=True)
+class Reader:
+    email: str
+    name: str = ""
+    locale: str = "en"
+    keywords: tuple[str, ...] = ()
+    topic: bool = True  # cs.CL, every paper's category: a topic reason on every pick
+    weekly: bool = False
+    likes: bool = False  # a liked paper, a library seed and a followed author
+    picks: int | None = None  # how many of the papers (default: all, or all but one)
+
+
 READERS = [
-    ("plain@example.org", "", "en", ["retrieval"]),
-    ("juergen@example.org", "Jürgen Müller", "de", ["Bayes"]),
-    ("zoe@example.org", 'Zoë "Z" Saldaña', "en", ["memorisation", "language models"]),
-    ("leser@example.org", "Grüße Schön", "de", []),
+    Reader("plain@example.org", "", "en", ("retrieval",)),
+    Reader("juergen@example.org", "Jürgen Müller", "de", ("Bayes",)),
+    Reader("zoe@example.org", 'Zoë "Z" Saldaña', "en", ("memorisation", "language models")),
+    Reader("leser@example.org", "Grüße Schön", "de"),
+    # Escaping: a keyword and a name with markup characters, in a weekly issue.
+    Reader(
+        "weekly@example.org", "Wöchentlich <Leser> & Co", "de", ("graphen & <bayes>",), weekly=True
+    ),
+    # The why from a liked paper, the reader's library and a followed author.
+    Reader("liker@example.org", "Ünïcode Liker", "en", ("scale",), likes=True),
+    # No why at all (no topic, no keyword), and picks without terms.
+    Reader("nowhy@example.org", "", "en", topic=False),
+    # One pick (no preheader), and none.
+    Reader("one@example.org", "One", "de", ("retrieval",), picks=1),
+    Reader("none@example.org", "None", "en", picks=0),
 ]
 
 
@@ -68,25 +105,43 @@ def _store(sessions: SessionFactory) -> list[int]:
             papers.append(paper)
         session.flush()
         ids = []
-        for r, (email, name, locale, keywords) in enumerate(READERS):
+        for r, reader in enumerate(READERS):
             subscriber = Subscriber(
-                email=email,
-                name=name,
-                locale=locale,
+                email=reader.email,
+                name=reader.name,
+                locale=reader.locale,
                 token_version=1,
                 status=SubscriberStatus.ACTIVE,
+                frequency=Frequency.WEEKLY if reader.weekly else Frequency.DAILY,
             )
             session.add(subscriber)
             session.flush()
-            session.add(Interest(subscriber_id=subscriber.id, topic_id="cs.CL"))
-            for words in keywords:
+            if reader.topic:
+                session.add(Interest(subscriber_id=subscriber.id, topic_id="cs.CL"))
+            for words in reader.keywords:
                 session.add(Interest(subscriber_id=subscriber.id, keywords=words))
+            if reader.likes:
+                session.add(Feedback(subscriber_id=subscriber.id, paper_id=papers[1].id, value=1))
+                session.add(
+                    LibrarySeed(
+                        subscriber_id=subscriber.id,
+                        title_key="deja vu",
+                        title="Déjà vu & <memorisation> in language models",
+                        abstract="Large language models memorise.",
+                    )
+                )
+                session.add(
+                    FollowedAuthor(
+                        subscriber_id=subscriber.id, name="Jürgen Müller", key="muller|j"
+                    )
+                )
             delivery = Delivery(edition_id=edition.id, subscriber_id=subscriber.id)
             session.add(delivery)
             session.flush()
             # The same papers at other ranks for each reader, and not all of them.
-            order = papers[r:] + papers[:r]
-            for rank, paper in enumerate(order[: len(papers) - r % 2], 1):
+            order = papers[r % len(papers) :] + papers[: r % len(papers)]
+            count = len(papers) - r % 2 if reader.picks is None else reader.picks
+            for rank, paper in enumerate(order[:count], 1):
                 session.add(
                     DeliveryItem(
                         delivery_id=delivery.id,
@@ -100,13 +155,14 @@ def _store(sessions: SessionFactory) -> list[int]:
     return ids
 
 
-def _settings(database_url: str) -> Settings:
+def _settings(database_url: str, **overrides: str) -> Settings:
     return load_settings(
         overrides={
             "secret_key": SECRET,
             "database_url": database_url,
             "sender": "Pâpers Nëwsletter <news@example.org>",
             "unsubscribe_mailto": "unsubscribe@example.org",
+            **overrides,
         }
     )
 
@@ -141,31 +197,79 @@ def _parts(message: EmailMessage) -> tuple[list[tuple[str, str]], str, str]:
     return headers, text.get_content(), html.get_content()
 
 
+def _compare(composer: Composer, renderer: Renderer, jobs: list[Job]) -> None:
+    for job in jobs:
+        fast, reference = _both(composer, renderer, job)
+        assert _without_boundary(fast) == _without_boundary(reference)
+        parsed_fast = message_from_bytes(fast, policy=policy.default)
+        parsed_reference = message_from_bytes(reference, policy=policy.default)
+        assert isinstance(parsed_fast, EmailMessage)
+        assert isinstance(parsed_reference, EmailMessage)
+        assert _parts(parsed_fast) == _parts(parsed_reference)
+
+
+@pytest.mark.parametrize("contact_line", ["", "Paper Newsletter · 1 Example Street & Co <Berlin>"])
 def test_the_fast_path_composes_what_the_reference_path_composes(
-    sessions: SessionFactory, database_url: str
+    sessions: SessionFactory, database_url: str, contact_line: str
 ) -> None:
     ids = _store(sessions)
-    settings = _settings(database_url)
+    settings = _settings(database_url, contact_line=contact_line)
     renderer = Renderer()
     composer = Composer(settings, renderer, Tokens(SECRET))
     with sessions() as session:
         jobs, blocked = composer.load(session, ids)
     assert blocked == []
     assert len(jobs) == len(READERS)
-    # Twice: the first pass fills the card cache, the second is served from it.
+    # The first pass renders through Jinja and fills the card cache; the second fills
+    # skeletons, each held to Jinja's output on first use; the third is skeletons only.
     for _ in range(2):
-        for job in jobs:
-            fast, reference = _both(composer, renderer, job)
-            assert _without_boundary(fast) == _without_boundary(reference)
-            parsed_fast = message_from_bytes(fast, policy=policy.default)
-            parsed_reference = message_from_bytes(reference, policy=policy.default)
-            assert isinstance(parsed_fast, EmailMessage)
-            assert isinstance(parsed_reference, EmailMessage)
-            assert _parts(parsed_fast) == _parts(parsed_reference)
-    german = next(job for job in jobs if job.locale == "de")
-    text = message_from_bytes(composer.compose(german, now=NOW).message, policy=policy.default)
-    assert isinstance(text, EmailMessage)
-    headers, plain, _ = _parts(text)
+        _compare(composer, renderer, jobs)
+    filled = composer.skeletons.filled
+    _compare(composer, renderer, jobs)
+    assert composer.skeletons.filled - filled == len(jobs)  # every issue, from skeletons
+
+    def plain_and_html(email: str) -> tuple[list[tuple[str, str]], str, str]:
+        job = next(job for job in jobs if job.email == email)
+        message = message_from_bytes(composer.compose(job, now=NOW).message, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        return _parts(message)
+
+    headers, plain, _ = plain_and_html("juergen@example.org")
     assert ("To", "Jürgen Müller <juergen@example.org>") in headers
     assert "Déjà vu: memorisation in “large” language models" in plain
     assert "Zusammenfassung: https://arxiv.org/abs/2605.10002" in plain
+    headers, plain, html = plain_and_html("weekly@example.org")
+    assert dict(headers)["Subject"].startswith("Ihre Woche: ")
+    assert "„graphen & <bayes>“" in plain or "“graphen & <bayes>”" in plain
+    assert "graphen &amp; &lt;bayes&gt;" in html
+    _, plain, _ = plain_and_html("liker@example.org")
+    assert "by Jürgen Müller, whom you follow" in plain
+    assert "which you marked more like this" in plain or "from your library" in plain
+    _, plain, _ = plain_and_html("nowhy@example.org")  # the matched terms alone, or nothing
+    assert "Why: matched terms: language models, retrieval" in plain
+    assert "in your topic" not in plain
+    if contact_line:
+        _, plain, html = plain_and_html("none@example.org")
+        assert contact_line in plain
+        assert "1 Example Street &amp; Co &lt;Berlin&gt;" in html
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_skeletons_only_for_the_packaged_templates(
+    sessions: SessionFactory, database_url: str, tmp_path: Path, changed: bool
+) -> None:
+    """A copy of the packaged templates fills skeletons; a changed one renders each issue
+    through Jinja (a skeleton cannot tell what an operator's template does with a value)."""
+    directory = tmp_path / "email"
+    shutil.copytree(resource_path("templates") / "email", directory)
+    if changed:
+        path = directory / "issue.txt"
+        path.write_text(path.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    ids = _store(sessions)
+    renderer = Renderer(directory)
+    composer = Composer(_settings(database_url), renderer, Tokens(SECRET))
+    with sessions() as session:
+        jobs, _ = composer.load(session, ids)
+    for _ in range(3):
+        _compare(composer, renderer, jobs)
+    assert (composer.skeletons.filled == 0) == changed

@@ -91,7 +91,7 @@ class Composer:
         self.tokens = tokens
         self._papers: dict[int, PaperView] = {}
         self._cards = CardCache()
-        self._skeletons = IssueSkeletons(renderer, self._cards)
+        self.skeletons = IssueSkeletons(renderer, self._cards)  # .filled counts its issues
         self._editions: dict[int, date] = {}
         self._signer = DkimSigner.from_settings(settings)
         # Derived from the settings once, not per message (parsing the sender costs).
@@ -233,7 +233,7 @@ class Composer:
             reader=job.reader,
         )
         shared = [item.paper for item in job.items]
-        return view, self._skeletons.render(view, shared)
+        return view, self.skeletons.render(view, shared)
 
     def message_id(self, job: Job) -> str:
         return message_id_for(

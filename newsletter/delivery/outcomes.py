@@ -171,31 +171,39 @@ def classify(
 # --- one writer per kind of outcome ---------------------------------------------------------
 
 
+# Built once: constructing the statement (and its cache key) cost more than running it
+# when a worker commits a few outcomes at a time.
+_MARK_SENT = (
+    update(_DELIVERIES)
+    .where(
+        _DELIVERIES.c.id == bindparam("b_id"),
+        _DELIVERIES.c.status != DeliveryStatus.SENT,
+    )
+    .values(
+        status=DeliveryStatus.SENT,
+        sent_at=bindparam("b_now"),
+        attempts=bindparam("b_attempts"),
+        last_smtp_code=bindparam("b_code"),
+        last_smtp_reply=bindparam("b_reply"),
+        message_id=bindparam("b_mid"),
+        lease_owner=None,
+        lease_until=None,
+        next_attempt_at=None,
+    )
+)
+
+
 def store_sent(session: Session, sent: Sequence[Settled], *, now: datetime) -> None:
     """Mark deliveries sent, whoever holds the lease now (the relay accepted them: that
     is the truth); one executemany statement."""
     if not sent:
         return
     session.execute(
-        update(_DELIVERIES)
-        .where(
-            _DELIVERIES.c.id == bindparam("b_id"),
-            _DELIVERIES.c.status != DeliveryStatus.SENT,
-        )
-        .values(
-            status=DeliveryStatus.SENT,
-            sent_at=now,
-            attempts=bindparam("b_attempts"),
-            last_smtp_code=bindparam("b_code"),
-            last_smtp_reply=bindparam("b_reply"),
-            message_id=bindparam("b_mid"),
-            lease_owner=None,
-            lease_until=None,
-            next_attempt_at=None,
-        ),
+        _MARK_SENT,
         [
             {
                 "b_id": s.delivery_id,
+                "b_now": now,
                 "b_attempts": s.attempts,
                 "b_code": s.code,
                 "b_reply": s.reply,
