@@ -349,10 +349,14 @@ HYBRID = "ours hybrid (library defaults)"
 DENSE_OURS = "ours dense only (whitened MiniLM, per-user model)"
 
 # The hybrid before issue 16: what HybridWeights() and LinearOptions() were.
-BEFORE_WEIGHTS = HybridWeights(tfidf=1.0, dense=0.25, tfidf_background=0.0, dense_background=0.0)
+BEFORE_WEIGHTS = HybridWeights(
+    tfidf=1.0, dense=0.25, tfidf_background=0.0, dense_background=0.0, dense_density=0.0
+)
 BEFORE_LINEAR = LinearOptions(min_liked=5, blend=0.5)
 # The hybrid at the start of the whitening work (issue 16's first defaults).
-RAW_WEIGHTS = HybridWeights(tfidf=1.0, dense=1.0, tfidf_background=0.4, dense_background=0.5)
+RAW_WEIGHTS = HybridWeights(
+    tfidf=1.0, dense=1.0, tfidf_background=0.4, dense_background=0.5, dense_density=0.0
+)
 RAW_LINEAR = LinearOptions(blend=0.5)
 # The second pass's defaults (whitened MiniLM, before the density penalty).
 SECOND_WEIGHTS = HybridWeights(dense_density=0.0)

@@ -730,8 +730,7 @@ def tune_hybrid(
     for the hybrid as the newsletter runs it (with the per-subscriber linear models)."""
     cache = FitCache()
     methods: dict[str, Method] = {
-        f"{w:g}": Hybrid(embeddings, HybridWeights(1.0, w), cache, LinearOptions())
-        for w in HYBRID_GRID
+        f"{w:g}": Hybrid(embeddings, hybrid_weights(w), cache, LinearOptions()) for w in HYBRID_GRID
     }
     evaluation = evaluate(
         methods,
@@ -745,7 +744,20 @@ def tune_hybrid(
     results = sorted(
         ((w, evaluation.mean(f"{w:g}").ndcg) for w in HYBRID_GRID), key=lambda r: -r[1]
     )
-    return HybridWeights(tfidf=1.0, dense=results[0][0]), results
+    return hybrid_weights(results[0][0]), results
+
+
+def hybrid_weights(dense: float) -> HybridWeights:
+    """TF-IDF weight 1, the given dense weight, and the library defaults' penalties in
+    proportion (backgrounds to the TF-IDF weight, the density penalty to the dense one)."""
+    defaults = HybridWeights()
+    return HybridWeights(
+        tfidf=1.0,
+        dense=dense,
+        tfidf_background=defaults.tfidf_background / defaults.tfidf,
+        dense_background=defaults.dense_background / defaults.tfidf,
+        dense_density=dense * defaults.dense_density / defaults.dense,
+    )
 
 
 # --------------------------------------------------------------------- evaluation
