@@ -44,6 +44,17 @@ def _clean(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEWSLETTER_SEMANTIC", "false")
 
 
+def child_environment(**settings: str) -> dict[str, str]:
+    """The environment of a ``newsletter`` subprocess: this process's without any
+    NEWSLETTER_* variable, semantic ranking off as in every other test (``_clean``: with
+    it on, each ``ingest`` embeds its papers and each ``plan`` loads the model, ~10-25 s a
+    command), then ``settings`` (``NEWSLETTER_SEMANTIC="true"`` turns it back on)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["NEWSLETTER_SEMANTIC"] = "false"
+    env.update(settings)
+    return env
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _clean_session_environment() -> Iterator[None]:
     """The same for module- and session-scoped fixtures, which run before a test's own."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import shutil
 import socket
@@ -23,7 +22,7 @@ from newsletter.db import make_engine, make_session_factory
 from newsletter.mail.capture import MaildirServer
 from newsletter.models import Delivery, DeliveryStatus
 from newsletter.resources import resource_path
-from tests.conftest import DAILY, TEST_SECRET
+from tests.conftest import DAILY, TEST_SECRET, child_environment
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -31,7 +30,7 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 @pytest.fixture
 def run(tmp_path: Path) -> Run:
     """Run ``newsletter ARGS`` in a subprocess with a clean NEWSLETTER_* environment."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    base = child_environment()
     base["NEWSLETTER_SECRET_KEY"] = TEST_SECRET
     base["NEWSLETTER_DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
 

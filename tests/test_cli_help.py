@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
@@ -16,7 +15,7 @@ from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 from newsletter.cli import ExitCode, app
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, child_environment
 
 EXAMPLE_LINE = re.compile(r"^\s+newsletter( |$)", re.MULTILINE)
 
@@ -71,7 +70,7 @@ def free_port() -> int:
 
 def newsletter(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """The real console script, with a clean NEWSLETTER_* environment."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    base = child_environment()
     base |= {
         "NEWSLETTER_SECRET_KEY": TEST_SECRET,
         "NEWSLETTER_DATABASE_URL": f"sqlite:///{cwd / 'status.db'}",

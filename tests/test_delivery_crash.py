@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 from newsletter.db import SessionFactory
 from newsletter.mail.faulty import Faults, FaultyServer
 from newsletter.models import Delivery, DeliveryStatus, utcnow
-from tests.conftest import REPO, TEST_SECRET
+from tests.conftest import REPO, TEST_SECRET, child_environment
 from tests.smtpfaults import EDITION, plan_readers, snapshot
 
 pytestmark = pytest.mark.slow  # kills worker processes (kill -9) and recovers
@@ -69,7 +69,7 @@ def setup(sessions: SessionFactory, database_url: str, daily_file: Path, tmp_pat
 
 
 def environment(setup: Setup, server: FaultyServer) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env = child_environment()
     env.update(
         {
             "NEWSLETTER_DATABASE_URL": setup.database_url,

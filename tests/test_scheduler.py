@@ -4,7 +4,6 @@ one active scheduler per database (SQLite file lock, PostgreSQL advisory lock)."
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -48,7 +47,7 @@ from newsletter.scheduler.runner import Scheduler
 from newsletter.scheduler.sendtimes import due_subscribers, plan_due, rule_for, set_send_times
 from newsletter.settings import Settings
 from newsletter.subscribers.roster import build_input, upsert_subscriber
-from tests.conftest import TEST_SECRET, make_settings
+from tests.conftest import TEST_SECRET, child_environment, make_settings
 
 EDITION = date(2026, 5, 27)
 LONG_AGO = datetime(2026, 5, 1, tzinfo=UTC)
@@ -549,7 +548,7 @@ print("stopped", flush=True)
 
 
 def child_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env = child_environment()
     env.update(
         NEWSLETTER_DATABASE_URL=settings.database_url,
         NEWSLETTER_SECRET_KEY=TEST_SECRET,
