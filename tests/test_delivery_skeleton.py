@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.mail.cards import CardCache
-from newsletter.mail.message import _html_part, _longest_line, seven_bit
+from newsletter.mail.message import _html_part, _longest_line, quoted_printable, seven_bit
 from newsletter.mail.readers import Reader
 from newsletter.mail.render import RenderedIssue, Renderer
 from newsletter.mail.skeleton import IssueSkeletons
@@ -81,6 +81,7 @@ def _check(
         reference.html,
     )
     assert _html_part(filled.html, filled.html_7bit) == _html_part(reference.html)
+    assert filled.text_qp in (None, quoted_printable(reference.text))
     return filled
 
 
@@ -112,6 +113,7 @@ def test_filled_issues_are_jinja_s(
     filled = _check(skeletons, renderer, view, shared)
     assert skeletons.filled == before + 1
     assert filled.html_7bit == seven_bit(filled.html)
+    assert filled.text_qp == quoted_printable(filled.text)
 
 
 def test_picks_of_other_shapes_and_places_combine(
@@ -148,6 +150,7 @@ def test_awkward_values(renderer: Renderer, skeletons: IssueSkeletons, interests
     filled = _check(skeletons, renderer, view, shared)
     assert skeletons.filled == before + 1
     assert (filled.html_7bit is None) == ("\r" in interests)
+    assert (filled.text_qp is None) == ("\r" in interests)
 
 
 def test_a_template_the_skeletons_get_wrong_is_caught_and_rendered_by_jinja(

@@ -500,3 +500,45 @@ def test_encoded_words_decode_to_the_value_and_never_split_a_character(value: st
     # Each word decodes alone (a split character would raise) and together they are
     # the value.
     assert "".join([word.decode("utf-8") for word in raw]) == value
+
+
+# --- quoted-printable from pieces whose whole lines were encoded once ---------------------
+
+# Lines that test quoted-printable's per-line rules: trailing blanks, a lone dot, "=",
+# non-ASCII, tabs, and lines past 76 characters (soft breaks).
+_QP_ALPHABET = st.sampled_from(["a", " ", "\t", ".", "=", "é", "€", "\n", "x" * 40, "“"])
+
+
+@given(
+    st.lists(st.lists(_QP_ALPHABET, max_size=30).map("".join), max_size=8),
+    st.lists(st.booleans(), max_size=8),
+)
+def test_quoted_printable_of_pieces_is_that_of_the_whole_text(
+    pieces: list[str], encode: list[bool]
+) -> None:
+    """Pieces with their whole lines encoded once join to the encoding of the text."""
+    mixed = (
+        [
+            message_module.encoded_lines(piece) if encode[i % len(encode)] else piece
+            for i, piece in enumerate(pieces)
+        ]
+        if encode
+        else list(pieces)
+    )
+    text = "".join(pieces)
+    assert message_module.quoted_printable_of(mixed) == message_module.quoted_printable(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["one line", "a\nb", "trailing  \n.\nx" + "y" * 200 + " \nz", "é\n" * 5 + "=\n", "\n\n\n"],
+)
+def test_encoded_lines_keep_the_text(text: str) -> None:
+    lines = message_module.encoded_lines(text)
+    if isinstance(lines, str):
+        assert lines == text
+        assert text.count("\n") < 2
+    else:
+        middle = binascii.a2b_qp(lines.lines).decode("utf-8")
+        assert lines.head + middle + lines.tail == text
+        assert message_module.quoted_printable_of([lines]) == message_module.quoted_printable(text)

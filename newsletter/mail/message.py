@@ -13,6 +13,7 @@ import functools
 import itertools
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import format_datetime, formataddr, parseaddr
@@ -78,7 +79,7 @@ def build_message(rendered: RenderedIssue, headers: MessageHeaders) -> bytes:
         "MIME-Version: 1.0",
     ]
     head = "\r\n".join(lines).encode("ascii" if _all_ascii(lines) else "utf-8")
-    text = _quoted_printable(rendered.text)
+    text = rendered.text_qp if rendered.text_qp is not None else quoted_printable(rendered.text)
     html = _html_part(rendered.html, rendered.html_7bit)
     boundary = _boundary(text, html)
     return b"".join(
@@ -132,12 +133,61 @@ def _all_ascii(lines: list[str]) -> bool:
     return all(line.isascii() for line in lines)
 
 
-def _quoted_printable(body: str) -> bytes:
+def quoted_printable(body: str) -> bytes:
     """Quoted-printable with CRLF line ends and lines of at most 76 characters."""
     if "\r" in body:
         body = body.replace("\r\n", "\n").replace("\r", "\n")
-    encoded = binascii.b2a_qp(body.encode("utf-8"), quotetabs=False, istext=True, header=False)
-    return encoded.replace(b"\n", b"\r\n")
+    return _qp(body).replace(b"\n", b"\r\n")
+
+
+def _qp(text: str) -> bytes:
+    return binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
+
+
+@dataclass(frozen=True)
+class EncodedLines:
+    """A piece of text with its whole lines encoded once: ``head`` up to and with its
+    first LF, ``lines`` the whole lines after it quoted-printable (LF line ends), ``tail``
+    after its last LF.
+
+    Quoted-printable (``binascii.b2a_qp`` on LF text) works line by line: a soft break,
+    a trailing space or a lone dot depends on its own line only, so text cut after an
+    LF encodes to the encodings of its parts joined. A paper's card, the same in every
+    issue, is encoded once this way (``quoted_printable_of``).
+    """
+
+    head: str
+    lines: bytes
+    tail: str
+
+
+def encoded_lines(text: str) -> EncodedLines | str:
+    """``text`` as ``EncodedLines``, or as it is when it has no whole line to encode
+    (or holds a CR, which ``quoted_printable`` would first turn into a line end)."""
+    first = text.find("\n")
+    last = text.rfind("\n")
+    if first == last or "\r" in text:
+        return text
+    return EncodedLines(text[: first + 1], _qp(text[first + 1 : last + 1]), text[last + 1 :])
+
+
+def quoted_printable_of(pieces: Sequence[str | EncodedLines]) -> bytes:
+    """``quoted_printable`` of the text the pieces make (each ``EncodedLines`` standing
+    for its head, lines and tail), the whole lines of each ``EncodedLines`` encoded
+    already; for a text without CR."""
+    out: list[bytes] = []
+    start = 0
+    carry = ""
+    for at in [at for at, piece in enumerate(pieces) if type(piece) is EncodedLines]:
+        piece = pieces[at]
+        assert isinstance(piece, EncodedLines)
+        # From a line start to an LF: whole lines, which encode on their own.
+        out.append(_qp(carry + "".join(pieces[start:at]) + piece.head))  # type: ignore[arg-type]
+        out.append(piece.lines)
+        carry = piece.tail
+        start = at + 1
+    out.append(_qp(carry + "".join(pieces[start:])))  # type: ignore[arg-type]
+    return b"".join(out).replace(b"\n", b"\r\n")
 
 
 def _longest_line(data: bytes, *, crlf: bool = False) -> int:
@@ -174,7 +224,7 @@ def _html_part(html: str, ready: bytes | None = None) -> bytes:
     data = html.encode("ascii", "xmlcharrefreplace")
     if _longest_line(data) <= _MAX_BODY_LINE:
         return b"".join((_PART_HTML, b"7bit\r\n\r\n", data.replace(b"\n", b"\r\n")))
-    return b"".join((_PART_HTML, b"quoted-printable\r\n\r\n", _quoted_printable(html)))
+    return b"".join((_PART_HTML, b"quoted-printable\r\n\r\n", quoted_printable(html)))
 
 
 def _needs_encoding(value: str) -> bool:

@@ -67,6 +67,8 @@ class RenderedIssue:
     # ``html`` as a 7bit MIME body (character references, CRLF), when the renderer made
     # it on the way (``newsletter.mail.skeleton``); the message builder encodes it else.
     html_7bit: bytes | None = field(default=None, compare=False, repr=False)
+    # ``text`` quoted-printable (CRLF), likewise.
+    text_qp: bytes | None = field(default=None, compare=False, repr=False)
 
 
 def shorten_authors(authors: list[str], *, keep: int = 3) -> str:

@@ -40,7 +40,13 @@ import jinja2
 from markupsafe import escape
 
 from newsletter.mail.cards import CardCache
-from newsletter.mail.message import seven_bit
+from newsletter.mail.message import (
+    EncodedLines,
+    encoded_lines,
+    quoted_printable,
+    quoted_printable_of,
+    seven_bit,
+)
 from newsletter.mail.render import PaperView, RenderedIssue, Renderer
 from newsletter.mail.view import CardView, Issue, ReasonView
 
@@ -78,11 +84,13 @@ Slot = str | tuple[str, int]
 @dataclass(frozen=True)
 class _Pieces:
     """Literal text around slots: ``literals[0] slot[0] literals[1] ... literals[-1]``,
-    and the literals as a 7bit HTML part carries them (``message.seven_bit``)."""
+    and the literals as a 7bit HTML part carries them (``message.seven_bit``) and with
+    their whole lines quoted-printable (``message.encoded_lines``)."""
 
     literals: tuple[str, ...]
     slots: tuple[Slot, ...]
     encoded: tuple[bytes, ...]
+    lines: tuple[str | EncodedLines, ...]  # as a quoted-printable part takes them
     # The slots' values from the list of the frame's values (``_FRAME_SLOTS``) or of the
     # pick's (``_pick_slots``), in order.
     take: Callable[[Sequence[Any]], Sequence[Any]]
@@ -199,7 +207,24 @@ def _pieces(text: str, meaning: dict[int, tuple[int, Slot]], place: int) -> _Pie
         take = operator.itemgetter(*positions)
     else:
         take = lambda values: [values[at] for at in positions]  # noqa: E731 (0 or 1 slot)
-    return _Pieces(literals, tuple(slots), tuple(map(seven_bit, literals)), take)
+    return _Pieces(
+        literals,
+        tuple(slots),
+        tuple(map(seven_bit, literals)),
+        tuple(map(_lines, literals)),
+        take,
+    )
+
+
+_WORTH_ENCODING = 256  # bytes of whole lines: below, one more b2a_qp call costs more
+
+
+def _lines(literal: str) -> str | EncodedLines:
+    """A literal of the text part with its whole lines encoded, when there are enough."""
+    lines = encoded_lines(literal)
+    if isinstance(lines, EncodedLines) and len(lines.lines) >= _WORTH_ENCODING:
+        return lines
+    return literal
 
 
 def _split(
@@ -221,6 +246,9 @@ def _split(
     return shorter[:cut], longer[cut : len(longer) - len(tail)], tail
 
 
+_Card = tuple[PaperView, str, bytes, str, "str | EncodedLines"]
+
+
 @dataclass
 class _Skeleton:
     """The skeletons of one version of the issue templates in one locale."""
@@ -232,8 +260,8 @@ class _Skeleton:
     segments: dict[tuple[object, ...], _Parts] = field(default_factory=dict)
     checked: set[tuple[object, ...]] = field(default_factory=set)  # held to Jinja once
     # A paper's shared view's id -> it, its card in the HTML part (as text and 7bit) and
-    # in the text part (the CardCache's, looked up once).
-    cards: dict[int, tuple[PaperView, str, bytes, str]] = field(default_factory=dict)
+    # in the text part (as text and ``encoded_lines``): the CardCache's, looked up once.
+    cards: dict[int, _Card] = field(default_factory=dict)
 
 
 _ANY_PICK = (1, True, True, True)
@@ -269,7 +297,11 @@ class IssueSkeletons:
             return rendered
         reference = self._renderer.render_issue(view, cards=self._cards, shared=shared)
         if rendered is not None:
-            if reference != rendered or rendered.html_7bit not in (None, seven_bit(reference.html)):
+            if (
+                reference != rendered
+                or rendered.html_7bit not in (None, seven_bit(reference.html))
+                or rendered.text_qp not in (None, quoted_printable(reference.text))
+            ):
                 self._disable(skeleton, "a filled issue differs from Jinja's")
             else:
                 skeleton.checked.update(fresh)
@@ -357,6 +389,13 @@ class IssueSkeletons:
         subject = "".join(_interleave(heads[0], tails[0], segments, 0, frame, text_picks))
         frame[-1] = subject = " ".join(subject.split())
         text = "".join(_interleave(heads[1], tails[1], segments, 1, frame, text_picks))
+        text_qp = None
+        if "\r" not in text:
+            # The cards' and the frame's whole lines were encoded once (``EncodedLines``).
+            lines_picks = [[card[4], *values] for values, card in zip(own, cards, strict=True)]
+            text_qp = quoted_printable_of(
+                _interleave(heads[1], tails[1], segments, 1, frame, lines_picks, form="lines")
+            )
         # Every value escaped in one call, and encoded in one (see ``_each``).
         flat = [*frame, *(value for values in own for value in values)]
         escaped = _each(flat, _escaped)
@@ -368,13 +407,17 @@ class IssueSkeletons:
             encoded = _each(escaped, seven_bit)
             seven_frame, seven_picks = _regroup(encoded, own, cards, 2)
             html_7bit = b"".join(
-                _interleave(heads[2], tails[2], segments, 2, seven_frame, seven_picks, seven=True)
+                _interleave(
+                    heads[2], tails[2], segments, 2, seven_frame, seven_picks, form="encoded"
+                )
             )
-        return RenderedIssue(subject=subject, html=html, text=text, html_7bit=html_7bit)
+        return RenderedIssue(
+            subject=subject, html=html, text=text, html_7bit=html_7bit, text_qp=text_qp
+        )
 
     def _picked_cards(
         self, skeleton: _Skeleton, locale: str, shared: Sequence[PaperView]
-    ) -> list[tuple[PaperView, str, bytes, str]] | None:
+    ) -> list[_Card] | None:
         found = skeleton.cards
         cards = []
         for base in shared:
@@ -386,7 +429,8 @@ class IssueSkeletons:
                     return None
                 if len(found) >= _MAX_SEGMENTS:
                     found.clear()
-                card = found[id(base)] = (base, html, seven_bit(html), text)
+                card = (base, html, seven_bit(html), text, encoded_lines(text))
+                found[id(base)] = card
             cards.append(card)
         return cards
 
@@ -455,20 +499,21 @@ def _interleave(
     frame: Sequence[Any],
     picks: Sequence[Sequence[Any]],
     *,
-    seven: bool = False,
+    form: str = "literals",
 ) -> list[Any]:
     """One part of the message in order: the head, each pick's segment, the tail, each
-    as its literals with its slots' values between them (strings, or 7bit bytes)."""
-    literals: list[Any] = list(head.encoded if seven else head.literals)
+    as its literals in ``form`` (a field of ``_Pieces``) with its slots' values between
+    them (strings, 7bit bytes or ``EncodedLines``, as the values come)."""
+    literals: list[Any] = list(getattr(head, form))
     values: list[Any] = list(head.take(frame))
-    empty = b"" if seven else ""
+    empty = b"" if form == "encoded" else ""
     for pick, parts in zip(picks, segments, strict=True):
         pieces = parts[part]
         values.append(empty)
-        literals.extend(pieces.encoded if seven else pieces.literals)
+        literals.extend(getattr(pieces, form))
         values.extend(pieces.take(pick))
     values.append(empty)
-    literals.extend(tail.encoded if seven else tail.literals)
+    literals.extend(getattr(tail, form))
     values.extend(tail.take(frame))
     out: list[Any] = [empty] * (len(literals) + len(values))
     out[0::2] = literals
