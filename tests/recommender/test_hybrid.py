@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -183,7 +185,20 @@ def test_neighbour_density_is_the_same_a_block_of_rows_at_a_time(
     papers = _crowd_and_loners(np.random.default_rng(12))
     whole = neighbour_density(papers)
     monkeypatch.setattr(hybrid, "_DENSITY_BLOCK", 7)
+    monkeypatch.setattr(hybrid, "_density_cache", OrderedDict())  # computed again
     np.testing.assert_allclose(neighbour_density(papers), whole, atol=1e-6)
+
+
+def test_neighbour_density_is_kept_by_content_and_handed_out_as_a_copy() -> None:
+    papers = _crowd_and_loners(np.random.default_rng(14))
+    first = neighbour_density(papers)
+    first[:] = -1.0  # the caller's copy, not the kept one
+    again = neighbour_density(papers.copy())
+    assert again.min() == 0.0
+    # Other papers (one vector moved) are not served the kept result.
+    moved = papers.copy()
+    moved[60:] = papers[0]  # the loners join the crowd
+    assert not np.allclose(neighbour_density(moved), again)
 
 
 def test_the_density_penalty_lowers_crowded_papers_and_raises_no_score() -> None:
