@@ -3,27 +3,26 @@
 Most of an issue is the same for every reader of an edition: MJML's table markup, the
 labels, each paper's card (``newsletter.mail.cards``). What differs is a few dozen
 values: the reader's address and links, the heading, each pick's why, terms and rating
-links. ``IssueSkeletons`` renders the issue templates through Jinja with a *marker*
-(a private-use character pair around a slot number) in place of each such value,
-splits the output at the markers, and fills the slots of every later message with the
-values themselves, escaped as Jinja escapes them (``markupsafe.escape`` in the HTML
-part, nothing in the text and subject).
+links. ``IssueSkeletons`` renders the issue templates through Jinja with markers in
+place of those values (``newsletter.mail.markers``), keeps what lies between them, and
+fills every later message with the values themselves, escaped as Jinja escapes them
+(``markupsafe.escape`` in the HTML part, nothing in the text and subject). On the way
+it makes the HTML part's 7bit body and the text part's quoted-printable, each literal
+and card encoded once (``newsletter.mail.message``: both encodings go piece by piece).
 
 What makes that exact:
 
 - the templates' branches (``{% if preheader %}``, ``{% if paper.why %}`` ...) depend on
-  whether a value is empty and how many reasons a pick has; the *shape* of an issue
-  (which values are empty, the number of reasons per pick) selects its skeleton, and a
-  marker view has the same shape as the view it stands for;
+  whether a value is empty and how many reasons a pick has; that *shape* selects the
+  skeleton, and a marker view has the shape of the view it stands for;
 - an issue is its frame before the papers, one segment per paper, and the frame after
-  them. A segment depends only on its pick's shape and place (the text part numbers
-  the picks), so it is rendered once per (frame shape, place, shape): from an issue of
-  ``place`` picks against the same issue without the last one;
+  them; a segment depends only on its pick's shape and place (the text part numbers
+  the picks), so it is made once per (frame shape, place, pick shape);
 - every skeleton is checked against Jinja the first time a message uses it (the whole
-  message, rendered both ways); any difference turns the skeletons off for that
-  template and the issue renders through Jinja, as it does for a template that is not
-  the packaged one (an operator's template may use values in ways a marker cannot
-  stand for, such as a filter or a comparison).
+  message rendered both ways, both encodings compared too); a difference turns the
+  skeletons off for that template and the issue renders through Jinja, as it does for
+  a template that is not the packaged one (an operator's template may use values in
+  ways a marker cannot stand for, such as a filter or a comparison).
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from __future__ import annotations
 import functools
 import logging
 import operator
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +38,22 @@ import jinja2
 from markupsafe import escape
 
 from newsletter.mail.cards import CardCache
+from newsletter.mail.markers import (
+    CARD,
+    FRAME_FIELDS,
+    PICK_FIELDS,
+    SUBJECT,
+    WHY,
+    Meaning,
+    NotASkeleton,
+    PickShape,
+    Slot,
+    cut_at_markers,
+    frame_shape,
+    pick_shape,
+    render_marked,
+    split_issue,
+)
 from newsletter.mail.message import (
     EncodedLines,
     encoded_lines,
@@ -48,37 +62,11 @@ from newsletter.mail.message import (
     seven_bit,
 )
 from newsletter.mail.render import PaperView, RenderedIssue, Renderer
-from newsletter.mail.view import CardView, Issue, ReasonView
+from newsletter.mail.view import CardView, Issue
 
 log = logging.getLogger(__name__)
 
-# The reader's values of the frame (every other field of ``Issue`` is the same for the
-# whole edition, or is the papers).
-FRAME_FIELDS = (
-    "email",
-    "list_name",
-    "edition_label",
-    "heading",
-    "interests_line",
-    "preheader",
-    "manage_url",
-    "unsubscribe_url",
-    "view_url",
-    "contact_line",
-    "subject_line",
-)
-# A pick's own values outside its card (``why`` is one slot per reason).
-PICK_FIELDS = ("terms", "more_url", "less_url")
-_CARD = "card"
-_WHY = "why"
-_SUBJECT = "subject"  # the one-line subject, as the HTML part shows it
-
-_OPEN, _CLOSE = "\ue000", "\ue001"
-_MARKER = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
 _MAX_SEGMENTS = 20_000
-
-# A slot: a frame field's name, or (field, reason index) of the pick it belongs to.
-Slot = str | tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -100,106 +88,10 @@ class _Pieces:
 _Parts = tuple[_Pieces, _Pieces, _Pieces]
 
 
-def frame_shape(view: Issue) -> tuple[object, ...]:
-    return (*(bool(getattr(view, name)) for name in FRAME_FIELDS), view.weekly)
-
-
-PickShape = tuple[int, bool, bool, bool]
-
-
-def pick_shape(paper: CardView) -> PickShape:
-    return (len(paper.why), bool(paper.terms), bool(paper.more_url), bool(paper.less_url))
-
-
-class _Markers:
-    """Numbered markers, and what each stands for (a frame slot, or a pick's slot)."""
-
-    def __init__(self) -> None:
-        self.meaning: dict[int, tuple[int, Slot]] = {}  # number -> (pick place or 0, slot)
-
-    def __call__(self, place: int, slot: Slot) -> str:
-        number = len(self.meaning)
-        self.meaning[number] = (place, slot)
-        return f"{_OPEN}{number}{_CLOSE}"
-
-
-def _marked_view(
-    markers: _Markers, view: Issue, shapes: Sequence[PickShape]
-) -> tuple[Issue, dict[int, str]]:
-    """A view of ``view``'s frame shape with ``shapes`` picks, markers for values."""
-    values = {name: markers(0, name) if getattr(view, name) else "" for name in FRAME_FIELDS}
-    cards: dict[int, str] = {}
-    papers = []
-    for place, (reasons, terms, more, less) in enumerate(shapes, 1):
-        paper = CardView(
-            title="",
-            url="",
-            authors="",
-            categories="",
-            abstract="",
-            terms=markers(place, "terms") if terms else "",
-            score=0.0,
-            more_url=markers(place, "more_url") if more else "",
-            less_url=markers(place, "less_url") if less else "",
-            rank=place,
-            why=tuple(ReasonView("", markers(place, (_WHY, k))) for k in range(reasons)),
-        )
-        cards[id(paper)] = markers(place, _CARD)
-        papers.append(paper)
-    marked = Issue(
-        **values,
-        papers=tuple(papers),
-        locale=view.locale,
-        weekly=view.weekly,
-    )
-    return marked, cards
-
-
-def _render_marked(
-    renderer: Renderer, view: Issue, shapes: Sequence[PickShape]
-) -> tuple[tuple[str, str, str], dict[int, tuple[int, Slot]]]:
-    """The three parts of a marker view, and what each marker stands for.
-
-    Markers are numbered subject, frame, then pick by pick: an issue with fewer picks
-    of the same frame shape numbers its markers the same.
-    """
-    markers = _Markers()
-    subject = markers(0, _SUBJECT)
-    marked, cards = _marked_view(markers, view, shapes)
-
-    def paper_card(paper: Any, *, caller: Callable[[Any], str]) -> str:
-        return cards[id(paper)]
-
-    out = renderer.render_marked(marked, paper_card=paper_card, subject=subject)
-    return (out.subject, out.text, out.html), markers.meaning
-
-
-def _common_prefix(a: str, b: str) -> int:
-    """The length of the longest common prefix of ``a`` and ``b`` (slices compare in C)."""
-    low, high = 0, min(len(a), len(b))
-    while low < high:
-        middle = (low + high + 1) // 2
-        if a[low:middle] == b[low:middle]:
-            low = middle
-        else:
-            high = middle - 1
-    return low
-
-
-class _NotASkeleton(Exception):
-    """The template's output cannot be cut into a frame and segments."""
-
-
-def _pieces(text: str, meaning: dict[int, tuple[int, Slot]], place: int) -> _Pieces:
-    """``text`` cut at its markers, all of which must belong to ``place`` (0: the frame)."""
-    parts = _MARKER.split(text)
-    slots = []
-    for number in parts[1::2]:
-        owner, slot = meaning[int(number)]
-        if owner != place:
-            raise _NotASkeleton(f"a value of pick {owner} where pick {place} was expected")
-        slots.append(slot)
-    literals = tuple(parts[0::2])
+def _pieces(text: str, meaning: Meaning, place: int) -> _Pieces:
+    """``text`` cut at its markers, all of which must belong to ``place`` (0: the frame),
+    with its literals in every form a part takes them."""
+    literals, slots = cut_at_markers(text, meaning, place)
     order = _FRAME_SLOTS if place == 0 else _pick_slots(len(PICK_FIELDS) + _MAX_REASONS)
     positions = [order.index(slot) for slot in slots]
     take: Callable[[Sequence[Any]], Sequence[Any]]
@@ -225,25 +117,6 @@ def _lines(literal: str) -> str | EncodedLines:
     if isinstance(lines, EncodedLines) and len(lines.lines) >= _WORTH_ENCODING:
         return lines
     return literal
-
-
-def _split(
-    longer: str, shorter: str, meaning: dict[int, tuple[int, Slot]], place: int
-) -> tuple[str, str, str]:
-    """``longer`` = head + segment + tail and ``shorter`` = head + tail: the three.
-
-    The head is their longest common prefix, but never past the first value of pick
-    ``place`` (the segment's own).
-    """
-    cut = _common_prefix(longer, shorter)
-    for match in _MARKER.finditer(longer):
-        if meaning[int(match.group(1))][0] == place:
-            cut = min(cut, match.start())
-            break
-    tail = shorter[cut:]
-    if not longer.endswith(tail) or len(longer) - len(tail) < cut:
-        raise _NotASkeleton("the longer issue does not end as the shorter one")
-    return shorter[:cut], longer[cut : len(longer) - len(tail)], tail
 
 
 _Card = tuple[PaperView, str, bytes, str, "str | EncodedLines"]
@@ -290,7 +163,7 @@ class IssueSkeletons:
         ):
             try:
                 rendered = self._fill(skeleton, view, shared, fresh)
-            except _NotASkeleton as exc:
+            except NotASkeleton as exc:
                 self._disable(skeleton, str(exc))
         if rendered is not None and not fresh:
             self.filled += 1
@@ -330,11 +203,11 @@ class IssueSkeletons:
     ) -> tuple[_Parts, _Parts]:
         found = skeleton.frames.get(shape)
         if found is None:
-            with_one, meaning = _render_marked(self._renderer, view, [first])
-            without, _ = _render_marked(self._renderer, view, [])
+            with_one, meaning = render_marked(self._renderer, view, [first])
+            without, _ = render_marked(self._renderer, view, [])
             heads, tails = [], []
             for longer, shorter in zip(with_one, without, strict=True):
-                head, _, tail = _split(longer, shorter, meaning, 1)
+                head, _, tail = split_issue(longer, shorter, meaning, 1)
                 heads.append(_pieces(head, meaning, 0))
                 tails.append(_pieces(tail, meaning, 0))
             found = (_three(heads), _three(tails))
@@ -346,11 +219,11 @@ class IssueSkeletons:
     ) -> _Parts:
         found = skeleton.segments.get(key)
         if found is None:
-            longer, meaning = _render_marked(self._renderer, view, [pick] * place)
-            shorter, _ = _render_marked(self._renderer, view, [pick] * (place - 1))
+            longer, meaning = render_marked(self._renderer, view, [pick] * place)
+            shorter, _ = render_marked(self._renderer, view, [pick] * (place - 1))
             parts = []
             for long_part, short_part in zip(longer, shorter, strict=True):
-                _, segment, _ = _split(long_part, short_part, meaning, place)
+                _, segment, _ = split_issue(long_part, short_part, meaning, place)
                 parts.append(_pieces(segment, meaning, place))
             found = _three(parts)
             if len(skeleton.segments) >= _MAX_SEGMENTS:
@@ -453,10 +326,10 @@ def _pick_values(paper: CardView) -> list[str]:
 @functools.cache
 def _pick_slots(values: int) -> tuple[Slot, ...]:
     """The slots of a pick with ``values`` own values (the card first)."""
-    return (_CARD, *PICK_FIELDS, *((_WHY, k) for k in range(values - len(PICK_FIELDS))))
+    return (CARD, *PICK_FIELDS, *((WHY, k) for k in range(values - len(PICK_FIELDS))))
 
 
-_FRAME_SLOTS: tuple[Slot, ...] = (*FRAME_FIELDS, _SUBJECT)
+_FRAME_SLOTS: tuple[Slot, ...] = (*FRAME_FIELDS, SUBJECT)
 
 
 def _each(values: list[str], convert: Callable[[str], Any]) -> list[Any]:
