@@ -11,8 +11,9 @@ Data and subscribers are those of ``eval_recommender.py``'s tuning phase only (t
 May 1-10, tuning days May 11-15); the later, held-out days are not read. Every
 (subscriber, candidate) pair of every tuning day is scored twice, as the newsletter
 ranks: TF-IDF alone (library defaults) and the hybrid (default ``HybridWeights``, dense
-profiles with the per-subscriber linear models). A pair is relevant iff the candidate
-carries the subscriber's category (the evaluation's rule); every other pair is
+profiles with the per-subscriber linear models, MiniLM whitened on each day's candidates,
+the background penalty and density term of ``recommender.hybrid``). A pair is relevant
+iff the candidate carries the subscriber's category (the evaluation's rule); every other pair is
 unrelated.
 
 Criterion: the hybrid minimum keeps the same share of relevant pairs as TF-IDF's 0.02
@@ -61,8 +62,9 @@ from eval_recommender import (  # noqa: E402
 )
 
 from recommender import apply_feedback, semantic  # noqa: E402
-from recommender.hybrid import HybridWeights  # noqa: E402
+from recommender.hybrid import HybridWeights, background_penalty  # noqa: E402
 from recommender.linear import LinearOptions  # noqa: E402
+from recommender.whitening import fit_whitening, whiten  # noqa: E402
 
 TFIDF_MIN_SCORE = 0.02  # newsletter.settings.Settings.min_score's default
 QUANTILES = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
@@ -84,7 +86,9 @@ OFF_TOPIC = (
 def day_scores(
     task: DayTask, embeddings: Embeddings, cache: FitCache, weights: HybridWeights
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """(TF-IDF, hybrid) scores of every (subscriber, candidate) pair of one day."""
+    """(TF-IDF, hybrid) scores of every (subscriber, candidate) pair of one day, the hybrid
+    as planning scores it: MiniLM whitened on the day's candidates, background and
+    density penalties (``rank_hybrid``'s score, before any minimum)."""
     fit = cache.get(task, ModelParams.library_defaults())
     rows, cols, ages = _like_rows(task)
     profiles = apply_feedback(
@@ -97,8 +101,13 @@ def day_scores(
     )
     candidates = fit.papers[len(task.train) :]
     tfidf = np.asarray((profiles @ candidates.T).toarray(), dtype=np.float32)
-    dense = _dense_profiles(task, embeddings, LinearOptions()) @ embeddings.of(task.candidates).T
+    whitening = fit_whitening(embeddings.of(task.candidates))
+    vectors = whiten(whitening, embeddings.of(task.candidates))
+    dense = _dense_profiles(task, embeddings, LinearOptions(), whitening) @ vectors.T
     hybrid = weights.tfidf * tfidf + weights.dense * dense.astype(np.float32)
+    penalty = background_penalty(candidates, vectors, weights)
+    if penalty is not None:
+        hybrid += penalty
     return tfidf, hybrid
 
 
@@ -132,8 +141,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "hybrid relevant": [],
         "hybrid unrelated": [],
     }
+    tasks = {}
     for day in setup.tune_days:
         task = DayTask(day, setup.tune_train, setup.papers_by_day[day], setup.tune_subscribers)
+        tasks[day] = task
         relevant = relevance_matrix(task.subscribers, task.candidates)
         tfidf, hybrid = day_scores(task, embeddings, cache, weights)
         parts["tfidf relevant"].append(tfidf[relevant])
@@ -183,11 +194,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         kept = share_above(scores[f"{kind} relevant"], minimum)
         print(f"| {label} | {unrelated:.1%} | {kept:.1%} |")
 
-    # Off-topic interests: the best score each reaches (dense part; TF-IDF's is ~0).
+    # Off-topic interests: the best score each reaches (dense part and penalties, whitened
+    # on each day's candidates as planning does; TF-IDF's part is ~0).
     encoder = semantic.load_encoder()
-    dense = encoder.encode_interests(list(OFF_TOPIC)) @ embeddings.of(papers).T
-    best = weights.dense * dense.max(axis=1)
-    passing = (weights.dense * dense > threshold).sum(axis=1)
+    interests = encoder.encode_interests(list(OFF_TOPIC))
+    off_topic = []
+    for day in setup.tune_days:
+        day_papers = embeddings.of(setup.papers_by_day[day])
+        whitening = fit_whitening(day_papers)
+        vectors = whiten(whitening, day_papers)
+        score = weights.dense * (whiten(whitening, interests) @ vectors.T)
+        fit = cache.get(tasks[day], ModelParams.library_defaults())
+        penalty = background_penalty(fit.papers[len(setup.tune_train) :], vectors, weights)
+        off_topic.append(score if penalty is None else score + penalty)
+    dense = np.hstack(off_topic)
+    best = dense.max(axis=1)
+    passing = (dense > threshold).sum(axis=1)
     print()
     print(
         f"Off-topic interests against the {len(papers)} candidates of the tuning days: "

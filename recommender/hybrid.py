@@ -2,7 +2,7 @@
 optional ``semantic`` extra).
 
     score = tfidf * cos(tfidf profile, tfidf paper) + dense * cos(dense profile, dense paper)
-            - background penalty(paper) - density penalty(paper)
+            - background penalty(paper) - density term(paper)
 
 The dense vectors are whitened by the caller before they get here (planning and the
 batch command fit ``recommender.whitening`` on the papers being ranked and pass every
@@ -12,13 +12,16 @@ generic papers that match every profile a little. It is one number per paper, th
 same for every profile, so it costs nothing at scale; it never raises a score, so a
 profile with no interests still picks nothing.
 
-The density penalty (issue 16, third pass) is hubness reduction in the dense space, after
+The density term (issue 16, third pass) is hubness reduction in the dense space, after
 the CSLS score of Lample et al. (2018, "Word translation without parallel data"): a paper
 whose nearest neighbours among the papers being ranked are close (a crowded region,
 where near-duplicates and generic papers sit) is near many profiles for that reason
-alone, so its dense cosine is lowered by the mean cosine of its nearest 2% of papers.
-The least crowded paper is not lowered at all, so no score is raised either. It is one
-number per paper too: one (papers x papers) product per ranking, nothing per profile.
+alone, so its dense cosine is lowered by the mean cosine of its nearest 2% of papers,
+counted from the papers' average: crowded papers go down, isolated ones up, the
+average score stays where it was (so ``min_score_semantic`` keeps its meaning). It is
+one number per paper too: one (papers x papers) product per set of papers, nothing per
+profile. As it can raise a score, a profile with no interests at all (both halves zero)
+is given no picks explicitly.
 
 Ranked like ``rank``: a block of profiles at a time (the TF-IDF part through the
 same sparse scorer, the dense part one float32 BLAS product per block), identical
@@ -51,9 +54,10 @@ TFIDF_WEIGHT = _SCALE
 DENSE_WEIGHT = 2 * _SCALE
 TFIDF_BACKGROUND = 0.4 * _SCALE
 DENSE_BACKGROUND = 0.5 * _SCALE
-# The density penalty: 0.5 of the dense weight times a paper's mean cosine with its
-# nearest DENSITY_SHARE of the papers (CiteULike-a tuning users, benchmarks/README.md:
-# recall@300 0.512 -> 0.520; 1% to 6% of the papers and 0.5 to 0.625 all gave 0.519-0.520).
+# The density term: 0.5 of the dense weight times a paper's mean cosine with its nearest
+# DENSITY_SHARE of the papers, less the papers' average (CiteULike-a tuning users,
+# benchmarks/README.md: recall@300 0.512 -> 0.520; 1% to 6% of the papers and 0.5 to
+# 0.625 all gave 0.519-0.520).
 DENSE_DENSITY = 0.5 * DENSE_WEIGHT
 DENSITY_SHARE = 0.02
 # Fewer papers than this: their mean is no background, and no penalty is applied.
@@ -101,7 +105,8 @@ def rank_hybrid(
     min_score: float = 0.0,
     chunk_size: int = 5000,
 ) -> RankResult:
-    """Each profile's k best papers by the hybrid score (rows of both kinds align)."""
+    """Each profile's k best papers by the hybrid score (rows of both kinds align); a
+    profile with neither TF-IDF terms nor a dense vector gets none."""
     weights = weights or HybridWeights()
     # float16 profiles (half the memory of a million rows) are widened a block at a time.
     dense_profiles = np.asarray(dense_profiles)
@@ -115,7 +120,7 @@ def rank_hybrid(
         dense_weight=weights.dense,
         paper_offset=background_penalty(papers, dense_papers, weights),
     )
-    return rank(
+    result = rank(
         profiles,
         papers,
         k=k,
@@ -124,6 +129,17 @@ def rank_hybrid(
         chunk_size=chunk_size,
         dense=dense,
     )
+    if dense.paper_offset is None or dense.paper_offset.max() <= 0:
+        return result
+    # The density term raises isolated papers: a profile with nothing in it would pick
+    # them for that alone. Only rows without TF-IDF terms are looked at in dense form.
+    empty = np.flatnonzero(np.diff(scipy.sparse.csr_matrix(profiles).indptr) == 0)
+    empty = empty[~dense_profiles[empty].any(axis=1)]
+    if len(empty) == 0:
+        return result
+    indices, scores = result.indices.copy(), result.scores.copy()
+    indices[empty], scores[empty] = -1, 0.0
+    return RankResult(indices=indices, scores=scores)
 
 
 def background_penalty(
@@ -131,9 +147,10 @@ def background_penalty(
     dense_papers: npt.NDArray[np.float32],
     weights: HybridWeights,
 ) -> npt.NDArray[np.float32] | None:
-    """Minus each paper's excess cosine with the papers' mean direction, in each space
-    (0 for papers no closer to it than average), and minus its density penalty
-    (``density_penalty``); None when nothing is penalised."""
+    """Each paper's offset: minus its excess cosine with the papers' mean direction, in
+    each space (0 for papers no closer to it than average), minus its density term
+    (``neighbour_density``, negative for papers less crowded than average); None when
+    there is none."""
     n_papers = dense_papers.shape[0]
     if n_papers < MIN_BACKGROUND_PAPERS:
         return None
@@ -159,9 +176,9 @@ def neighbour_density(
     dense_papers: npt.NDArray[np.float32], *, share: float = DENSITY_SHARE
 ) -> npt.NDArray[np.float64]:
     """Each paper's mean cosine with its nearest ``share`` of the other papers (at least
-    one), minus the smallest such mean: 0 for the least crowded paper, more the more
-    crowded its neighbourhood. Rows are taken a block at a time (bounded memory); the
-    last few results are kept, keyed by the vectors' content."""
+    one), minus the average of that over the papers: positive where the neighbourhood is
+    more crowded than average, negative where less. Rows are taken a block at a time
+    (bounded memory); the last few results are kept, keyed by the vectors' content."""
     vectors = np.ascontiguousarray(dense_papers, dtype=np.float32)
     digest = hashlib.blake2b(vectors.tobytes(), digest_size=16)
     digest.update(str(vectors.shape).encode())
@@ -191,4 +208,4 @@ def _neighbour_density(vectors: npt.NDArray[np.float32], share: float) -> npt.ND
         cosines[np.arange(stop - first), np.arange(first, stop)] = -np.inf
         nearest = np.partition(cosines, n_papers - neighbours, axis=1)[:, n_papers - neighbours :]
         density[first:stop] = nearest.mean(axis=1, dtype=np.float64)
-    return np.asarray(density - density.min(), dtype=np.float64)
+    return np.asarray(density - density.mean(), dtype=np.float64)

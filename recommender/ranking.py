@@ -82,8 +82,8 @@ class DenseTerm:
 
     ``profiles`` (n_profiles x d, float16 or float32) are widened a block at a time;
     ``papers_t`` is the papers' float32 matrix transposed (d x n_papers). ``paper_offset``
-    (n_papers, never positive) is added to every profile's scores: the background
-    penalty of ``recommender.hybrid``."""
+    (n_papers) is added to every profile's scores: the background penalty and density
+    term of ``recommender.hybrid``."""
 
     profiles: npt.NDArray[np.floating]
     papers_t: npt.NDArray[np.float32]
