@@ -56,7 +56,12 @@ def recommend(
         ),
     ] = None,
     why: Annotated[
-        int, typer.Option(min=0, metavar="N", help="Terms explaining each pick (0: none).")
+        int,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="Terms explaining each pick (0: none; a pick matched by meaning alone has none).",
+        ),
     ] = 3,
     semantic: Annotated[
         bool | None,
