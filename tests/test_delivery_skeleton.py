@@ -189,3 +189,22 @@ def test_longest_line_of_a_7bit_body_counts_as_the_lf_text(html: str) -> None:
     assert _longest_line(seven_bit(html), crlf=True) == _longest_line(data)
     # A line past 998 bytes makes the part quoted-printable, whichever way it came.
     assert _html_part(html, seven_bit(html)) == _html_part(html)
+
+
+def test_a_fault_in_the_fill_falls_back_to_jinja(
+    renderer: Renderer, skeletons: IssueSkeletons, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in the fill must not fail a delivery: the issue renders through Jinja and
+    the skeletons stay off for the template."""
+    view, shared = _view()
+    _warm(skeletons, view, shared)
+    before = skeletons.filled
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(IssueSkeletons, "_fill", broken)
+    assert skeletons.render(view, shared) == renderer.render_issue(view)
+    monkeypatch.undo()
+    assert skeletons.render(view, shared) == renderer.render_issue(view)
+    assert skeletons.filled == before  # off for this template since the fault

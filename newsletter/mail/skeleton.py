@@ -165,6 +165,10 @@ class IssueSkeletons:
                 rendered = self._fill(skeleton, view, shared, fresh)
             except NotASkeleton as exc:
                 self._disable(skeleton, str(exc))
+            except Exception as exc:  # a fault here must not fail a delivery: Jinja renders
+                log.exception("filling an issue skeleton failed")
+                self._disable(skeleton, f"{type(exc).__name__}: {exc}")
+                fresh.clear()
         if rendered is not None and not fresh:
             self.filled += 1
             return rendered
