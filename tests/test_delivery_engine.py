@@ -24,7 +24,7 @@ from newsletter.delivery.outbox import claim_batch, release_owned, renew_leases
 from newsletter.delivery.run import deliver
 from newsletter.delivery.sendrate import RateLimiter, reserve
 from newsletter.delivery.worker import Throttle
-from newsletter.mail.faulty import FaultyServer
+from newsletter.mail.faulty import Faults, FaultyServer
 from newsletter.mail.verp import parse_verp
 from newsletter.models import (
     Delivery,
@@ -340,7 +340,10 @@ def test_several_worker_processes_send_each_issue_exactly_once(crowd: Planned) -
     sessions = crowd.sessions
     with sessions() as session:
         expected = session.scalar(select(func.count(Delivery.id)))
-    with FaultyServer() as server:
+    # Each message held 0.2 s at the relay: one worker alone would need ~6 s for them all,
+    # far longer than its peers take to start. (With instant replies the first worker
+    # started sent all 60+ on a loaded machine before the others began, once.)
+    with FaultyServer(faults=Faults(data_delay=0.2)) as server:
         settings = settings_for(crowd.database_url, server, send_batch_size=5)
         summary = deliver(sessions, settings=settings, edition=EDITION, workers=3, concurrency=2)
         messages = server.messages
