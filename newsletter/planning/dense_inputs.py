@@ -24,10 +24,15 @@ from recommender.whitening import Whitening, fit_whitening, whiten
 
 @dataclass(frozen=True)
 class DenseInputs:
-    """The dense half of an edition: one row per subscriber, one per candidate paper."""
+    """The dense half of an edition: one row per subscriber, one per candidate paper.
+    ``raw_profiles`` and ``raw_papers`` are the same without whitening and without the
+    per-subscriber model: what a pick's evidence, held against the minimum score, is
+    measured on (``recommender.evidence``)."""
 
     profiles: npt.NDArray[np.float32]
     papers: npt.NDArray[np.float32]
+    raw_profiles: npt.NDArray[np.float32] | None = None
+    raw_papers: npt.NDArray[np.float32] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,11 +40,12 @@ class DensePapers:
     """The edition's half of the dense inputs, computed once per edition: the
     candidates' vectors (whitened), the whitening fitted on them (every vector a
     profile is built from goes through it too) and the encoder the profiles are
-    embedded with."""
+    embedded with; ``raw``: the candidates' vectors as embedded (for the evidence)."""
 
     vectors: npt.NDArray[np.float32]
     encoder: semantic.Encoder
     whitening: Whitening | None = None
+    raw: npt.NDArray[np.float32] | None = None
 
 
 def dense_papers(
@@ -59,7 +65,7 @@ def dense_papers(
         return None
     vectors = paper_matrix(session, papers)
     whitening = fit_whitening(vectors)
-    return DensePapers(whiten(whitening, vectors), semantic.load_encoder(), whitening)
+    return DensePapers(whiten(whitening, vectors), semantic.load_encoder(), whitening, raw=vectors)
 
 
 def edition_inputs(
@@ -101,11 +107,12 @@ def dense_profiles(
     encoder = edition.encoder
     index = interest_index(session, subscribers)
     feedback = semantic.FeedbackEvents.empty()
-    rated_vectors = None
+    rated_vectors = raw_rated = None
     if ratings.events:
         rated_ids = sorted({paper for _, paper, _, _ in ratings.events})
         rated = list(session.scalars(select(Paper).where(Paper.id.in_(rated_ids))))
-        rated_vectors = whiten(edition.whitening, paper_matrix(session, rated))
+        raw_rated = paper_matrix(session, rated)
+        rated_vectors = whiten(edition.whitening, raw_rated)
         column = {p.id: i for i, p in enumerate(rated)}
         events = [e for e in ratings.events if e[1] in column]
         feedback = semantic.FeedbackEvents(
@@ -116,16 +123,24 @@ def dense_profiles(
                 [max((today - when.date()).days, 0) for _, _, _, when in events], dtype=np.float64
             ),
         )
-    profiles = semantic.dense_profiles(
-        whiten(edition.whitening, encoder.encode_interests(index.texts)),
-        rows=np.array(index.rows, dtype=np.int64),
-        cols=np.array(index.cols, dtype=np.int64),
-        weights=np.array(index.weights, dtype=np.float32),
-        n_profiles=len(subscribers),
-        paper_vectors=rated_vectors,
-        feedback=feedback,
-        feedback_weights=weights,
-    )
+    interest_vectors = encoder.encode_interests(index.texts)
+
+    def build(
+        interests: npt.NDArray[np.float32], rated_papers: npt.NDArray[np.float32] | None
+    ) -> npt.NDArray[np.float32]:
+        return semantic.dense_profiles(
+            interests,
+            rows=np.array(index.rows, dtype=np.int64),
+            cols=np.array(index.cols, dtype=np.int64),
+            weights=np.array(index.weights, dtype=np.float32),
+            n_profiles=len(subscribers),
+            paper_vectors=rated_papers,
+            feedback=feedback,
+            feedback_weights=weights,
+        )
+
+    profiles = build(whiten(edition.whitening, interest_vectors), rated_vectors)
+    raw_profiles = None if edition.raw is None else build(interest_vectors, raw_rated)
     if linear is not None and rated_vectors is not None and feedback.rows.size:
         profiles = personalise(
             profiles,
@@ -135,4 +150,9 @@ def dense_profiles(
             candidates=paper_vectors,
             options=linear,
         )
-    return DenseInputs(profiles=profiles, papers=paper_vectors)
+    return DenseInputs(
+        profiles=profiles,
+        papers=paper_vectors,
+        raw_profiles=raw_profiles,
+        raw_papers=edition.raw,
+    )

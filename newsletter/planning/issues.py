@@ -34,6 +34,7 @@ from newsletter.planning.windows import (
     window_start,
 )
 from recommender import RankResult, diversify, explain, rank
+from recommender.evidence import pick_evidence
 from recommender.hybrid import rank_hybrid
 
 # MMR chooses among this many times k candidates per subscriber.
@@ -285,6 +286,9 @@ class _Ranking:
             ),
             options=context.options,
             dense=None if dense is None else (dense.profiles[rows], dense.papers[columns]),
+            raw=None
+            if dense is None or dense.raw_profiles is None or dense.raw_papers is None
+            else (dense.raw_profiles[rows], dense.raw_papers[columns]),
         )
         reasons = explain(
             group_profiles, group_papers, picks, feature_names=context.fitted.model.feature_names
@@ -348,13 +352,16 @@ def pick(
     exclude: sparse.csr_matrix,
     options: PlanOptions,
     dense: tuple[np.ndarray, np.ndarray] | None = None,
+    raw: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> RankResult:
     """Each subscriber's picks: top-k above the minimum score, diversified by MMR.
 
     A subscriber who chose "always send" gets the best papers there are even when
     none reaches the minimum score; everyone else then gets nothing. The minimum is
     ``options.min_score_semantic`` when the hybrid ranks (``dense`` given), else
-    ``options.min_score``.
+    ``options.min_score``. The hybrid's is held against each pick's evidence when the
+    raw vectors are given (``raw``: profiles and papers; ``recommender.evidence``),
+    since its own scores are whitened and penalised; the picks keep their order.
     """
     limits = np.array([s.max_papers or options.max_papers for s in subscribers])
     k = int(limits.max())
@@ -368,15 +375,23 @@ def pick(
             profiles, papers, *dense, k=width, weights=options.hybrid, exclude=exclude
         )
         min_score = options.min_score_semantic
+    evidence = result.scores
+    if dense is not None and raw is not None:
+        evidence = pick_evidence(profiles, papers, *raw, result.indices)
     # Below the minimum score a pick is dropped, unless the row would be left
     # empty and its subscriber asked to always get an issue.
-    weak = (result.scores <= min_score) & (result.indices >= 0)
-    keep_weak = always & ~((result.scores > min_score) & (result.indices >= 0)).any(axis=1)
+    weak = (evidence <= min_score) & (result.indices >= 0)
+    keep_weak = always & ~((evidence > min_score) & (result.indices >= 0)).any(axis=1)
     drop = weak & ~keep_weak[:, None]
     indices = np.where(drop, -1, result.indices)
     scores = np.where(drop, np.float32(0.0), result.scores)
-    # Dropped picks are always the tail of a row (scores are sorted), so rows stay packed.
-    result = RankResult(indices=indices, scores=scores)
+    # Rows stay packed: the kept picks first, in their order (a stable sort of the drop
+    # flags; by scores alone the dropped ones would always be the tail, by evidence not).
+    order = np.argsort(drop, axis=1, kind="stable")
+    result = RankResult(
+        indices=np.take_along_axis(indices, order, axis=1),
+        scores=np.take_along_axis(scores, order, axis=1),
+    )
     if options.diversity < 1.0:
         result = diversify(result, papers, k=k, trade_off=options.diversity)
     # Each subscriber's own limit, at most k.
