@@ -123,7 +123,10 @@ class BodyLimit:
 
 
 def _size(n: int) -> str:
-    return f"{n // 1_048_576} MB" if n >= 1_048_576 else f"{max(1, n // 1024)} KB"
+    """The limit as people read it, never more than it is: 5 MB, 1.5 MB, 64 KB."""
+    if n >= 1_048_576:
+        return f"{n * 10 // 1_048_576 / 10:g} MB"
+    return f"{n // 1024} KB" if n >= 1024 else f"{n} bytes"
 
 
 _TOO_LARGE_PAGE = """<!doctype html>

@@ -68,3 +68,15 @@ def test_a_content_length_that_is_no_number_is_refused_not_a_500(declared: bytes
     scope = {"type": "http", "path": "/", "headers": [(b"content-length", declared)]}
     asyncio.run(BodyLimit(app, max_bytes=100)(scope, receive, send))  # type: ignore[arg-type]
     assert sent[0]["status"] == 413
+
+
+def test_the_too_large_page_never_shows_more_than_the_limit() -> None:
+    from newsletter.web.security import _size
+
+    # Rounded down (a page saying 2 MB for 1.5 would invite a refused upload).
+    assert [_size(n) for n in (65_536, 1_572_864, 5 * 1_048_576 + 65_536, 100)] == [
+        "64 KB",
+        "1.5 MB",
+        "5 MB",
+        "100 bytes",
+    ]

@@ -85,18 +85,21 @@
     var max = parseInt(input.getAttribute("data-max-bytes"), 10);
     if (!(max > 0)) return;
     function megabytes(n) { return (n / 1048576).toFixed(1).replace(/\.0$/, ""); }
-    input.addEventListener("change", function () {
+    function check(report) {
       var file = input.files && input.files[0];
       var message = "";
       if (file && file.size > max) {
         message = "This file is " + megabytes(file.size) + " MB; a library may be at most " +
-          megabytes(max) + " MB. Choose a smaller file, or paste arXiv ids or DOIs instead.";
+          megabytes(max) + " MB. Choose a smaller file, or remove it and paste arXiv ids " +
+          "or DOIs instead.";
       }
       input.setCustomValidity(message);
       if (message) input.setAttribute("aria-invalid", "true");
       else input.removeAttribute("aria-invalid");
-      if (message) input.reportValidity();
-    });
+      if (message && report) input.reportValidity();
+    }
+    input.addEventListener("change", function () { check(true); });
+    check(false);  // a file the browser kept on the way back to this page
     // The sign-up form is novalidate (the server's messages are the accessible ones),
     // so its submit does not stop at an invalid field by itself.
     if (input.form) {
@@ -105,6 +108,9 @@
         event.preventDefault();
         input.focus();
         input.reportValidity();
+      });
+      input.form.addEventListener("reset", function () {
+        setTimeout(function () { check(false); }, 0);
       });
     }
   }
