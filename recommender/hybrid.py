@@ -62,8 +62,9 @@ DENSE_DENSITY = 0.5 * DENSE_WEIGHT
 DENSITY_SHARE = 0.02
 # Fewer papers than this: their mean is no background, and no penalty is applied.
 MIN_BACKGROUND_PAPERS = 50
-# Rows of the (papers x papers) cosines held at once while the density is computed.
-_DENSITY_BLOCK = 1024
+# Bytes of (papers x papers) cosines held at once while the density is computed (the
+# partition copies a block: twice that at the peak), however many papers there are.
+_DENSITY_BLOCK_BYTES = 32 * 1024 * 1024
 # Densities of the last few sets of papers, by content: planning ranks an edition's
 # candidates in batches of subscribers, each batch a call with the same papers; a hash of
 # the vectors (~1 ms for 1,000 papers) then replaces the product (~25 ms).
@@ -180,7 +181,7 @@ def neighbour_density(
     more crowded than average, negative where less. Rows are taken a block at a time
     (bounded memory); the last few results are kept, keyed by the vectors' content."""
     vectors = np.ascontiguousarray(dense_papers, dtype=np.float32)
-    digest = hashlib.blake2b(vectors.tobytes(), digest_size=16)
+    digest = hashlib.blake2b(vectors.data, digest_size=16)  # the buffer itself, no copy
     digest.update(str(vectors.shape).encode())
     key = (digest.digest(), float(share))
     with _density_lock:
@@ -201,8 +202,9 @@ def _neighbour_density(vectors: npt.NDArray[np.float32], share: float) -> npt.ND
         return np.zeros(n_papers)
     neighbours = min(n_papers - 1, max(1, round(share * n_papers)))
     density = np.empty(n_papers, dtype=np.float64)
-    for first in range(0, n_papers, _DENSITY_BLOCK):
-        stop = min(first + _DENSITY_BLOCK, n_papers)
+    rows = max(1, _DENSITY_BLOCK_BYTES // (n_papers * vectors.itemsize))
+    for first in range(0, n_papers, rows):
+        stop = min(first + rows, n_papers)
         cosines = vectors[first:stop] @ vectors.T
         # A paper is not its own neighbour.
         cosines[np.arange(stop - first), np.arange(first, stop)] = -np.inf

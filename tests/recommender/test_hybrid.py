@@ -184,7 +184,8 @@ def test_neighbour_density_is_the_same_a_block_of_rows_at_a_time(
 ) -> None:
     papers = _crowd_and_loners(np.random.default_rng(12))
     whole = neighbour_density(papers)
-    monkeypatch.setattr(hybrid, "_DENSITY_BLOCK", 7)
+    # Seven rows of cosines a block (the papers are float32: 4 bytes a cosine).
+    monkeypatch.setattr(hybrid, "_DENSITY_BLOCK_BYTES", 7 * len(papers) * 4)
     monkeypatch.setattr(hybrid, "_density_cache", OrderedDict())  # computed again
     np.testing.assert_allclose(neighbour_density(papers), whole, atol=1e-6)
 
