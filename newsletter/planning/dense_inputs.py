@@ -31,8 +31,8 @@ class DenseInputs:
 
     profiles: npt.NDArray[np.float32]
     papers: npt.NDArray[np.float32]
-    raw_profiles: npt.NDArray[np.float32] | None = None
-    raw_papers: npt.NDArray[np.float32] | None = None
+    raw_profiles: npt.NDArray[np.float32]
+    raw_papers: npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,9 +43,9 @@ class DensePapers:
     embedded with; ``raw``: the candidates' vectors as embedded (for the evidence)."""
 
     vectors: npt.NDArray[np.float32]
+    raw: npt.NDArray[np.float32]
     encoder: semantic.Encoder
-    whitening: Whitening | None = None
-    raw: npt.NDArray[np.float32] | None = None
+    whitening: Whitening | None
 
 
 def dense_papers(
@@ -65,7 +65,7 @@ def dense_papers(
         return None
     vectors = paper_matrix(session, papers)
     whitening = fit_whitening(vectors)
-    return DensePapers(whiten(whitening, vectors), semantic.load_encoder(), whitening, raw=vectors)
+    return DensePapers(whiten(whitening, vectors), vectors, semantic.load_encoder(), whitening)
 
 
 def edition_inputs(
@@ -140,7 +140,7 @@ def dense_profiles(
         )
 
     profiles = build(whiten(edition.whitening, interest_vectors), rated_vectors)
-    raw_profiles = None if edition.raw is None else build(interest_vectors, raw_rated)
+    raw_profiles = build(interest_vectors, raw_rated)
     if linear is not None and rated_vectors is not None and feedback.rows.size:
         profiles = personalise(
             profiles,

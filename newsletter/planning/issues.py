@@ -286,9 +286,7 @@ class _Ranking:
             ),
             options=context.options,
             dense=None if dense is None else (dense.profiles[rows], dense.papers[columns]),
-            raw=None
-            if dense is None or dense.raw_profiles is None or dense.raw_papers is None
-            else (dense.raw_profiles[rows], dense.raw_papers[columns]),
+            raw=None if dense is None else (dense.raw_profiles[rows], dense.raw_papers[columns]),
         )
         reasons = explain(
             group_profiles, group_papers, picks, feature_names=context.fitted.model.feature_names
