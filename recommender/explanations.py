@@ -19,11 +19,10 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from recommender._sparse import as_csr
-from recommender.model import WORD_PATTERN
 from recommender.ranking import RankResult
+from recommender.words import WORD_PATTERN, stop_words
 
 
 def explain(
@@ -195,7 +194,6 @@ class ReaderInterests:
 
 
 _WORD = re.compile(WORD_PATTERN)
-_STOP_WORDS: frozenset[str] = frozenset(ENGLISH_STOP_WORDS)
 
 
 def words_of(text: str) -> frozenset[str]:
@@ -205,7 +203,7 @@ def words_of(text: str) -> frozenset[str]:
     if not folded.isascii():
         folded = unicodedata.normalize("NFKD", folded)
         folded = "".join(c for c in folded if not unicodedata.combining(c))
-    return frozenset(_WORD.findall(folded)).difference(_STOP_WORDS)
+    return frozenset(_WORD.findall(folded)).difference(stop_words())
 
 
 # Words too common in paper abstracts to say a paper is about a keyword: "reinforcement

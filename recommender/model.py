@@ -16,11 +16,7 @@ import numpy.typing as npt
 import scipy.sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-# Tokens are runs of two or more word characters that contain at least one
-# letter: pure numbers ("2024", "100") carry no topic, and single letters are
-# mostly maths variables ("$k$-means"). The look-behind drops LaTeX commands
-# (\mathbb, \alpha) which say how a formula is typeset, not what it is about.
-WORD_PATTERN = r"(?u)(?<!\\)\b(?=\w*[^\W\d_])\w\w+\b"
+from recommender.words import WORD_PATTERN
 
 # Below this corpus size a term seen in only one document is kept, so small
 # corpora (a quiet day, a test fixture) still yield a vocabulary.
