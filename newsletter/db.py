@@ -7,8 +7,10 @@ is reached through psycopg 3. The caller owns the transaction:
 
 from __future__ import annotations
 
+import logging
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -18,6 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.errors import DatabaseUnavailable
 
 SessionFactory = sessionmaker[Session]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -39,10 +44,16 @@ def safe_url(url: str) -> str:
         return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """Create an engine for ``url`` and check that it connects."""
+def make_engine(url: str, *, echo: bool = False, pre_ping: bool = True) -> Engine:
+    """Create an engine for ``url`` and check that it connects.
+
+    ``pre_ping``: test every connection as it leaves the pool (a round trip), so a
+    database restarted since is met with a fresh connection. A process that instead
+    runs each unit of work again when its connection turns out dead (``retry_stale``),
+    such as a delivery worker committing hundreds of times a second, does without.
+    """
     try:
-        engine = create_engine(url, echo=echo, pool_pre_ping=True)
+        engine = create_engine(url, echo=echo, pool_pre_ping=pre_ping)
     except (ArgumentError, ImportError) as exc:
         raise DatabaseUnavailable(f"invalid database URL {safe_url(url)}: {exc}") from None
     if engine.dialect.name == "sqlite":
@@ -55,6 +66,21 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise DatabaseUnavailable(f"cannot connect to database {safe_url(url)}: {reason}") from None
     return engine
+
+
+def retry_stale(work: Callable[[], T]) -> T:
+    """``work()``, run once more if it failed on a pooled connection that had died (the
+    database restarted, or ended the session): SQLAlchemy then renews the whole pool,
+    so the second run gets a live connection. ``work`` must be one whole transaction,
+    which the failure rolled back (or, if the connection died in COMMIT, may have
+    committed: it must be safe to run again)."""
+    try:
+        return work()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("database connection was gone; once more on a new one: %s", exc.orig)
+        return work()
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:

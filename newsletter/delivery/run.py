@@ -144,7 +144,9 @@ def _child_main(
     for sig in _STOP_SIGNALS:
         signal.signal(sig, _note_stop)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-    engine = make_engine(settings.database_url)
+    # No pre-ping: a worker commits hundreds of times a second, and each unit of its
+    # work runs again on a new connection if its pooled one died (``retry_stale``).
+    engine = make_engine(settings.database_url, pre_ping=False)
     error = ""
     summary = DeliverySummary()
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -24,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 
-from newsletter.db import SessionFactory
+from newsletter.db import SessionFactory, retry_stale
 from newsletter.delivery.compose import Composer, Job, Outgoing
 from newsletter.delivery.outbox import (
     claim_batch,
@@ -147,6 +148,7 @@ class Worker:
             if not ids:
                 return [], [], []
             jobs, blocked = self.composer.load(session, ids)
+            tally = DeliverySummary()
             if blocked:
                 record(
                     session,
@@ -154,9 +156,11 @@ class Worker:
                     owner=self.owner,
                     now=self.clock(),
                     settings=self.settings,
-                    summary=self.summary,
+                    summary=tally,
                     blocked=blocked,
                 )
+        # Counted once committed: a claim whose commit failed may run again.
+        self.summary.add(tally)
         if blocked and self.progress is not None:
             self.progress(len(blocked), None)
         return jobs, blocked, ids
@@ -169,6 +173,7 @@ class Worker:
         return size
 
     def _record(self, outcomes: list[tuple[Outgoing, SendResult]], released: list[int]) -> None:
+        tally = DeliverySummary()
         with self.sessions.begin() as session:
             record(
                 session,
@@ -176,9 +181,11 @@ class Worker:
                 owner=self.owner,
                 now=self.clock(),
                 settings=self.settings,
-                summary=self.summary,
+                summary=tally,
             )
-            self.summary.released += release(session, released, self.owner)
+            tally.released += release(session, released, self.owner)
+        # Counted once committed: outcomes whose commit failed are recorded again.
+        self.summary.add(tally)
         if outcomes and self.progress is not None:
             self.progress(len(outcomes), None)
 
@@ -255,7 +262,7 @@ class Worker:
                 await heartbeat
             # Whatever this worker still holds (claimed, never handed to a sender, or
             # cut short) goes back to the queue untouched.
-            self.summary.released += await asyncio.to_thread(self._release_all)
+            self.summary.released += await asyncio.to_thread(retry_stale, self._release_all)
         if self._error is not None:
             raise self._error
         return self.summary
@@ -267,12 +274,12 @@ class Worker:
     async def _producer(self, queue: asyncio.Queue[Outgoing | None]) -> None:
         while not self.stop.is_set():
             claimed_at = self.clock()
-            jobs, _, ids = await asyncio.to_thread(self._claim)
+            jobs, _, ids = await asyncio.to_thread(retry_stale, self._claim)
             self._held.update(dict.fromkeys((j.delivery_id for j in jobs), claimed_at + self.lease))
             if not ids:
                 if not self.options.wait:
                     return
-                wait = await asyncio.to_thread(self._next_due)
+                wait = await asyncio.to_thread(retry_stale, self._next_due)
                 if wait is None:
                     return
                 with contextlib.suppress(TimeoutError):
@@ -422,7 +429,9 @@ class Worker:
         and stop sending meanwhile once the first attempt failed."""
         for delay in (*_RECORD_RETRY_DELAYS, None):
             try:
-                await asyncio.to_thread(self._record, outcomes, released)
+                await asyncio.to_thread(
+                    retry_stale, functools.partial(self._record, outcomes, released)
+                )
                 return
             except Exception as exc:
                 self.stop.set()
@@ -442,7 +451,9 @@ class Worker:
             await asyncio.sleep(interval)
             started = self.clock()
             try:
-                renewed = await asyncio.to_thread(self._renew, started)
+                renewed = await asyncio.to_thread(
+                    retry_stale, functools.partial(self._renew, started)
+                )
             except Exception as exc:
                 log.error("cannot renew delivery leases, stopping: %s", exc)
                 self._fail(exc)

@@ -1,0 +1,87 @@
+"""A delivery worker's database connections can die under it (PostgreSQL restarted, an
+idle session ended): the worker runs each unit of work once more on a new connection
+instead of testing every connection before use (``pool_pre_ping``, a round trip per
+checkout, which a worker committing hundreds of times a second cannot afford)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+from sqlalchemy import text
+
+from newsletter.db import make_engine, make_session_factory
+from newsletter.delivery.run import deliver
+from newsletter.mail.faulty import Faults, FaultyServer
+from newsletter.models import DeliveryStatus
+from tests.test_delivery import (
+    EDITION,
+    Planned,
+    deliveries,
+    parse,
+    plan_cache,  # noqa: F401 - the fixture `planned` depends on
+    planned,  # noqa: F401 - a fixture the tests below use
+    populated,  # noqa: F401 - the fixture `planned` depends on
+    settings_for,
+)
+
+APP = "nl-reconnect-test"
+
+
+def _kill_the_workers_connections(url: str) -> int:
+    admin = make_engine(url)
+    try:
+        with admin.begin() as connection:
+            return len(
+                connection.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = :app AND pid <> pg_backend_pid()"
+                    ),
+                    {"app": APP},
+                ).all()
+            )
+    finally:
+        admin.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_worker_carries_on_when_its_pooled_connections_are_killed(planned: Planned) -> None:
+    url = f"{planned.database_url}&application_name={APP}"
+    engine = make_engine(url, pre_ping=False)
+    sessions = make_session_factory(engine)
+    kills: list[int] = []
+
+    def killer(server: FaultyServer) -> None:
+        # Twice while the worker runs: after the first message, and after the third
+        # (each message is held 0.1 s at the relay, so the run lasts about a second).
+        for after in (1, 3):
+            deadline = time.monotonic() + 30
+            while len(server.messages) < after and time.monotonic() < deadline:
+                time.sleep(0.005)
+            kills.append(_kill_the_workers_connections(planned.database_url))
+
+    try:
+        with FaultyServer(faults=Faults(data_delay=0.1)) as server:
+            thread = threading.Thread(target=killer, args=(server,))
+            thread.start()
+            summary = deliver(
+                sessions,
+                settings=settings_for(url, server, smtp_connections=1, send_batch_size=1),
+                edition=EDITION,
+                workers=1,
+            )
+            thread.join()
+            ids = Counter(parse(m.data)["Message-ID"] for m in server.messages)
+    finally:
+        engine.dispose()
+    assert len(kills) == 2
+    assert all(kills), f"the worker held no connection to kill: {kills}"
+    # One run sent every issue once: the dead connections neither stopped the worker
+    # (which a failed recording does, to retry it later), nor lost or double-counted
+    # an outcome.
+    assert summary.sent == len(planned.emails) == len(ids)
+    assert set(ids.values()) == {1}
+    assert {r.status for r in deliveries(planned.sessions).values()} == {DeliveryStatus.SENT}
