@@ -68,6 +68,16 @@ def make_engine(url: str, *, echo: bool = False, pre_ping: bool = True) -> Engin
     return engine
 
 
+def autocommit_engine(engine: Engine) -> Engine:
+    """An engine on ``engine``'s database (a pool of its own) whose connections run each
+    statement as its own transaction: no BEGIN and COMMIT round trips around a single
+    statement, which ``execution_options(isolation_level=...)`` would still cost (it
+    switches and resets the connection's mode on every checkout). Dispose of it too."""
+    return create_engine(
+        engine.url, isolation_level="AUTOCOMMIT", pool_pre_ping=engine.pool._pre_ping
+    )
+
+
 def retry_stale(work: Callable[[], T]) -> T:
     """``work()``, run once more if it failed on a pooled connection that had died (the
     database restarted, or ended the session): SQLAlchemy then renews the whole pool,

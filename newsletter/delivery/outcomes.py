@@ -14,7 +14,18 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    Integer,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    bindparam,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from newsletter.delivery.compose import Outgoing
@@ -193,10 +204,43 @@ _MARK_SENT = (
 )
 
 
-def store_sent(session: Session, sent: Sequence[Settled], *, now: datetime) -> None:
+# PostgreSQL: the same in one statement over arrays (one round trip, one plan, and
+# atomic by itself, so it may run outside a transaction: ``record_sent``).
+_MARK_SENT_ARRAYS = text(
+    "UPDATE deliveries AS d SET status = :sent, sent_at = :now,"
+    " attempts = u.attempts, last_smtp_code = u.code, last_smtp_reply = u.reply,"
+    " message_id = u.mid, lease_owner = NULL, lease_until = NULL, next_attempt_at = NULL"
+    " FROM unnest(:ids, :attempts, :codes, :replies, :mids)"
+    " AS u(id, attempts, code, reply, mid)"
+    " WHERE d.id = u.id AND d.status <> :sent"
+).bindparams(
+    bindparam("ids", type_=ARRAY(Integer)),
+    bindparam("attempts", type_=ARRAY(Integer)),
+    bindparam("codes", type_=ARRAY(SmallInteger)),
+    bindparam("replies", type_=ARRAY(Text)),
+    bindparam("mids", type_=ARRAY(String)),
+)
+
+
+def store_sent(session: Session | Connection, sent: Sequence[Settled], *, now: datetime) -> None:
     """Mark deliveries sent, whoever holds the lease now (the relay accepted them: that
-    is the truth); one executemany statement."""
+    is the truth); one statement (over arrays on PostgreSQL, else executemany)."""
     if not sent:
+        return
+    dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
+    if dialect.name == "postgresql":
+        session.execute(
+            _MARK_SENT_ARRAYS,
+            {
+                "sent": DeliveryStatus.SENT.value,
+                "now": now,
+                "ids": [s.delivery_id for s in sent],
+                "attempts": [s.attempts for s in sent],
+                "codes": [s.code for s in sent],
+                "replies": [s.reply for s in sent],
+                "mids": [s.message_id for s in sent],
+            },
+        )
         return
     session.execute(
         _MARK_SENT,
@@ -288,6 +332,34 @@ def store_suppressed(session: Session, blocked: Sequence[int], *, owner: str | N
     session.execute(
         statement.values(status=DeliveryStatus.SUPPRESSED, lease_owner=None, lease_until=None)
     )
+
+
+def all_sent(outcomes: Sequence[tuple[Outgoing, SendResult]]) -> bool:
+    """Whether every outcome is a message the relay accepted (most batches)."""
+    return all(result.status == "sent" for _, result in outcomes)
+
+
+def record_sent(
+    connection: Connection,
+    outcomes: Sequence[tuple[Outgoing, SendResult]],
+    *,
+    now: datetime,
+    settings: Settings,
+    summary: DeliverySummary,
+) -> None:
+    """``record`` for outcomes that are all "sent" (``all_sent``), on PostgreSQL, as one
+    statement that needs no transaction around it: a delivery worker stores most of
+    its outcomes this way, in one round trip instead of three (BEGIN, UPDATE, COMMIT)."""
+    if not all_sent(outcomes) or connection.dialect.name != "postgresql":
+        raise ValueError("record_sent takes only accepted messages, on PostgreSQL")
+    classified = classify(
+        outcomes,
+        now=now,
+        max_attempts=settings.max_attempts,
+        retry_base_seconds=settings.retry_base_seconds,
+    )
+    store_sent(connection, classified.sent, now=now)
+    summary.sent += len(classified.sent)
 
 
 def record(

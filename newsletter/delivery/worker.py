@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 
-from newsletter.db import SessionFactory, retry_stale
+from newsletter.db import SessionFactory, autocommit_engine, retry_stale
 from newsletter.delivery.compose import Composer, Job, Outgoing
 from newsletter.delivery.outbox import (
     claim_batch,
@@ -33,7 +33,7 @@ from newsletter.delivery.outbox import (
     release_owned,
     renew_leases,
 )
-from newsletter.delivery.outcomes import DeliverySummary, record
+from newsletter.delivery.outcomes import DeliverySummary, all_sent, record, record_sent
 from newsletter.delivery.sendrate import RateLimiter
 from newsletter.delivery.smtp import SendResult, SmtpPool, smtp_config
 from newsletter.errors import ConfigError, SmtpUnavailable, TemplateError
@@ -121,6 +121,11 @@ class Worker:
         self.summary = DeliverySummary()
         self.composer = Composer(settings, renderer, Tokens(settings.secret_key.get_secret_value()))
         self.lease = timedelta(seconds=settings.lease_seconds)
+        engine = session_factory.kw["bind"]
+        # Where outcomes that are all "sent" are stored in one statement (``_record``).
+        self._autocommit = (
+            autocommit_engine(engine) if engine.dialect.name == "postgresql" else None
+        )
         self.stop = asyncio.Event()
         self._error: BaseException | None = None
         self._outcomes: list[tuple[Outgoing, SendResult]] = []
@@ -174,6 +179,16 @@ class Worker:
 
     def _record(self, outcomes: list[tuple[Outgoing, SendResult]], released: list[int]) -> None:
         tally = DeliverySummary()
+        if self._autocommit is not None and outcomes and not released and all_sent(outcomes):
+            # The usual batch: one statement, no transaction around it (PostgreSQL).
+            with self._autocommit.connect() as connection:
+                record_sent(
+                    connection, outcomes, now=self.clock(), settings=self.settings, summary=tally
+                )
+            self.summary.add(tally)
+            if self.progress is not None:
+                self.progress(len(outcomes), None)
+            return
         with self.sessions.begin() as session:
             record(
                 session,
@@ -263,6 +278,8 @@ class Worker:
             # Whatever this worker still holds (claimed, never handed to a sender, or
             # cut short) goes back to the queue untouched.
             self.summary.released += await asyncio.to_thread(retry_stale, self._release_all)
+            if self._autocommit is not None:
+                self._autocommit.dispose()
         if self._error is not None:
             raise self._error
         return self.summary
