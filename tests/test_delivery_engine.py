@@ -382,6 +382,25 @@ def test_deliver_without_an_edition_sends_every_due_delivery(planned: Planned) -
     assert statuses == {EditionStatus.SENT}
 
 
+def test_the_worker_runs_on_uvloop(planned: Planned, monkeypatch: pytest.MonkeyPatch) -> None:
+    from newsletter.delivery import worker as worker_module
+
+    loops: list[str] = []
+    real_run = worker_module.Worker.run
+
+    async def run(self: Any) -> Any:
+        loops.append(type(asyncio.get_running_loop()).__module__)
+        return await real_run(self)
+
+    monkeypatch.setattr(worker_module.Worker, "run", run)
+    with FaultyServer() as server:
+        summary = deliver(
+            planned.sessions, settings=settings_for(planned.database_url, server), edition=EDITION
+        )
+    assert summary.sent == len(planned.emails)
+    assert loops == ["uvloop"]
+
+
 # --------------------------------------------------------------------------- failures inside
 
 
