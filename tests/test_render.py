@@ -466,3 +466,16 @@ def test_issue_loads_nothing_remote(rendered: RenderedIssue) -> None:
     assert "fonts.googleapis" not in html
     assert "<link" not in html
     assert "@import" not in html
+
+
+def test_no_line_of_the_compiled_html_templates_starts_with_a_dot() -> None:
+    # SMTP doubles such a dot on the wire (RFC 5321 4.5.2), a copy of the whole message;
+    # MJML's head CSS has one (.mj-outlook-group-fix), which now starts with a space.
+    from mjml import mjml2html
+
+    for template in sorted((resource_path("templates") / "email").glob("*.mjml")):
+        raw = render_module._BREAK_AFTER.sub("\\1\n", mjml2html(template.read_text(), fonts={}))
+        compiled = render_module.break_lines(mjml2html(template.read_text(), fonts={}))
+        assert "\n." not in compiled, template.name
+        assert compiled.replace("\n .", "\n.") == raw, template.name
+    assert "\n.mj-outlook-group-fix" in raw  # what the rule is for
