@@ -77,3 +77,23 @@ def test_nothing_to_classify_is_nothing_to_write() -> None:
 
     assert (classified.sent, classified.again, classified.bounced) == ([], [], [])
     assert classified.failures == []
+
+
+def test_item_terms_are_parsed_for_a_whole_batch_and_a_bad_value_alone() -> None:
+    from newsletter.delivery.compose import _json_lists
+
+    assert _json_lists(['["a", "b c"]', "[]", None, '["\\u00e9t\\u00e9"]']) == [
+        ["a", "b c"],
+        [],
+        [],
+        ["été"],
+    ]
+    # A value that does not parse (or a comma inside a bad one that would shift the
+    # rest) is read alone: it has no terms, the others keep theirs.
+    assert _json_lists(['["a"]', '["x", ', '"b"]', '{"k": 1}', '["z"]']) == [
+        ["a"],
+        [],
+        [],
+        [],
+        ["z"],
+    ]

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, case, or_, select, update
 from sqlalchemy.orm import Session
 
+from newsletter.db import among
 from newsletter.models import WAITING, Delivery, DeliveryStatus
 
 
@@ -73,7 +74,7 @@ def claim_batch(
         # subquery inside an UPDATE and so claim more rows than asked for.
         ids = list(session.scalars(candidates.with_for_update(skip_locked=True)))
         if ids:
-            session.execute(claim.where(Delivery.id.in_(ids)))
+            session.execute(claim.where(among(Delivery.id, ids, "postgresql")))
         return ids
     claimed = session.scalars(
         claim.where(Delivery.id.in_(candidates.scalar_subquery()), is_due).returning(Delivery.id)

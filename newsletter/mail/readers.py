@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session, object_session
 
+from newsletter.db import among
 from newsletter.models import (
     Feedback,
     FollowedAuthor,
@@ -68,13 +69,17 @@ def _connection(session: Session) -> Connection:
     return session.connection()
 
 
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
 def _liked_rows(
     session: Session, subscriber_ids: list[int], rated_before: datetime | None = None
 ) -> dict[int, list[LikedPaper]]:
     query = (
         select(Feedback.subscriber_id, Paper.title, Paper.abstract, Feedback.paper_id)
         .join(Paper, Paper.id == Feedback.paper_id)
-        .where(Feedback.subscriber_id.in_(subscriber_ids), Feedback.value > 0)
+        .where(among(Feedback.subscriber_id, subscriber_ids, _dialect(session)), Feedback.value > 0)
         .order_by(Feedback.subscriber_id, Feedback.created_at.desc(), Feedback.id.desc())
     )
     if rated_before is not None:
@@ -85,7 +90,7 @@ def _liked_rows(
         select(
             LibrarySeed.subscriber_id, LibrarySeed.title, LibrarySeed.abstract, LibrarySeed.paper_id
         )
-        .where(LibrarySeed.subscriber_id.in_(subscriber_ids))
+        .where(among(LibrarySeed.subscriber_id, subscriber_ids, _dialect(session)))
         .order_by(LibrarySeed.subscriber_id, LibrarySeed.id)
     )
     return _liked(((s, t, a, p) for s, t, a, p in seeds), liked, from_library=True)
@@ -95,7 +100,7 @@ def _followed_rows(session: Session, subscriber_ids: list[int]) -> dict[int, lis
     followed: dict[int, list[tuple[str, str]]] = {}
     for subscriber_id, key, name in _connection(session).execute(
         select(FollowedAuthor.subscriber_id, FollowedAuthor.key, FollowedAuthor.name)
-        .where(FollowedAuthor.subscriber_id.in_(subscriber_ids))
+        .where(among(FollowedAuthor.subscriber_id, subscriber_ids, _dialect(session)))
         .order_by(FollowedAuthor.id)
     ):
         followed.setdefault(subscriber_id, []).append((key, name))
@@ -112,13 +117,15 @@ def load_readers(session: Session, subscriber_ids: Iterable[int]) -> dict[int, R
     weekly = {
         s: f == Frequency.WEEKLY
         for s, f in _connection(session).execute(
-            select(Subscriber.id, Subscriber.frequency).where(Subscriber.id.in_(ids))
+            select(Subscriber.id, Subscriber.frequency).where(
+                among(Subscriber.id, ids, _dialect(session))
+            )
         )
     }
     for subscriber_id, topic_id, topic_name, words in _connection(session).execute(
         select(Interest.subscriber_id, Interest.topic_id, Topic.name, Interest.keywords)
         .outerjoin(Topic, Topic.id == Interest.topic_id)
-        .where(Interest.subscriber_id.in_(ids))
+        .where(among(Interest.subscriber_id, ids, _dialect(session)))
         .order_by(Interest.id)
     ):
         if topic_id is not None:
