@@ -50,7 +50,8 @@ def make_engine(url: str, *, echo: bool = False, pre_ping: bool = True) -> Engin
     ``pre_ping``: test every connection as it leaves the pool (a round trip), so a
     database restarted since is met with a fresh connection. A process that instead
     runs each unit of work again when its connection turns out dead (``retry_stale``),
-    such as a delivery worker committing hundreds of times a second, does without.
+    such as a spawned delivery worker committing hundreds of times a second, does
+    without (a worker run in the caller's process uses the caller's engine).
     """
     try:
         engine = create_engine(url, echo=echo, pool_pre_ping=pre_ping)
@@ -88,10 +89,9 @@ def autocommit_engine(engine: Engine) -> Engine:
     """An engine on ``engine``'s database (a pool of its own) whose connections run each
     statement as its own transaction: no BEGIN and COMMIT round trips around a single
     statement, which ``execution_options(isolation_level=...)`` would still cost (it
-    switches and resets the connection's mode on every checkout). Dispose of it too."""
-    return create_engine(
-        engine.url, isolation_level="AUTOCOMMIT", pool_pre_ping=engine.pool._pre_ping
-    )
+    switches and resets the connection's mode on every checkout). No pre-ping: run its
+    work through ``retry_stale``. The caller disposes of it."""
+    return create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
 
 
 def retry_stale(work: Callable[[], T]) -> T:

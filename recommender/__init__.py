@@ -1,7 +1,8 @@
 """Pure ranking library: TF-IDF embeddings, subscriber profiles, top-k picks, explanations.
 
-No I/O and no dependency on the ``newsletter`` package: callers pass texts and
-index arrays in and get sparse matrices and arrays back.
+No I/O (beyond reading scikit-learn's stop word list from its source, as importing it
+would: ``recommender.words``) and no dependency on the ``newsletter`` package: callers
+pass texts and index arrays in and get sparse matrices and arrays back.
 
 The names below are loaded when first used (PEP 562), so a process that needs only a
 light module (a delivery worker wording the why lines with ``recommender.explanations``)

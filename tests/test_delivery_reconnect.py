@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -85,3 +86,50 @@ def test_a_worker_carries_on_when_its_pooled_connections_are_killed(planned: Pla
     assert summary.sent == len(planned.emails) == len(ids)
     assert set(ids.values()) == {1}
     assert {r.status for r in deliveries(planned.sessions).values()} == {DeliveryStatus.SENT}
+
+
+def test_a_claim_whose_commit_fails_is_not_claimed_again(
+    planned: Planned, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection dies in the claim's COMMIT, after the server committed: claiming
+    again would take a second batch and leave the first held by this worker, unsent. The
+    worker stops with the database error instead, and the run gives everything back."""
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    from newsletter.delivery import worker as worker_module
+    from newsletter.errors import DatabaseUnavailable
+
+    real_claim, real_commit = worker_module.Worker._claim, Session.commit
+    state = {"in_claim": False, "failed": 0, "claims": 0}
+
+    def claim(self: Any) -> Any:
+        state["claims"] += 1
+        state["in_claim"] = True
+        try:
+            return real_claim(self)
+        finally:
+            state["in_claim"] = False
+
+    def commit(self: Session) -> None:
+        real_commit(self)
+        if state["in_claim"] and not state["failed"]:
+            state["failed"] += 1
+            raise OperationalError("COMMIT", {}, Exception("gone"), connection_invalidated=True)
+
+    monkeypatch.setattr(worker_module.Worker, "_claim", claim)
+    monkeypatch.setattr(Session, "commit", commit)
+    with FaultyServer() as server:
+        with pytest.raises(DatabaseUnavailable, match="claim's commit failed"):
+            deliver(
+                planned.sessions,
+                settings=settings_for(planned.database_url, server),
+                edition=EDITION,
+                workers=1,
+            )
+        assert server.messages == []
+    assert state == {"in_claim": False, "failed": 1, "claims": 1}  # not run again
+    rows = deliveries(planned.sessions)
+    # The batch that was claimed went back: nothing is held, nothing was lost.
+    assert {r.status for r in rows.values()} == {DeliveryStatus.PENDING}
+    assert {r.lease_owner for r in rows.values()} == {None}

@@ -154,7 +154,14 @@ class Composer:
             .where(among(DeliveryItem.delivery_id, live_ids, dialect))
             .order_by(DeliveryItem.delivery_id, DeliveryItem.rank)
         ).all()
-        terms_of = _json_lists([row[4] for row in item_rows])
+        texts: list[str | None] = [row[4] for row in item_rows]
+        # PostgreSQL's json type holds only valid JSON: the batch parses as one array.
+        # SQLite's column is text: each value is parsed alone.
+        terms_of = (
+            _json_lists(texts)
+            if dialect == "postgresql"
+            else [_terms(_json_list(text)) for text in texts]
+        )
         for (delivery_id, rank, paper_id, score, _), terms in zip(item_rows, terms_of, strict=True):
             items[delivery_id].append((rank, score, terms, paper_id))
         self._load_papers(session, {p for entries in items.values() for *_, p in entries})
@@ -301,15 +308,20 @@ class Composer:
 def _json_lists(texts: list[str | None]) -> list[list[str]]:
     """Each item's terms from its stored JSON text, parsed in one call for the whole
     batch (a thousand deliveries hold ten thousand items; the driver's JSON loading,
-    a ``json.loads`` per row, cost more than the rest of loading them). One value
-    that does not parse (none should: the column is written as JSON) is read alone."""
+    a ``json.loads`` per row, cost more than the rest of loading them). For values
+    that are each valid JSON (PostgreSQL's json type), so that joined by commas they
+    are an array of as many; if not, each value is parsed alone."""
     try:
         parsed = json.loads("[" + ",".join(t if t is not None else "null" for t in texts) + "]")
     except ValueError:
         parsed = None
     if not isinstance(parsed, list) or len(parsed) != len(texts):
         parsed = [_json_list(t) for t in texts]
-    return [value if isinstance(value, list) else [] for value in parsed]
+    return [_terms(value) for value in parsed]
+
+
+def _terms(value: object) -> list[str]:
+    return value if isinstance(value, list) else []
 
 
 def _json_list(text: str | None) -> object:

@@ -214,6 +214,7 @@ _MARK_SENT_ARRAYS = text(
     " AS u(id, attempts, code, reply, mid)"
     " WHERE d.id = u.id AND d.status <> :sent"
 ).bindparams(
+    bindparam("now", type_=_DELIVERIES.c.sent_at.type),  # aware datetimes only, as the ORM
     bindparam("ids", type_=ARRAY(Integer)),
     bindparam("attempts", type_=ARRAY(Integer)),
     bindparam("codes", type_=ARRAY(SmallInteger)),
@@ -375,7 +376,8 @@ def record(
     """Store each outcome: sent; retry with backoff (4xx, lost connection) or failed
     when out of attempts; bounced (5xx, with the bounce rules); suppressed (blocked).
 
-    Updates are executemany statements, one per kind of outcome. "Sent" is stored
+    One statement per kind of outcome (executemany; "sent" over arrays on PostgreSQL,
+    which ``record_sent`` runs alone for a batch of sent messages). "Sent" is stored
     whoever holds the lease now (it is the truth); the other outcomes only touch rows
     this worker still holds, so a worker whose lease was taken over cannot undo the
     new holder's work.

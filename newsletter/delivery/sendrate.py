@@ -17,6 +17,7 @@ simply lost when their bucket ends (the rate then falls a little short, never ov
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from newsletter.db import SessionFactory
+from newsletter.db import SessionFactory, retry_stale
 from newsletter.models import SendRate
 
 _SECOND_BUCKET = 0.1  # seconds per bucket of the per-second window
@@ -166,7 +167,11 @@ class RateLimiter:
             return
         async with self._lock:
             while self._permits <= 0 or self._clock() >= self._valid_until:
-                grant = await asyncio.to_thread(self._reserve, self._chunk)
+                # Run again on a new connection if its pooled one died: that only
+                # reserves a few permits more than it uses.
+                grant = await asyncio.to_thread(
+                    retry_stale, functools.partial(self._reserve, self._chunk)
+                )
                 if grant.permits:
                     self._permits = grant.permits
                     self._valid_until = grant.valid_until

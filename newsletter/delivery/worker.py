@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Engine, func, select
+from sqlalchemy.exc import DBAPIError
 
 from newsletter.db import SessionFactory, autocommit_engine, retry_stale
 from newsletter.delivery.compose import Composer, Job, Outgoing
@@ -36,7 +37,7 @@ from newsletter.delivery.outbox import (
 from newsletter.delivery.outcomes import DeliverySummary, all_sent, record, record_sent
 from newsletter.delivery.sendrate import RateLimiter
 from newsletter.delivery.smtp import SendResult, SmtpPool, smtp_config
-from newsletter.errors import ConfigError, SmtpUnavailable, TemplateError
+from newsletter.errors import ConfigError, DatabaseUnavailable, SmtpUnavailable, TemplateError
 from newsletter.mail.render import Renderer
 from newsletter.models import OPEN, WAITING, Delivery, DeliveryStatus, utcnow
 from newsletter.progress import ProgressHook
@@ -121,11 +122,9 @@ class Worker:
         self.summary = DeliverySummary()
         self.composer = Composer(settings, renderer, Tokens(settings.secret_key.get_secret_value()))
         self.lease = timedelta(seconds=settings.lease_seconds)
-        engine = session_factory.kw["bind"]
-        # Where outcomes that are all "sent" are stored in one statement (``_record``).
-        self._autocommit = (
-            autocommit_engine(engine) if engine.dialect.name == "postgresql" else None
-        )
+        # Where outcomes that are all "sent" are stored in one statement (``_record``):
+        # PostgreSQL only, made and disposed of by ``run``.
+        self._autocommit: Engine | None = None
         self.stop = asyncio.Event()
         self._error: BaseException | None = None
         self._outcomes: list[tuple[Outgoing, SendResult]] = []
@@ -140,8 +139,12 @@ class Worker:
         self._finished = False
 
     # The database work runs in threads so the loop keeps the SMTP sessions busy.
-    def _claim(self) -> tuple[list[Job], list[int], list[int]]:
-        with self.sessions.begin() as session:
+    def _claim(self) -> tuple[list[Job], list[int], DeliverySummary]:
+        """Claim a batch and load it: the jobs, the ids claimed, what was recorded (the
+        blocked deliveries). Safe to run again (``retry_stale``) when it failed before
+        its commit; a commit that failed is not retried (see below)."""
+        tally = DeliverySummary()
+        with self.sessions() as session:
             ids = claim_batch(
                 session,
                 edition_id=self.options.edition_id,
@@ -151,9 +154,8 @@ class Worker:
                 limit=self._batch_size(),
             )
             if not ids:
-                return [], [], []
+                return [], [], tally
             jobs, blocked = self.composer.load(session, ids)
-            tally = DeliverySummary()
             if blocked:
                 record(
                     session,
@@ -164,11 +166,16 @@ class Worker:
                     summary=tally,
                     blocked=blocked,
                 )
-        # Counted once committed: a claim whose commit failed may run again.
-        self.summary.add(tally)
+            try:
+                session.commit()
+            except DBAPIError as exc:
+                # The claim may have been committed all the same: claiming again would
+                # take a second batch and leave this one held by this worker, unsent.
+                # Stop instead; the run gives back whatever this worker holds.
+                raise DatabaseUnavailable(f"a claim's commit failed: {exc.orig}") from exc
         if blocked and self.progress is not None:
             self.progress(len(blocked), None)
-        return jobs, blocked, ids
+        return jobs, ids, tally
 
     def _batch_size(self) -> int:
         size = self.settings.send_batch_size
@@ -177,7 +184,11 @@ class Worker:
             size = min(size, max(1, int(self.settings.rate_per_second * 5)))
         return size
 
-    def _record(self, outcomes: list[tuple[Outgoing, SendResult]], released: list[int]) -> None:
+    def _record(
+        self, outcomes: list[tuple[Outgoing, SendResult]], released: list[int]
+    ) -> DeliverySummary:
+        """Store outcomes and give back ``released``; what was stored, to be counted by
+        the caller once this returns (a run that failed is run again)."""
         tally = DeliverySummary()
         if self._autocommit is not None and outcomes and not released and all_sent(outcomes):
             # The usual batch: one statement, no transaction around it (PostgreSQL).
@@ -185,10 +196,9 @@ class Worker:
                 record_sent(
                     connection, outcomes, now=self.clock(), settings=self.settings, summary=tally
                 )
-            self.summary.add(tally)
             if self.progress is not None:
                 self.progress(len(outcomes), None)
-            return
+            return tally
         with self.sessions.begin() as session:
             record(
                 session,
@@ -199,10 +209,9 @@ class Worker:
                 summary=tally,
             )
             tally.released += release(session, released, self.owner)
-        # Counted once committed: outcomes whose commit failed are recorded again.
-        self.summary.add(tally)
         if outcomes and self.progress is not None:
             self.progress(len(outcomes), None)
+        return tally
 
     def _next_due(self) -> float | None:
         """Seconds until something of this run may be claimed again; None if nothing is open.
@@ -254,6 +263,9 @@ class Worker:
             workers=self.options.workers,
         )
         throttle = Throttle(self.settings.smtp_slowdown_seconds)
+        engine = self.sessions.kw["bind"]
+        if engine.dialect.name == "postgresql":
+            self._autocommit = autocommit_engine(engine)
         recorder = asyncio.create_task(self._recorder())
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
@@ -275,11 +287,14 @@ class Worker:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-            # Whatever this worker still holds (claimed, never handed to a sender, or
-            # cut short) goes back to the queue untouched.
-            self.summary.released += await asyncio.to_thread(retry_stale, self._release_all)
-            if self._autocommit is not None:
-                self._autocommit.dispose()
+            try:
+                # Whatever this worker still holds (claimed, never handed to a sender,
+                # or cut short) goes back to the queue untouched.
+                self.summary.released += await asyncio.to_thread(retry_stale, self._release_all)
+            finally:
+                if self._autocommit is not None:
+                    self._autocommit.dispose()
+                    self._autocommit = None
         if self._error is not None:
             raise self._error
         return self.summary
@@ -291,7 +306,8 @@ class Worker:
     async def _producer(self, queue: asyncio.Queue[Outgoing | None]) -> None:
         while not self.stop.is_set():
             claimed_at = self.clock()
-            jobs, _, ids = await asyncio.to_thread(retry_stale, self._claim)
+            jobs, ids, tally = await asyncio.to_thread(retry_stale, self._claim)
+            self.summary.add(tally)  # on the loop's thread, as every count of the run
             self._held.update(dict.fromkeys((j.delivery_id for j in jobs), claimed_at + self.lease))
             if not ids:
                 if not self.options.wait:
@@ -446,9 +462,10 @@ class Worker:
         and stop sending meanwhile once the first attempt failed."""
         for delay in (*_RECORD_RETRY_DELAYS, None):
             try:
-                await asyncio.to_thread(
+                tally = await asyncio.to_thread(
                     retry_stale, functools.partial(self._record, outcomes, released)
                 )
+                self.summary.add(tally)
                 return
             except Exception as exc:
                 self.stop.set()
@@ -466,11 +483,8 @@ class Worker:
         interval = max(self.lease.total_seconds() / 3, 0.5)
         while True:
             await asyncio.sleep(interval)
-            started = self.clock()
             try:
-                renewed = await asyncio.to_thread(
-                    retry_stale, functools.partial(self._renew, started)
-                )
+                started, renewed = await asyncio.to_thread(retry_stale, self._renew)
             except Exception as exc:
                 log.error("cannot renew delivery leases, stopping: %s", exc)
                 self._fail(exc)
@@ -478,6 +492,10 @@ class Worker:
             for delivery_id in renewed & self._held.keys():
                 self._held[delivery_id] = started + self.lease
 
-    def _renew(self, now: datetime) -> set[int]:
+    def _renew(self) -> tuple[datetime, set[int]]:
+        """Renew every lease this worker holds: when it began, and the ids renewed. The
+        clock is read here, so a renewal run again (``retry_stale``) after one that did
+        commit renews them all again, not none."""
+        now = self.clock()
         with self.sessions.begin() as session:
-            return renew_leases(session, owner=self.owner, now=now, lease=self.lease)
+            return now, renew_leases(session, owner=self.owner, now=now, lease=self.lease)
