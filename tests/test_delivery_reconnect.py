@@ -56,16 +56,20 @@ def test_a_worker_carries_on_when_its_pooled_connections_are_killed(planned: Pla
     kills: list[int] = []
 
     def killer(server: FaultyServer) -> None:
-        # Twice while the worker runs: after the first message, and after the third
-        # (each message is held 0.1 s at the relay, so the run lasts about a second).
+        # Twice while the worker runs, each time halfway through the relay's 0.2 s wait
+        # before accepting the next message: after the first message and after the third.
+        # By then the worker has stored the last outcome and claimed ahead, so its pooled
+        # connections are idle (a kill inside a claim's COMMIT stops the worker, by
+        # design: test_a_claim_whose_commit_fails_is_not_claimed_again).
         for after in (1, 3):
             deadline = time.monotonic() + 30
             while len(server.messages) < after and time.monotonic() < deadline:
                 time.sleep(0.005)
+            time.sleep(0.1)
             kills.append(_kill_the_workers_connections(planned.database_url))
 
     try:
-        with FaultyServer(faults=Faults(data_delay=0.1)) as server:
+        with FaultyServer(faults=Faults(data_delay=0.2)) as server:
             thread = threading.Thread(target=killer, args=(server,))
             thread.start()
             summary = deliver(
