@@ -474,8 +474,9 @@ def test_no_line_of_the_compiled_html_templates_starts_with_a_dot() -> None:
     from mjml import mjml2html
 
     for template in sorted((resource_path("templates") / "email").glob("*.mjml")):
-        raw = render_module._BREAK_AFTER.sub("\\1\n", mjml2html(template.read_text(), fonts={}))
-        compiled = render_module.break_lines(mjml2html(template.read_text(), fonts={}))
+        html = mjml2html(template.read_text(), fonts={})
+        raw = render_module._BREAK_AFTER.sub("\\1\n", html)
+        compiled = render_module.break_lines(html)
         assert "\n." not in compiled, template.name
         assert compiled.replace("\n .", "\n.") == raw, template.name
     assert "\n.mj-outlook-group-fix" in raw  # what the rule is for

@@ -196,19 +196,17 @@ class Worker:
                 record_sent(
                     connection, outcomes, now=self.clock(), settings=self.settings, summary=tally
                 )
-            if self.progress is not None:
-                self.progress(len(outcomes), None)
-            return tally
-        with self.sessions.begin() as session:
-            record(
-                session,
-                outcomes,
-                owner=self.owner,
-                now=self.clock(),
-                settings=self.settings,
-                summary=tally,
-            )
-            tally.released += release(session, released, self.owner)
+        else:
+            with self.sessions.begin() as session:
+                record(
+                    session,
+                    outcomes,
+                    owner=self.owner,
+                    now=self.clock(),
+                    settings=self.settings,
+                    summary=tally,
+                )
+                tally.released += release(session, released, self.owner)
         if outcomes and self.progress is not None:
             self.progress(len(outcomes), None)
         return tally
