@@ -286,13 +286,14 @@ def counts(url: str) -> dict[str, int]:
     return found
 
 
-def sample_message(env: dict[str, str]) -> bytes:
+def sample_message(env: dict[str, str], cli: str) -> bytes:
     """A message the size and shape of this edition's issues, for the ceilings: the HTML
-    of a real issue (``newsletter preview``) with a text part, as MIME."""
+    of a real issue (``newsletter preview`` of the command being timed, whose templates
+    set the size) with a text part, as MIME."""
     from email.message import EmailMessage
 
     done = subprocess.run(
-        [str(Path(sys.executable).with_name("newsletter")), "preview",
+        [cli, "preview",
          "--as", "reader1@example.org", "--edition", EDITION],
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
@@ -384,7 +385,7 @@ def main() -> None:
                 print(f"  final: {final}")
                 ceilings: dict[str, float] = {}
                 if not args.skip_deliver:
-                    message = sample_message(env)
+                    message = sample_message(env, cli)
                     m = min(args.ceiling_messages, max(n, 1000))
                     connections = args.concurrency * args.workers
                     raw = bench_raw_client(sink, message, m, connections)
