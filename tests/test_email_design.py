@@ -322,9 +322,11 @@ def test_dark_mode_overrides_the_inline_colours(typical: tuple[IssueView, Render
     _, result = typical
     css = result.html[result.html.index("@media (prefers-color-scheme: dark)") :]
     css = css[: css.index("</style>")]
-    for rule in (".card", "td.why", ".muted div", "td.muted", ".title a", "body"):
-        assert rule in css, rule
-    # Every dark colour must beat MJML's inline light ones.
+    rules = {rule.strip() for head in re.findall(r"([^{}]+)\{", css) for rule in head.split(",")}
+    wanted = ("body", ".card", ".card td", ".card td.why", ".card td.muted", ".muted div")
+    for rule in (*wanted, ".title a"):
+        assert rule in rules, rule
+    # Every dark colour must beat the inline light ones (MJML's and the cards').
     declarations = re.findall(r"(?:color|background-color):\s*[^;]+;", css)
     assert declarations
     assert all("!important" in d for d in declarations)
@@ -703,22 +705,26 @@ def test_screenshots(
             browser.close()
 
 
-# What a card computes to in each scheme: the dark rules must reach the card's own cells.
+# What a card's parts compute to in each scheme (the dark rules must reach the cells that
+# hold the text): background; title link, authors, abstract, why.
 _CARD_COLOURS = {
-    "light": ("rgb(255, 255, 255)", "rgb(15, 118, 110)", "rgb(82, 96, 109)"),
-    "dark": ("rgb(27, 38, 49)", "rgb(94, 234, 212)", "rgb(159, 179, 200)"),
-}
+    "light": ("rgb(255, 255, 255)", "rgb(26, 86, 219)", "rgb(82, 96, 109)", "rgb(31, 41, 51)",
+              "rgb(15, 118, 110)"),
+    "dark": ("rgb(27, 38, 49)", "rgb(168, 199, 250)", "rgb(159, 179, 200)", "rgb(217, 226, 236)",
+             "rgb(94, 234, 212)"),
+}  # fmt: skip
 
 
 def _assert_card_colours(page: Any, scheme: str) -> None:
     found = page.evaluate(
         """() => {
             const card = document.querySelector('.card');
-            const style = (selector) => getComputedStyle(card.querySelector(selector)).color;
-            return [getComputedStyle(card).backgroundColor, style('td.why'), style('td.muted')];
+            const colour = (selector) => getComputedStyle(card.querySelector(selector)).color;
+            return [getComputedStyle(card).backgroundColor, colour('td.title a'),
+                    colour('td.muted'), colour('td.links'), colour('td.why')];
         }"""
     )
-    assert tuple(found) == _CARD_COLOURS[scheme]  # background, why, authors
+    assert tuple(found) == _CARD_COLOURS[scheme], scheme
 
 
 def test_templates_directory_holds_the_goodbye_mail() -> None:
