@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.db import SessionFactory, make_engine, make_session_factory
+from newsletter.db import SessionFactory, make_engine, make_session_factory, retry_stale
 from newsletter.delivery.outbox import claimable_now
 from newsletter.delivery.outcomes import DeliverySummary
 from newsletter.delivery.relay_errors import note_unreachable
@@ -362,7 +362,13 @@ def _start_edition(session_factory: SessionFactory, day: date | None) -> int | N
 
 
 def _finish_editions(session_factory: SessionFactory, edition_id: int | None) -> None:
-    """An edition whose deliveries are all settled is sent."""
+    """An edition whose deliveries are all settled is sent. Run once more on a new
+    connection if the pooled one died while the workers ran (an engine without
+    pre-ping; the update is the same when run twice)."""
+    retry_stale(lambda: _mark_sent(session_factory, edition_id))
+
+
+def _mark_sent(session_factory: SessionFactory, edition_id: int | None) -> None:
     with session_factory.begin() as session:
         open_editions = select(Delivery.edition_id).where(Delivery.status.in_(OPEN))
         statement = update(Edition).where(
