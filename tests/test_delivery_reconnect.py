@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from newsletter.db import make_engine, make_session_factory
+from newsletter.db import SessionFactory, make_engine, make_session_factory
+from newsletter.delivery.relay_errors import UNREACHABLE, last_relay_error, note_unreachable
 from newsletter.delivery.run import deliver
 from newsletter.mail.faulty import Faults, FaultyServer
-from newsletter.models import DeliveryStatus
+from newsletter.models import DeliveryStatus, utcnow
 from tests.test_delivery import (
     EDITION,
     Planned,
@@ -148,3 +149,26 @@ def test_a_claim_whose_commit_fails_is_not_claimed_again(
     # The batch that was claimed went back: nothing is held, nothing was lost.
     assert {r.status for r in rows.values()} == {DeliveryStatus.PENDING}
     assert {r.lease_owner for r in rows.values()} == {None}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_unreachable_relay_is_noted_on_a_new_connection_if_the_pooled_one_died(
+    sessions: SessionFactory, database_url: str
+) -> None:
+    """A run whose relay cannot be reached notes it after its workers gave up, on the
+    caller's pooled connection, which may have died meanwhile (the workers of a long
+    run take minutes): it is noted on a new one instead of failing the run with a
+    database error in place of the relay's."""
+    engine = make_engine(f"{database_url}&application_name={APP}", pre_ping=False)
+    try:
+        caller = make_session_factory(engine)
+        with caller() as session:
+            session.execute(text("SELECT 1"))  # the connection is back in the pool, idle
+        assert _kill_the_workers_connections(database_url) == 1
+        note_unreachable(caller, "SMTP relay unavailable: 421 4.3.2 service not available")
+    finally:
+        engine.dispose()
+    with sessions() as session:
+        error = last_relay_error(session, now=utcnow())
+    assert error is not None
+    assert (error.kind, error.code) == (UNREACHABLE, 421)

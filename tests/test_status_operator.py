@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 from newsletter import status as stats
 from newsletter.cli import app
 from newsletter.db import SessionFactory
+from newsletter.delivery.compose import Outgoing
+from newsletter.delivery.outcomes import DeliverySummary, record
 from newsletter.delivery.relay_errors import (
     KEEP,
     UNREACHABLE,
@@ -28,6 +30,7 @@ from newsletter.delivery.run import deliver
 from newsletter.delivery.smtp import SendResult
 from newsletter.errors import SmtpUnavailable
 from newsletter.models import (
+    Bounce,
     Delivery,
     DeliveryStatus,
     Edition,
@@ -241,6 +244,55 @@ def test_a_batch_that_turned_away_one_reader_alone_is_not_a_relay_down(
     assert error is not None
     assert error.kind == "deferred"
     assert relay_failing(error, None)
+
+
+@pytest.mark.both_databases
+def test_a_batch_of_outcomes_stored_twice_notes_the_relay_once(
+    sessions: SessionFactory, database_url: str
+) -> None:
+    """A worker stores its outcomes once more on a new connection when the first
+    connection died, which may be after its COMMIT went through (``retry_stale``):
+    the deliveries and the bounce are stored once, and so is the relay's word (it
+    was noted twice, and the dashboard counted two relay errors)."""
+    settings = make_settings(database_url)
+    claimed = [DeliveryStatus.CLAIMED] * 3
+    with sessions.begin() as session:
+        edition = edition_with(session, date(2026, 5, 28), claimed)
+        deliveries = session.scalars(
+            select(Delivery).where(Delivery.edition_id == edition.id).order_by(Delivery.id)
+        ).all()
+        ids = [(d.id, d.subscriber.email) for d in deliveries]
+    replies = [
+        SendResult(status="temporary", code=451, reply="4.3.0 try later"),
+        SendResult(status="temporary", code=451, reply="4.3.0 try later"),
+        SendResult(status="permanent", code=550, reply="5.1.1 no such user"),
+    ]
+    outcomes = [
+        (Outgoing(delivery_id=i, recipient=email, message_id=f"<{i}@x>", message=b""), reply)
+        for (i, email), reply in zip(ids, replies, strict=True)
+    ]
+    tallies = []
+    for _ in range(2):  # the first run committed; the second is the retry
+        tally = DeliverySummary()
+        with sessions.begin() as session:
+            record(session, outcomes, owner=None, now=utcnow(), settings=settings, summary=tally)
+        tallies.append(tally)
+    with sessions() as session:
+        kinds = session.scalars(select(RelayError.kind)).all()
+        bounces = session.scalars(select(Bounce.delivery_id)).all()
+        stored = session.execute(
+            select(Delivery.status, Delivery.attempts)
+            .where(Delivery.edition_id == edition.id)
+            .order_by(Delivery.id)
+        ).all()
+    assert kinds == ["recipients"]  # one row; two readers and a bounce: not the relay
+    assert bounces == [ids[2][0]]
+    assert [tuple(row) for row in stored] == [
+        (DeliveryStatus.RETRY, 1),
+        (DeliveryStatus.RETRY, 1),
+        (DeliveryStatus.BOUNCED, 1),
+    ]
+    assert (tallies[0].retried, tallies[0].bounced) == (2, 1)
 
 
 LONG_REPLY = (

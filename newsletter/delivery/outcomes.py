@@ -259,18 +259,19 @@ def store_sent(session: Session | Connection, sent: Sequence[Settled], *, now: d
     )
 
 
-def store_again(session: Session, again: Sequence[Settled], *, owner: str | None) -> None:
+def store_again(session: Session, again: Sequence[Settled], *, owner: str | None) -> int:
     """Mark deliveries to retry or failed; only rows still claimed (by ``owner``, when
-    given), so a worker whose lease was taken over cannot undo the new holder's work."""
+    given), so a worker whose lease was taken over cannot undo the new holder's work.
+    How many rows it changed (none when they were all stored before)."""
     if not again:
-        return
+        return 0
     statement = update(_DELIVERIES).where(
         _DELIVERIES.c.id == bindparam("b_id"),
         _DELIVERIES.c.status == DeliveryStatus.CLAIMED,
     )
     if owner is not None:
         statement = statement.where(_DELIVERIES.c.lease_owner == owner)
-    session.execute(
+    result = session.execute(
         statement.values(
             status=bindparam("b_status"),
             attempts=bindparam("b_attempts"),
@@ -294,12 +295,14 @@ def store_again(session: Session, again: Sequence[Settled], *, owner: str | None
             for s in again
         ],
     )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def store_bounce(
     session: Session, outgoing: Outgoing, result: SendResult, *, bounce_limit: int
-) -> None:
-    """Record one refusal (rare: one at a time) and apply the bounce rules to it."""
+) -> bool:
+    """Record one refusal (rare: one at a time) and apply the bounce rules to it;
+    whether it was new (a delivery's bounce is recorded once)."""
     session.execute(
         update(Delivery)
         .where(Delivery.id == outgoing.delivery_id)
@@ -310,7 +313,7 @@ def store_bounce(
             lease_until=None,
         )
     )
-    apply_bounce(
+    return apply_bounce(
         session,
         email=outgoing.recipient,
         delivery_id=outgoing.delivery_id,
@@ -319,7 +322,7 @@ def store_bounce(
         code=result.code,
         reply=result.reply,
         bounce_limit=bounce_limit,
-    )
+    ).recorded
 
 
 def store_suppressed(session: Session, blocked: Sequence[int], *, owner: str | None) -> None:
@@ -381,6 +384,11 @@ def record(
     whoever holds the lease now (it is the truth); the other outcomes only touch rows
     this worker still holds, so a worker whose lease was taken over cannot undo the
     new holder's work.
+
+    Safe to run again after a COMMIT whose connection died (``retry_stale``): every
+    write is guarded by the state it leaves, and the relay's bad news is noted only
+    when this run stored some of it, so a batch run twice adds one ``relay_errors``
+    row, not two.
     """
     classified = classify(
         outcomes,
@@ -393,17 +401,18 @@ def record(
     summary.retried += classified.retried
     summary.failures.extend(classified.failures)
     store_sent(session, classified.sent, now=now)
-    store_again(session, classified.again, owner=owner)
+    stored = store_again(session, classified.again, owner=owner)
     for outgoing, result in classified.bounced:
-        store_bounce(session, outgoing, result, bounce_limit=settings.bounce_limit)
+        stored += store_bounce(session, outgoing, result, bounce_limit=settings.bounce_limit)
         summary.bounced += 1
         summary.failures.append((outgoing.recipient, f"{result.code} {result.reply}".strip()))
     if blocked:
         store_suppressed(session, blocked, owner=owner)
         summary.suppressed += len(blocked)
-    note_outcomes(
-        session,
-        [result for _, result in outcomes],
-        recipients=[outgoing.recipient for outgoing, _ in outcomes],
-        now=now,
-    )
+    if stored:
+        note_outcomes(
+            session,
+            [result for _, result in outcomes],
+            recipients=[outgoing.recipient for outgoing, _ in outcomes],
+            now=now,
+        )

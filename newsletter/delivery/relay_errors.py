@@ -20,7 +20,7 @@ from typing import Protocol
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from newsletter.db import SessionFactory
+from newsletter.db import SessionFactory, retry_stale
 from newsletter.models import RelayError, utcnow
 
 KEEP = timedelta(days=14)
@@ -124,16 +124,22 @@ def note_outcomes(
 
 def note_unreachable(sessions: SessionFactory, message: str) -> None:
     """Record that a delivery run could not reach the relay (in a transaction of its own:
-    the run's own work is already committed or given back)."""
+    the run's own work is already committed or given back). Run once more on a new
+    connection if the pooled one died while the run's workers were busy (as the run's
+    closing edition update is)."""
     found = _CODE.search(message)
-    with sessions.begin() as session:
-        record_relay_error(
-            session,
-            kind=UNREACHABLE,
-            code=int(found.group(1)) if found else None,
-            reply=message,
-            now=utcnow(),
-        )
+
+    def note() -> None:
+        with sessions.begin() as session:
+            record_relay_error(
+                session,
+                kind=UNREACHABLE,
+                code=int(found.group(1)) if found else None,
+                reply=message,
+                now=utcnow(),
+            )
+
+    retry_stale(note)
 
 
 def last_relay_error(session: Session, *, now: datetime) -> LastRelayError | None:
