@@ -246,53 +246,69 @@ def test_a_batch_that_turned_away_one_reader_alone_is_not_a_relay_down(
     assert relay_failing(error, None)
 
 
+_LATER = SendResult(status="temporary", code=451, reply="4.3.0 try later")
+_NO_USER = SendResult(status="permanent", code=550, reply="5.1.1 no such user")
+
+
 @pytest.mark.both_databases
+@pytest.mark.parametrize(
+    ("replies", "kind", "stored"),
+    [
+        # Deferrals alone: only the retries' rowcount tells a first run from a rerun.
+        ([_LATER, _LATER], "deferred", [(DeliveryStatus.RETRY, 1)] * 2),
+        (
+            [_LATER, _LATER, _NO_USER],
+            "recipients",  # two readers deferred and one refused: not the relay
+            [(DeliveryStatus.RETRY, 1), (DeliveryStatus.RETRY, 1), (DeliveryStatus.BOUNCED, 1)],
+        ),
+    ],
+    ids=["deferred", "deferred-and-bounced"],
+)
 def test_a_batch_of_outcomes_stored_twice_notes_the_relay_once(
-    sessions: SessionFactory, database_url: str
+    sessions: SessionFactory,
+    database_url: str,
+    replies: list[SendResult],
+    kind: str,
+    stored: list[tuple[DeliveryStatus, int]],
 ) -> None:
     """A worker stores its outcomes once more on a new connection when the first
     connection died, which may be after its COMMIT went through (``retry_stale``):
     the deliveries and the bounce are stored once, and so is the relay's word (it
     was noted twice, and the dashboard counted two relay errors)."""
     settings = make_settings(database_url)
-    claimed = [DeliveryStatus.CLAIMED] * 3
     with sessions.begin() as session:
-        edition = edition_with(session, date(2026, 5, 28), claimed)
+        edition = edition_with(session, date(2026, 5, 28), [DeliveryStatus.CLAIMED] * len(replies))
         deliveries = session.scalars(
             select(Delivery).where(Delivery.edition_id == edition.id).order_by(Delivery.id)
         ).all()
         ids = [(d.id, d.subscriber.email) for d in deliveries]
-    replies = [
-        SendResult(status="temporary", code=451, reply="4.3.0 try later"),
-        SendResult(status="temporary", code=451, reply="4.3.0 try later"),
-        SendResult(status="permanent", code=550, reply="5.1.1 no such user"),
-    ]
     outcomes = [
         (Outgoing(delivery_id=i, recipient=email, message_id=f"<{i}@x>", message=b""), reply)
         for (i, email), reply in zip(ids, replies, strict=True)
     ]
+    rows = []
     tallies = []
     for _ in range(2):  # the first run committed; the second is the retry
         tally = DeliverySummary()
         with sessions.begin() as session:
             record(session, outcomes, owner=None, now=utcnow(), settings=settings, summary=tally)
         tallies.append(tally)
+        with sessions() as session:
+            rows.append(session.scalars(select(RelayError.kind)).all())
     with sessions() as session:
-        kinds = session.scalars(select(RelayError.kind)).all()
         bounces = session.scalars(select(Bounce.delivery_id)).all()
-        stored = session.execute(
+        states = session.execute(
             select(Delivery.status, Delivery.attempts)
             .where(Delivery.edition_id == edition.id)
             .order_by(Delivery.id)
         ).all()
-    assert kinds == ["recipients"]  # one row; two readers and a bounce: not the relay
-    assert bounces == [ids[2][0]]
-    assert [tuple(row) for row in stored] == [
-        (DeliveryStatus.RETRY, 1),
-        (DeliveryStatus.RETRY, 1),
-        (DeliveryStatus.BOUNCED, 1),
-    ]
-    assert (tallies[0].retried, tallies[0].bounced) == (2, 1)
+    assert rows == [[kind], [kind]]  # noted by the first run, not again by the retry
+    assert bounces == [i for (i, _), reply in zip(ids, replies, strict=True) if reply is _NO_USER]
+    assert [tuple(row) for row in states] == stored
+    # The worker keeps the tally of the run that returned: the retry's, the same.
+    bounced = replies.count(_NO_USER)
+    for tally in tallies:
+        assert (tally.retried, tally.bounced) == (len(replies) - bounced, bounced)
 
 
 LONG_REPLY = (

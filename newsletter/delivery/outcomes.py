@@ -295,7 +295,10 @@ def store_again(session: Session, again: Sequence[Settled], *, owner: str | None
             for s in again
         ],
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    # A driver that cannot count (-1) is taken at its word that something was stored:
+    # noting the relay's word twice beats dropping it.
+    count = result.rowcount  # type: ignore[attr-defined]
+    return len(again) if count < 0 else int(count)
 
 
 def store_bounce(
@@ -388,7 +391,8 @@ def record(
     Safe to run again after a COMMIT whose connection died (``retry_stale``): every
     write is guarded by the state it leaves, and the relay's bad news is noted only
     when this run stored some of it, so a batch run twice adds one ``relay_errors``
-    row, not two.
+    row, not two. (A batch none of whose deferrals or refusals could be stored, every
+    lease taken over, is not noted either: whoever holds them meets the relay next.)
     """
     classified = classify(
         outcomes,

@@ -4,9 +4,10 @@ that defers or refuses mail.
 A refused or deferred message leaves its reply on its delivery, but a relay that is
 down changes no delivery at all (every claimed one goes back untouched), and a
 delivery's reply carries no time. So each delivery run that meets an unreachable relay,
-and each batch of outcomes with deferrals or refusals, adds one row to
-``relay_errors``; ``newsletter status``, the admin dashboard and /metrics show the
-newest. Rows older than ``KEEP`` are dropped as new ones come.
+and each batch of outcomes with deferrals or refusals that a worker stores, adds one
+row to ``relay_errors`` (a batch stored twice, after a commit whose connection died,
+adds one: ``outcomes.record``); ``newsletter status``, the admin dashboard and /metrics
+show the newest. Rows older than ``KEEP`` are dropped as new ones come.
 """
 
 from __future__ import annotations
@@ -125,8 +126,9 @@ def note_outcomes(
 def note_unreachable(sessions: SessionFactory, message: str) -> None:
     """Record that a delivery run could not reach the relay (in a transaction of its own:
     the run's own work is already committed or given back). Run once more on a new
-    connection if the pooled one died while the run's workers were busy (as the run's
-    closing edition update is)."""
+    connection if the pooled one died while the run's workers were busy, as the run's
+    closing edition update is (an engine made without pre-ping meets the dead one; in
+    the rare case that the first COMMIT went through, the run is noted twice)."""
     found = _CODE.search(message)
 
     def note() -> None:
