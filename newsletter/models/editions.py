@@ -78,6 +78,8 @@ class Delivery(Base):
         Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_deliveries_edition_id_status", "edition_id", "status"),
         Index("ix_deliveries_message_id", "message_id"),  # bounces name their message
+        # The last send, today's sends and their latency (status, /metrics, dashboard).
+        Index("ix_deliveries_sent_at", "sent_at"),
     )
 
 

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import ColumnElement, Float, case, cast, func, select, text
+from sqlalchemy import ColumnElement, Float, case, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -60,9 +60,14 @@ def _seconds_late(dialect: str) -> ColumnElement[float]:
     """``sent_at - coalesce(due_at, created_at)`` in seconds (never below 0), in SQL."""
     due = func.coalesce(Delivery.due_at, Delivery.created_at)
     if dialect == "postgresql":
-        seconds: ColumnElement[float] = cast(func.extract("epoch", Delivery.sent_at - due), Float)
-    else:  # SQLite keeps timestamps as ISO text; julianday reads it (days, fractional)
-        seconds = (func.julianday(Delivery.sent_at) - func.julianday(due)) * 86400.0
+        # date_part is a double; extract() is numeric since PostgreSQL 14, which made
+        # the histogram of a million sends a day three times slower.
+        part = func.date_part("epoch", Delivery.sent_at - due, type_=Float)
+        return func.greatest(part, 0.0, type_=Float)
+    # SQLite keeps timestamps as ISO text; julianday reads it (days, fractional)
+    seconds: ColumnElement[float] = (
+        func.julianday(Delivery.sent_at) - func.julianday(due)
+    ) * 86400.0
     return case((seconds < 0, 0.0), else_=seconds)
 
 

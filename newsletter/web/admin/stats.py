@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, func, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter import status as shared
@@ -98,22 +97,44 @@ def deliveries_per_day(session: Session, *, days: int = 30) -> list[tuple[date, 
 def subscribers_over_time(
     session: Session, *, today: date, days: int = 30
 ) -> list[tuple[date, int]]:
-    """Confirmed subscribers (who are not gone) at the end of each of the last ``days`` days."""
-    confirmed = session.scalars(
-        select(Subscriber.confirmed_at).where(
-            Subscriber.confirmed_at.is_not(None),
-            Subscriber.status == SubscriberStatus.ACTIVE,
-        )
-    ).all()
-    per_day = Counter(moment.date() for moment in confirmed if moment is not None)
+    """Confirmed subscribers (who are not gone) at the end of each of the last ``days`` days.
+
+    Counted in the database, per UTC day: loading every confirmation time took seconds
+    at a million subscribers, on every view of the dashboard."""
     start = today - timedelta(days=days - 1)
-    running = sum(count for day, count in per_day.items() if day < start)
+    counted = (Subscriber.confirmed_at.is_not(None), Subscriber.status == SubscriberStatus.ACTIVE)
+    start_at = datetime.combine(start, datetime.min.time(), tzinfo=UTC)
+    running = (
+        session.scalar(
+            select(func.count())
+            .select_from(Subscriber)
+            .where(*counted, Subscriber.confirmed_at < start_at)
+        )
+        or 0
+    )
+    day = _utc_day(Subscriber.confirmed_at, session.get_bind().dialect.name)
+    per_day = {
+        date.fromisoformat(str(moment)): count
+        for moment, count in session.execute(
+            select(day, func.count())
+            .where(*counted, Subscriber.confirmed_at >= start_at)
+            .group_by(day)
+        )
+    }
     series = []
     for offset in range(days):
-        day = start + timedelta(days=offset)
-        running += per_day.get(day, 0)
-        series.append((day, running))
+        day_of = start + timedelta(days=offset)
+        running += per_day.get(day_of, 0)
+        series.append((day_of, running))
     return series
+
+
+def _utc_day(column: SQLColumnExpression[datetime | None], dialect: str) -> ColumnElement[object]:
+    """The UTC calendar day of a timestamp, in SQL (a date on PostgreSQL, whatever its
+    session's time zone; ISO text on SQLite, which keeps timestamps as UTC text)."""
+    if dialect == "postgresql":
+        return func.date(func.timezone("UTC", column))
+    return func.date(column)
 
 
 def top_topics(session: Session, *, limit: int = 10) -> list[tuple[str, str, int]]:
