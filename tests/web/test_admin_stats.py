@@ -31,6 +31,7 @@ def test_confirmed_subscribers_per_day_are_counted_by_utc_day(
         (_at(start + timedelta(days=3), 0, 0, 1), SubscriberStatus.ACTIVE),
         (_at(start + timedelta(days=3), 9), SubscriberStatus.UNSUBSCRIBED),  # gone: not counted
         (_at(TODAY, 23, 30), SubscriberStatus.ACTIVE),
+        (_at(TODAY + timedelta(days=1), 0), SubscriberStatus.ACTIVE),  # after the window
         (None, SubscriberStatus.PENDING),  # never confirmed
     ]
     with sessions.begin() as session:
