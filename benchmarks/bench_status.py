@@ -114,26 +114,25 @@ def build(schema: str, subscribers: int, days: int) -> None:
         engine.dispose()
 
 
-def exists(schema: str) -> bool:
-    engine = make_engine(POSTGRES_URL)
-    try:
-        with engine.connect() as connection:
-            found = connection.execute(
-                text("SELECT 1 FROM information_schema.tables WHERE table_schema = :s"),
-                {"s": schema},
-            ).first()
-        return found is not None
-    finally:
-        engine.dispose()
-
-
-def drop(schema: str) -> None:
+def on_server(statement: str, **params: object) -> object:
+    """Run one statement in the server's own database (not a schema's), in a transaction
+    of its own; its first row, if it returns rows."""
     engine = make_engine(POSTGRES_URL)
     try:
         with engine.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            result = connection.execute(text(statement), params)
+            return result.first() if result.returns_rows else None
     finally:
         engine.dispose()
+
+
+def exists(schema: str) -> bool:
+    found = "SELECT 1 FROM information_schema.tables WHERE table_schema = :s"
+    return on_server(found, s=schema) is not None
+
+
+def drop(schema: str) -> None:
+    on_server(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def time_views(url: str) -> list[tuple[str, float]]:
@@ -190,10 +189,7 @@ def main() -> None:
     try:
         if not (args.schema and exists(schema)):
             drop(schema)
-            engine = make_engine(POSTGRES_URL)
-            with engine.begin() as connection:
-                connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-            engine.dispose()
+            on_server(f'CREATE SCHEMA "{schema}"')
             print(f"building {schema}: {args.subscribers:,} subscribers, {args.days} editions")
             try:
                 build(schema, args.subscribers, args.days)
